@@ -1,0 +1,1 @@
+//! otpd library
