@@ -1,0 +1,550 @@
+//! The admin's operations: initialise, accounts, enrolment. The CLI is a thin layer over
+//! these; they validate every input and answer with errors an admin can act on.
+
+use crate::config::{Config, PinCharset, Requirement};
+use crate::crypto::{self, create_key_file, load_key_file, KeyFileError, Keys};
+use crate::engine::{normalize_user, Clock, SystemClock};
+use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::tokens::oath::Algorithm;
+use crate::tokens::{match_oath, resync_oath, ResyncError};
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(msg: impl Into<String>) -> AdminError {
+    AdminError::Invalid(msg.into())
+}
+
+/// What `otpd init` did.
+pub struct InitReport {
+    pub created_key: bool,
+    pub created_db: bool,
+}
+
+/// Creates the data directory, the key file and the database where missing. Never replaces an
+/// existing key; refuses to create a key beside a database that already holds tokens (they
+/// were sealed under a key that is then lost, and a new one would not open them).
+pub fn init(cfg: &Config) -> Result<InitReport, AdminError> {
+    let key = cfg.key_path();
+    let db = cfg.database_path();
+    for dir in [key.parent(), db.parent()].into_iter().flatten() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| AdminError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        }
+    }
+    let created_db = !db.exists();
+    let created_key = !key.exists();
+    if created_key && !created_db {
+        return Err(AdminError::Refused(format!(
+            "database {} exists but key file {} does not: restore the key file from your backup \
+             (a new key could not open the secrets sealed under the old one)",
+            db.display(),
+            key.display()
+        )));
+    }
+    if created_key {
+        create_key_file(&key)?;
+    }
+    load_key_file(&key)?;
+    SqliteStore::open(&db)?;
+    Ok(InitReport {
+        created_key,
+        created_db,
+    })
+}
+
+/// Opens what every command needs: the keys (checking the key file's mode) and the store.
+pub fn open(cfg: &Config) -> Result<(Arc<dyn Store>, Arc<Keys>), AdminError> {
+    let key = cfg.key_path();
+    let db = cfg.database_path();
+    if !db.exists() {
+        return Err(AdminError::Refused(format!(
+            "no database at {}; run `otpd init` first (or point --config / data_dir at it)",
+            db.display()
+        )));
+    }
+    let master = load_key_file(&key)?;
+    let keys = Arc::new(Keys::new(&master));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+    Ok((store, keys))
+}
+
+pub struct Admin {
+    pub cfg: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<Keys>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A token just enrolled: everything the user needs to set up the app, shown once.
+pub struct Enrolled {
+    pub token: Token,
+    pub secret_b32: Zeroizing<String>,
+    pub uri: Zeroizing<String>,
+}
+
+pub struct TokenOptions {
+    pub kind: TokenKind,
+    pub secret_b32: Option<Zeroizing<String>>,
+    pub digits: u32,
+    pub algorithm: Algorithm,
+    pub period: u32,
+    pub label: String,
+    pub active: bool,
+}
+
+impl Admin {
+    pub fn new(cfg: Arc<Config>, store: Arc<dyn Store>, keys: Arc<Keys>) -> Admin {
+        Admin {
+            cfg,
+            store,
+            keys,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms().div_euclid(1000)
+    }
+
+    pub fn check_pin(&self, pin: &str) -> Result<(), AdminError> {
+        let p = &self.cfg.pin;
+        let n = pin.chars().count();
+        if n < p.min_length || n > p.max_length {
+            return Err(invalid(format!(
+                "PIN must have {} to {} characters, this one has {n} (nothing was changed)",
+                p.min_length, p.max_length
+            )));
+        }
+        let ok = match p.charset {
+            PinCharset::Alnum => pin.chars().all(|c| c.is_ascii_alphanumeric()),
+            PinCharset::Digits => pin.chars().all(|c| c.is_ascii_digit()),
+        };
+        if !ok {
+            let allowed = match p.charset {
+                PinCharset::Alnum => "ASCII letters and digits",
+                PinCharset::Digits => "digits",
+            };
+            return Err(invalid(format!(
+                "PIN may only contain {allowed} (pin.charset); nothing was changed"
+            )));
+        }
+        Ok(())
+    }
+
+    fn hash_pin(&self, pin: &str) -> Result<(Vec<u8>, Vec<u8>), AdminError> {
+        self.check_pin(pin)?;
+        let salt = crypto::random_vec(crypto::SALT_LEN)?;
+        let hash = self.keys.keyed_hash(&salt, pin.as_bytes()).to_vec();
+        Ok((salt, hash))
+    }
+
+    fn check_level_name(&self, level: &str) -> Result<(), AdminError> {
+        if self.cfg.levels.contains_key(level) {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "unknown level `{level}`; allowed: {}",
+                self.cfg.level_names().join(", ")
+            )))
+        }
+    }
+
+    /// A level that asks for OTP somewhere needs an active token and a PIN first, or the user
+    /// would be locked out of those services.
+    fn check_level_reachable(&self, account: &Account, level: &str) -> Result<(), AdminError> {
+        let needs_otp = self
+            .cfg
+            .levels
+            .get(level)
+            .is_some_and(|row| row.values().any(|r| *r == Requirement::Otp));
+        if !needs_otp {
+            return Ok(());
+        }
+        let has_active = self
+            .store
+            .tokens(Some(&account.name))?
+            .iter()
+            .any(|t| t.state == TokenState::Active);
+        if !has_active {
+            return Err(AdminError::Refused(format!(
+                "level `{level}` needs a one-time code, but `{}` has no active token; enrol one \
+                 first (otpd token add {} --type totp, then otpd token activate SERIAL CODE)",
+                account.name, account.name
+            )));
+        }
+        if !account.has_pin {
+            return Err(AdminError::Refused(format!(
+                "level `{level}` needs a PIN, but `{}` has none; set one first (otpd user set {} \
+                 --pin-stdin)",
+                account.name, account.name
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn user_name(&self, raw: &str) -> Result<String, AdminError> {
+        normalize_user(raw).map_err(|why| invalid(format!("bad user name: {why}")))
+    }
+
+    pub fn account(&self, raw: &str) -> Result<Account, AdminError> {
+        let name = self.user_name(raw)?;
+        self.store
+            .account(&name)?
+            .ok_or_else(|| invalid(format!("no user `{name}` (see otpd user list)")))
+    }
+
+    pub fn add_user(
+        &self,
+        raw: &str,
+        pin: Option<&str>,
+        level: Option<&str>,
+    ) -> Result<Account, AdminError> {
+        let name = self.user_name(raw)?;
+        let level = level.unwrap_or("off");
+        self.check_level_name(level)?;
+        let pin = pin.map(|p| self.hash_pin(p)).transpose()?;
+        if self.store.account(&name)?.is_some() {
+            return Err(AdminError::Refused(format!("user `{name}` already exists")));
+        }
+        // A new account has no token yet, so only a level without OTP can be set now.
+        let probe = Account {
+            id: 0,
+            name: name.clone(),
+            level: level.to_string(),
+            pin_salt: None,
+            pin_hash: None,
+            has_pin: pin.is_some(),
+            failures: 0,
+            last_failure: None,
+            locked_until: None,
+            created_at: 0,
+        };
+        self.check_level_reachable(&probe, level)?;
+        self.store.create_account(
+            &name,
+            level,
+            pin.as_ref().map(|(s, h)| (s.as_slice(), h.as_slice())),
+            self.now(),
+        )?;
+        self.account(&name)
+    }
+
+    pub fn set_user(
+        &self,
+        raw: &str,
+        pin: Option<&str>,
+        level: Option<&str>,
+    ) -> Result<Account, AdminError> {
+        let account = self.account(raw)?;
+        if let Some(level) = level {
+            self.check_level_name(level)?;
+        }
+        let pin = pin.map(|p| self.hash_pin(p)).transpose()?;
+        if let Some((salt, hash)) = &pin {
+            self.store.set_pin(&account.name, salt, hash)?;
+        }
+        if let Some(level) = level {
+            let account = self.account(&account.name)?;
+            self.check_level_reachable(&account, level)?;
+            self.store.set_level(&account.name, level)?;
+        }
+        self.account(&account.name)
+    }
+
+    pub fn unlock(&self, raw: &str) -> Result<(), AdminError> {
+        let account = self.account(raw)?;
+        Ok(self.store.clear_failures(account.id)?)
+    }
+
+    pub fn delete_user(&self, raw: &str) -> Result<(), AdminError> {
+        let account = self.account(raw)?;
+        Ok(self.store.delete_account(&account.name)?)
+    }
+
+    pub fn add_token(&self, raw_user: &str, o: TokenOptions) -> Result<Enrolled, AdminError> {
+        let account = self.account(raw_user)?;
+        if !matches!(o.digits, 6 | 8) {
+            return Err(invalid(format!(
+                "--digits must be 6 or 8, not {}",
+                o.digits
+            )));
+        }
+        let period = match o.kind {
+            TokenKind::Totp if matches!(o.period, 30 | 60) => o.period,
+            TokenKind::Totp => {
+                return Err(invalid(format!(
+                    "--period must be 30 or 60, not {}",
+                    o.period
+                )))
+            }
+            TokenKind::Hotp => 0,
+        };
+        if o.label.chars().count() > 64 || o.label.chars().any(char::is_control) {
+            return Err(invalid("--label: at most 64 printable characters"));
+        }
+        let secret = match &o.secret_b32 {
+            Some(b32) => decode_base32(b32)?,
+            None => {
+                let len = match o.algorithm {
+                    Algorithm::Sha1 => 20,
+                    Algorithm::Sha256 => 32,
+                    Algorithm::Sha512 => 64,
+                };
+                Zeroizing::new(crypto::random_vec(len)?)
+            }
+        };
+        let serial = new_serial(o.kind)?;
+        let sealed = self.keys.seal(serial.as_bytes(), &secret)?;
+        let new = NewToken {
+            serial: serial.clone(),
+            account_id: account.id,
+            kind: o.kind,
+            state: if o.active {
+                TokenState::Active
+            } else {
+                TokenState::Pending
+            },
+            algorithm: o.algorithm,
+            digits: o.digits,
+            period,
+            sealed_secret: sealed,
+            label: o.label,
+            created_at: self.now(),
+        };
+        self.store.insert_token(&new)?;
+        let token = self.token(&serial)?;
+        let secret_b32 = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&secret));
+        let uri = Zeroizing::new(otpauth_uri(&self.cfg.issuer, &token, &secret_b32));
+        Ok(Enrolled {
+            token,
+            secret_b32,
+            uri,
+        })
+    }
+
+    pub fn token(&self, serial: &str) -> Result<Token, AdminError> {
+        self.store
+            .token(serial)?
+            .ok_or_else(|| invalid(format!("no token `{serial}` (see otpd token list)")))
+    }
+
+    /// A pending token becomes active once the user proves, with one correct code, that the
+    /// app holds the secret. The code counts as used.
+    pub fn activate(&self, serial: &str, code: &str) -> Result<Token, AdminError> {
+        let token = self.token(serial)?;
+        match token.state {
+            TokenState::Pending => {}
+            TokenState::Active => {
+                return Err(AdminError::Refused(format!(
+                    "token {serial} is already active"
+                )))
+            }
+            TokenState::Disabled => {
+                return Err(AdminError::Refused(format!(
+                    "token {serial} is disabled; enable it with otpd token enable {serial}"
+                )))
+            }
+        }
+        check_code_syntax(code, token.digits)?;
+        let secret = self
+            .keys
+            .open(token.serial.as_bytes(), &token.sealed_secret)?;
+        let m = match_oath(
+            &token,
+            &secret,
+            code,
+            self.now(),
+            &self.cfg.hotp,
+            &self.cfg.totp,
+        )
+        .ok_or_else(|| {
+            AdminError::Refused(format!(
+                "code does not match token {serial}; check the device's clock (TOTP) or type \
+                 the next code; the token stays pending"
+            ))
+        })?;
+        if !self
+            .store
+            .advance_counter(token.id, m.counter, m.drift, self.now(), true)?
+        {
+            return Err(AdminError::Refused("that code was used already".into()));
+        }
+        self.token(serial)
+    }
+
+    pub fn resync(&self, serial: &str, code1: &str, code2: &str) -> Result<Token, AdminError> {
+        let token = self.token(serial)?;
+        check_code_syntax(code1, token.digits)?;
+        check_code_syntax(code2, token.digits)?;
+        let secret = self
+            .keys
+            .open(token.serial.as_bytes(), &token.sealed_secret)?;
+        let m = resync_oath(
+            &token,
+            &secret,
+            code1,
+            code2,
+            self.now(),
+            &self.cfg.hotp,
+            &self.cfg.totp,
+        )
+        .map_err(|e| match e {
+            ResyncError::NotFound => AdminError::Refused(format!("token {serial}: {e}")),
+            ResyncError::DriftTooLarge { .. } => {
+                AdminError::Refused(format!("token {serial}: {e}"))
+            }
+        })?;
+        if !self
+            .store
+            .advance_counter(token.id, m.counter, m.drift, self.now(), false)?
+        {
+            return Err(AdminError::Refused("those codes were used already".into()));
+        }
+        self.token(serial)
+    }
+
+    pub fn set_token_state(&self, serial: &str, state: TokenState) -> Result<Token, AdminError> {
+        let token = self.token(serial)?;
+        if state == TokenState::Active && token.state == TokenState::Pending {
+            return Err(AdminError::Refused(format!(
+                "token {serial} is pending; activate it with a code: otpd token activate {serial} CODE"
+            )));
+        }
+        self.store.set_token_state(serial, state)?;
+        self.token(serial)
+    }
+
+    pub fn delete_token(&self, serial: &str) -> Result<(), AdminError> {
+        self.token(serial)?;
+        Ok(self.store.delete_token(serial)?)
+    }
+}
+
+fn check_code_syntax(code: &str, digits: u32) -> Result<(), AdminError> {
+    if code.len() != digits as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!("a code for this token is {digits} digits")));
+    }
+    Ok(())
+}
+
+/// Base32 as apps and token vendors write it: any case, spaces, dashes and padding allowed.
+pub fn decode_base32(s: &str) -> Result<Zeroizing<Vec<u8>>, AdminError> {
+    let clean: Zeroizing<String> = Zeroizing::new(
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '-' && *c != '=')
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+    );
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(clean.as_bytes())
+        .map_err(|_| invalid("--secret is not valid base32 (letters A-Z and digits 2-7)"))?;
+    if bytes.len() < 10 {
+        return Err(invalid(format!(
+            "--secret is {} bits; at least 80 bits (16 base32 characters) are needed, 160 recommended",
+            bytes.len() * 8
+        )));
+    }
+    if bytes.len() > 128 {
+        return Err(invalid("--secret is longer than 128 bytes"));
+    }
+    Ok(Zeroizing::new(bytes))
+}
+
+fn new_serial(kind: TokenKind) -> Result<String, AdminError> {
+    let r = crypto::random_vec(4)?;
+    Ok(format!(
+        "{}{}",
+        kind.as_str().to_ascii_uppercase(),
+        data_encoding::HEXUPPER.encode(&r)
+    ))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The Key URI Format authenticator apps read from the QR code.
+pub fn otpauth_uri(issuer: &str, token: &Token, secret_b32: &str) -> String {
+    let mut uri = format!(
+        "otpauth://{}/{}:{}?secret={}&issuer={}&algorithm={}&digits={}",
+        token.kind.as_str(),
+        percent_encode(issuer),
+        percent_encode(&token.user),
+        secret_b32,
+        percent_encode(issuer),
+        token.algorithm.as_str(),
+        token.digits
+    );
+    match token.kind {
+        TokenKind::Totp => uri.push_str(&format!("&period={}", token.period)),
+        TokenKind::Hotp => uri.push_str(&format!("&counter={}", token.last_counter + 1)),
+    }
+    uri
+}
+
+/// Groups of four for typing a secret by hand.
+pub fn group4(s: &str) -> String {
+    s.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_forms() {
+        let a = decode_base32("JBSW Y3DP EHPK 3PXP").expect("spaced");
+        let b = decode_base32("jbswy3dpehpk3pxp").expect("lower");
+        assert_eq!(*a, *b);
+        assert!(decode_base32("JBSW").is_err(), "too short");
+        assert!(
+            decode_base32("JBSWY3DPEHPK3PX1").is_err(),
+            "1 is not base32"
+        );
+    }
+
+    #[test]
+    fn grouping() {
+        assert_eq!(group4("ABCDEFGHIJ"), "ABCD EFGH IJ");
+    }
+}

@@ -1,0 +1,174 @@
+//! The command line: `serve` and the admin commands. Parsing here, work in `admin`/`engine`.
+
+mod audit;
+mod check;
+mod input;
+mod serve;
+mod token;
+mod user;
+
+use crate::admin::{self, Admin, AdminError};
+use crate::config::{Config, ConfigError};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "otpd",
+    version,
+    about = "OTP validation server: RADIUS, Unix socket and PAM"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one, built-in defaults apply.
+    #[arg(long, global = true, env = "OTPD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the key file and the database (never overwrites a key).
+    Init,
+    /// Run the daemon.
+    Serve,
+    /// Check a configuration file without starting.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(user::UserCmd),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
+    /// Check a login (PIN + code) as a front-end would; exits 0 only on Accept.
+    Check(check::CheckArgs),
+    /// Show the audit trail.
+    Audit(audit::AuditArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Validate the configuration and print a summary; exit 1 on any error.
+    Check,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<crate::store::StoreError> for CliError {
+    fn from(e: crate::store::StoreError) -> Self {
+        CliError::Admin(AdminError::Store(e))
+    }
+}
+
+/// What a command produced: success, or a non-accept verdict of `check` (exit 1 but no error).
+pub enum Outcome {
+    Ok,
+    Fail,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let is_serve = matches!(cli.command, Command::Serve);
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("otpd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(&cfg.log, is_serve);
+    let res = match cli.command {
+        Command::Init => init(&cfg),
+        Command::Serve => serve::run(cfg),
+        Command::Config(ConfigCmd::Check) => config_check(&cfg, cli.config.as_deref()),
+        Command::User(c) => with_admin(&cfg, |a| user::run(a, c)),
+        Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),
+        Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
+        Command::Audit(c) => with_admin(&cfg, |a| audit::run(a, c)),
+    };
+    match res {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Fail) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("otpd: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn with_admin(
+    cfg: &Config,
+    f: impl FnOnce(&Admin) -> Result<Outcome, CliError>,
+) -> Result<Outcome, CliError> {
+    let (store, keys) = admin::open(cfg)?;
+    let a = Admin::new(Arc::new(cfg.clone()), store, keys);
+    f(&a)
+}
+
+fn init(cfg: &Config) -> Result<Outcome, CliError> {
+    let r = admin::init(cfg)?;
+    let key = cfg.key_path();
+    let db = cfg.database_path();
+    println!(
+        "key file: {} ({})",
+        key.display(),
+        if r.created_key {
+            "created, mode 0600"
+        } else {
+            "exists, kept"
+        }
+    );
+    println!(
+        "database: {} ({})",
+        db.display(),
+        if r.created_db {
+            "created"
+        } else {
+            "exists, schema up to date"
+        }
+    );
+    if r.created_key {
+        println!("Back up the key file now, apart from the database: without it no token works.");
+    }
+    Ok(Outcome::Ok)
+}
+
+fn config_check(cfg: &Config, path: Option<&std::path::Path>) -> Result<Outcome, CliError> {
+    match path {
+        Some(p) => println!("configuration {} is valid", p.display()),
+        None => println!("built-in defaults (no configuration file) are valid"),
+    }
+    println!("  data_dir:  {}", cfg.data_dir.display());
+    println!("  database:  {}", cfg.database_path().display());
+    println!("  key file:  {}", cfg.key_path().display());
+    println!("  classes:   {}", cfg.class_names().join(", "));
+    println!("  levels:    {}", cfg.level_names().join(", "));
+    println!(
+        "  radius:    {} listen address(es), {} client(s)",
+        cfg.radius.listen.len(),
+        cfg.radius.clients.len()
+    );
+    Ok(Outcome::Ok)
+}
+
+/// RFC 3339 UTC, seconds.
+pub(crate) fn fmt_time(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Other(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! The decision. A front-end turns bytes into a [`CheckRequest`]; the engine answers with a
+//! [`Decision`]. The engine never sees a socket; a front-end never sees a token.
+
+mod clock;
+mod lockout;
+mod request;
+
+pub use clock::{Clock, SystemClock};
+pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
+
+use crate::config::{Config, Requirement, UnknownUser, ANY_CLASS};
+use crate::crypto::Keys;
+use crate::model::{Account, AuditRecord, TokenState};
+use crate::store::Store;
+use crate::tokens::{match_oath, oath};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Messages a user may see. Every failure looks the same from outside: which part was wrong
+/// is the audit's business, not an attacker's.
+pub mod messages {
+    pub const ACCEPT: &str = "Login accepted";
+    pub const REJECT: &str = "Login failed";
+    pub const DEFER: &str = "Use your normal password";
+    pub const DENY: &str = "This service is switched off for your account";
+}
+
+/// Answer of the account phase (PAM account management).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountVerdict {
+    Allow,
+    Deny,
+    /// Not ours (unknown user): let the rest of the stack decide.
+    Ignore,
+}
+
+impl AccountVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountVerdict::Allow => "allow",
+            AccountVerdict::Deny => "deny",
+            AccountVerdict::Ignore => "ignore",
+        }
+    }
+}
+
+pub struct Engine {
+    cfg: Arc<Config>,
+    store: Arc<dyn Store>,
+    keys: Arc<Keys>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Engine {
+    pub fn new(cfg: Arc<Config>, store: Arc<dyn Store>, keys: Arc<Keys>) -> Engine {
+        Engine::with_clock(cfg, store, keys, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
+        cfg: Arc<Config>,
+        store: Arc<dyn Store>,
+        keys: Arc<Keys>,
+        clock: Arc<dyn Clock>,
+    ) -> Engine {
+        Engine {
+            cfg,
+            store,
+            keys,
+            clock,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The service class of a login: a webmail host's address wins over what the service is
+    /// called; then a class name; then a PAM service name mapped in config.
+    pub fn resolve_class(&self, service: &str, rhost: Option<&str>) -> Option<String> {
+        if let Some(ip) = rhost.and_then(|r| r.parse::<IpAddr>().ok()) {
+            for (name, svc) in &self.cfg.services {
+                if svc.rhosts.iter().any(|net| net.contains(&ip)) {
+                    return Some(name.clone());
+                }
+            }
+        }
+        if self.cfg.services.contains_key(service) {
+            return Some(service.to_string());
+        }
+        self.cfg
+            .services
+            .iter()
+            .find(|(_, svc)| svc.pam_services.iter().any(|p| p == service))
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Decides a login, writes the audit record and the log line.
+    pub fn check(&self, req: &CheckRequest) -> Decision {
+        let d = self.decide(req);
+        self.audit(req, &d);
+        d
+    }
+
+    fn audit(&self, req: &CheckRequest, d: &Decision) {
+        let rec = AuditRecord {
+            ts_ms: self.clock.now_ms(),
+            user: d.user.clone(),
+            service: d.class.clone().unwrap_or_else(|| req.service.clone()),
+            rhost: req.rhost.clone(),
+            client: req.client.clone(),
+            verdict: d.verdict.as_str().to_string(),
+            reason: d.reason.clone(),
+            serial: d.serial.clone(),
+        };
+        tracing::info!(
+            target: "otpd::audit",
+            user = %rec.user,
+            service = %rec.service,
+            rhost = rec.rhost.as_deref().unwrap_or("-"),
+            client = rec.client.as_deref().unwrap_or("-"),
+            verdict = %rec.verdict,
+            reason = %rec.reason,
+            serial = rec.serial.as_deref().unwrap_or("-"),
+            "login"
+        );
+        if let Err(e) = self.store.append_audit(&rec) {
+            tracing::error!("audit record not written: {e}");
+        }
+    }
+
+    fn decide(&self, req: &CheckRequest) -> Decision {
+        let user = match normalize_user(&req.user) {
+            Ok(u) => u,
+            Err(why) => return Decision::reject(req.user.clone(), why),
+        };
+        if req.password.len() > MAX_PASSWORD_LEN {
+            return Decision::reject(user, "password longer than 512 bytes");
+        }
+        let Some(class) = self.resolve_class(&req.service, req.rhost.as_deref()) else {
+            return Decision::reject(user, format!("unknown service `{}`", req.service));
+        };
+        let account = match self.store.account(&user) {
+            Ok(a) => a,
+            Err(e) => return Decision::reject(user, format!("store error: {e}")).class(class),
+        };
+        let Some(account) = account else {
+            return self.unknown_user(user, class);
+        };
+        let Some(req_kind) = self.cfg.requirement(&account.level, &class) else {
+            return Decision::reject(
+                user,
+                format!("account level `{}` is not configured", account.level),
+            )
+            .class(class);
+        };
+        let d = match req_kind {
+            Requirement::Password => Decision::defer(
+                user,
+                format!("level {}: {class} uses the normal password", account.level),
+            ),
+            Requirement::Deny => Decision::deny(
+                user,
+                format!("level {}: {class} is switched off", account.level),
+            ),
+            Requirement::AppPassword => Decision::reject(
+                user,
+                format!(
+                    "level {}: {class} needs an app password; app passwords are not supported yet",
+                    account.level
+                ),
+            ),
+            Requirement::Otp => self.check_otp(user, &account, req),
+        };
+        d.class(class)
+    }
+
+    fn unknown_user(&self, user: String, class: String) -> Decision {
+        match self.cfg.unknown_user {
+            UnknownUser::Defer => Decision::defer(user, "unknown user").class(class),
+            UnknownUser::Reject => {
+                // The same work a wrong PIN or code costs, so the answer time does not tell
+                // whether the account exists.
+                self.dummy_work();
+                Decision::reject(user, "unknown user").class(class)
+            }
+        }
+    }
+
+    fn dummy_work(&self) {
+        let _ = self.keys.verify_hash(&[0u8; 16], b"dummy-pin", &[0u8; 32]);
+        let _ = oath::find_counter(
+            oath::Algorithm::Sha1,
+            &[0u8; 20],
+            6,
+            "000000",
+            0..i64::from(self.cfg.hotp.window.max(2 * self.cfg.totp.window + 1)),
+        );
+    }
+
+    fn check_otp(&self, user: String, account: &Account, req: &CheckRequest) -> Decision {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms.div_euclid(1000);
+        if let Some(block) = lockout::blocked(account, now, &self.cfg.lockout) {
+            return Decision::reject(user, block);
+        }
+        let tokens = match self.store.tokens(Some(&account.name)) {
+            Ok(t) => t,
+            Err(e) => return Decision::reject(user, format!("store error: {e}")),
+        };
+        let active: Vec<_> = tokens
+            .into_iter()
+            .filter(|t| t.state == TokenState::Active)
+            .collect();
+        if active.is_empty() {
+            self.dummy_work();
+            return Decision::reject(user, "no active token");
+        }
+        let password = req.password.as_str();
+        let mut pin_seen_ok = false;
+        let mut hit = None;
+        // Every token is tried in full, whatever matched before, so the time does not depend
+        // on which part of the password was wrong.
+        for token in &active {
+            let n = token.digits as usize;
+            if password.len() <= n || !password.is_char_boundary(password.len() - n) {
+                continue;
+            }
+            let (pin, code) = password.split_at(password.len() - n);
+            let pin_ok = match (&account.pin_salt, &account.pin_hash) {
+                (Some(salt), Some(hash)) => self.keys.verify_hash(salt, pin.as_bytes(), hash),
+                _ => false,
+            };
+            pin_seen_ok |= pin_ok;
+            let secret = match self
+                .keys
+                .open(token.serial.as_bytes(), &token.sealed_secret)
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(serial = %token.serial, "token secret: {e}");
+                    continue;
+                }
+            };
+            let m = match_oath(token, &secret, code, now, &self.cfg.hotp, &self.cfg.totp);
+            if pin_ok && hit.is_none() {
+                if let Some(m) = m {
+                    hit = Some((token, m));
+                }
+            }
+        }
+        let Some((token, m)) = hit else {
+            let why = if !account.has_pin {
+                "account has no PIN"
+            } else if pin_seen_ok {
+                "wrong or used code"
+            } else {
+                "wrong PIN"
+            };
+            return self.failed(user, account, now, why);
+        };
+        match self
+            .store
+            .advance_counter(token.id, m.counter, m.drift, now, false)
+        {
+            Ok(true) => {
+                if account.failures > 0 || account.locked_until.is_some() {
+                    if let Err(e) = self.store.clear_failures(account.id) {
+                        tracing::warn!("failure count not cleared: {e}");
+                    }
+                }
+                Decision::accept(user, token.serial.clone())
+            }
+            // Another request used this code (or a later one) first: a replay or a race.
+            Ok(false) => Decision::reject(user, "code already used").serial(token.serial.clone()),
+            Err(e) => Decision::reject(user, format!("store error: {e}")),
+        }
+    }
+
+    fn failed(&self, user: String, account: &Account, now: i64, why: &str) -> Decision {
+        let l = &self.cfg.lockout;
+        let lock_until = now + l.lock_duration.as_secs() as i64;
+        match self
+            .store
+            .record_failure(account.id, now, l.max_failures, lock_until)
+        {
+            Ok(n) if l.max_failures > 0 && n >= l.max_failures => Decision::reject(
+                user,
+                format!("{why}; {n} failures in a row, account locked"),
+            ),
+            Ok(n) => Decision::reject(user, format!("{why}; {n} failures in a row")),
+            Err(e) => Decision::reject(user, format!("{why}; failure not counted: {e}")),
+        }
+    }
+
+    /// Account phase (PAM account management): is this service switched off for the user?
+    pub fn account_check(
+        &self,
+        user: &str,
+        service: &str,
+        rhost: Option<&str>,
+    ) -> (AccountVerdict, String) {
+        let Ok(user) = normalize_user(user) else {
+            return (AccountVerdict::Ignore, "invalid user name".into());
+        };
+        let account = match self.store.account(&user) {
+            Ok(Some(a)) => a,
+            Ok(None) => return (AccountVerdict::Ignore, "unknown user".into()),
+            Err(e) => return (AccountVerdict::Deny, format!("store error: {e}")),
+        };
+        let class = self
+            .resolve_class(service, rhost)
+            .unwrap_or_else(|| ANY_CLASS.to_string());
+        match self.cfg.requirement(&account.level, &class) {
+            Some(Requirement::Deny) => (
+                AccountVerdict::Deny,
+                format!("level {}: {class} is switched off", account.level),
+            ),
+            Some(_) => (AccountVerdict::Allow, String::new()),
+            None => (
+                AccountVerdict::Deny,
+                format!("account level `{}` is not configured", account.level),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

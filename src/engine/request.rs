@@ -1,0 +1,145 @@
+//! What goes into the engine and what comes out.
+
+use super::messages;
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
+use zeroize::Zeroizing;
+
+/// Longest password the engine looks at; RADIUS allows 128, PAM callers anything.
+pub const MAX_PASSWORD_LEN: usize = 512;
+pub const MAX_USER_LEN: usize = 256;
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckRequest {
+    pub user: String,
+    /// PIN followed by the code (or what a challenge asked for). Wiped when dropped.
+    pub password: Zeroizing<String>,
+    /// Service class, or a PAM service name that config maps to one.
+    pub service: String,
+    /// Where the login comes from (client address), if known.
+    pub rhost: Option<String>,
+    /// Which front-end client asked (RADIUS client name, "pam", "cli").
+    pub client: Option<String>,
+    /// Continues a challenge.
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Accept,
+    Reject,
+    Challenge,
+    /// Not ours: let the normal password stack decide.
+    Defer,
+    /// The service is switched off for this account.
+    Deny,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Reject => "reject",
+            Verdict::Challenge => "challenge",
+            Verdict::Defer => "defer",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// Safe to show the user.
+    pub message: String,
+    /// For the audit and the log only.
+    pub reason: String,
+    /// The token that matched, if one did.
+    pub serial: Option<String>,
+    /// Challenge state to send back with the next request.
+    pub state: Option<String>,
+    /// The user name after normalisation.
+    pub user: String,
+    /// The service class the login counted as.
+    pub class: Option<String>,
+}
+
+impl Decision {
+    fn new(verdict: Verdict, message: &str, user: String, reason: impl Into<String>) -> Self {
+        Decision {
+            verdict,
+            message: message.to_string(),
+            reason: reason.into(),
+            serial: None,
+            state: None,
+            user,
+            class: None,
+        }
+    }
+    pub fn accept(user: String, serial: String) -> Self {
+        Decision::new(Verdict::Accept, messages::ACCEPT, user, "ok").serial(serial)
+    }
+    pub fn reject(user: String, reason: impl Into<String>) -> Self {
+        Decision::new(Verdict::Reject, messages::REJECT, user, reason)
+    }
+    pub fn defer(user: String, reason: impl Into<String>) -> Self {
+        Decision::new(Verdict::Defer, messages::DEFER, user, reason)
+    }
+    pub fn deny(user: String, reason: impl Into<String>) -> Self {
+        Decision::new(Verdict::Deny, messages::DENY, user, reason)
+    }
+    pub fn challenge(user: String, message: &str, state: String, reason: &str) -> Self {
+        let mut d = Decision::new(Verdict::Challenge, message, user, reason);
+        d.state = Some(state);
+        d
+    }
+    pub fn serial(mut self, serial: String) -> Self {
+        self.serial = Some(serial);
+        self
+    }
+    pub fn class(mut self, class: String) -> Self {
+        self.class = Some(class);
+        self
+    }
+}
+
+/// One spelling per account: Unicode NFC (a name typed as NFD finds the same account), no
+/// control characters, no surrounding white space, bounded length.
+pub fn normalize_user(raw: &str) -> Result<String, &'static str> {
+    let u: String = raw.nfc().collect();
+    if u.is_empty() {
+        return Err("empty user name");
+    }
+    if u.len() > MAX_USER_LEN {
+        return Err("user name longer than 256 bytes");
+    }
+    if u.chars().any(char::is_control) {
+        return Err("control character in user name");
+    }
+    if u.trim() != u {
+        return Err("white space around user name");
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nfc_and_nfd_are_one_user() {
+        let nfc = normalize_user("j\u{00f6}rg").expect("nfc");
+        let nfd = normalize_user("jo\u{0308}rg").expect("nfd");
+        assert_eq!(nfc, nfd);
+    }
+
+    #[test]
+    fn bad_user_names() {
+        assert!(normalize_user("").is_err());
+        assert!(normalize_user(" alice").is_err());
+        assert!(normalize_user("al\0ice").is_err());
+        assert!(normalize_user(&"a".repeat(257)).is_err());
+        assert!(normalize_user("alice@example.org").is_ok());
+    }
+}

@@ -1,0 +1,133 @@
+//! Plain data shared by the store, the engine and the admin commands.
+
+use crate::tokens::oath::Algorithm;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Totp,
+    Hotp,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Totp => "totp",
+            TokenKind::Hotp => "hotp",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "totp" => Some(TokenKind::Totp),
+            "hotp" => Some(TokenKind::Hotp),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenState {
+    /// Enrolled but not yet confirmed with a correct code: matches nothing.
+    Pending,
+    Active,
+    Disabled,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Pending => "pending",
+            TokenState::Active => "active",
+            TokenState::Disabled => "disabled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(TokenState::Pending),
+            "active" => Some(TokenState::Active),
+            "disabled" => Some(TokenState::Disabled),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    #[serde(skip)]
+    pub id: i64,
+    pub name: String,
+    pub level: String,
+    #[serde(skip)]
+    pub pin_salt: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub pin_hash: Option<Vec<u8>>,
+    pub has_pin: bool,
+    pub failures: u32,
+    /// Unix seconds of the last failed login, if any.
+    pub last_failure: Option<i64>,
+    /// Unix seconds until which the account is locked, if locked.
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Token {
+    #[serde(skip)]
+    pub id: i64,
+    pub serial: String,
+    pub user: String,
+    #[serde(skip)]
+    pub account_id: i64,
+    #[serde(rename = "type")]
+    pub kind: TokenKind,
+    pub state: TokenState,
+    pub algorithm: Algorithm,
+    pub digits: u32,
+    /// TOTP period in seconds (0 for HOTP).
+    pub period: u32,
+    #[serde(skip)]
+    pub sealed_secret: Vec<u8>,
+    /// Last accepted HOTP counter or TOTP time step; -1 when never used.
+    pub last_counter: i64,
+    /// TOTP: measured clock offset of the device, in steps.
+    pub drift: i64,
+    pub label: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub serial: String,
+    pub account_id: i64,
+    pub kind: TokenKind,
+    pub state: TokenState,
+    pub algorithm: Algorithm,
+    pub digits: u32,
+    pub period: u32,
+    pub sealed_secret: Vec<u8>,
+    pub label: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// Unix milliseconds.
+    pub ts_ms: i64,
+    pub user: String,
+    pub service: String,
+    pub rhost: Option<String>,
+    pub client: Option<String>,
+    pub verdict: String,
+    pub reason: String,
+    pub serial: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}

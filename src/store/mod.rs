@@ -1,0 +1,79 @@
+//! Persistence behind one trait, so a PostgreSQL store can follow without touching the engine.
+//!
+//! The store stores: it makes no decisions, except that `advance_counter` is a conditional
+//! write, the one primitive single-use codes rest on.
+
+mod schema;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::model::{Account, AuditFilter, AuditRecord, NewToken, Token, TokenState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("database {path}: {msg}")]
+    Open { path: String, msg: String },
+    #[error(
+        "database schema version {found} is newer than this otpd knows ({known}); upgrade otpd"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("database holds a bad value: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub trait Store: Send + Sync {
+    fn create_account(
+        &self,
+        name: &str,
+        level: &str,
+        pin: Option<(&[u8], &[u8])>,
+        now: i64,
+    ) -> StoreResult<i64>;
+    fn account(&self, name: &str) -> StoreResult<Option<Account>>;
+    fn accounts(&self) -> StoreResult<Vec<Account>>;
+    fn set_level(&self, name: &str, level: &str) -> StoreResult<()>;
+    fn set_pin(&self, name: &str, salt: &[u8], hash: &[u8]) -> StoreResult<()>;
+    /// Deletes the account and everything it owns; the audit keeps its history.
+    fn delete_account(&self, name: &str) -> StoreResult<()>;
+
+    /// Counts one failed login and, at `lock_at` failures (0 = never), locks the account
+    /// until `lock_until`. Returns the new failure count. Atomic.
+    fn record_failure(
+        &self,
+        account_id: i64,
+        now: i64,
+        lock_at: u32,
+        lock_until: i64,
+    ) -> StoreResult<u32>;
+    fn clear_failures(&self, account_id: i64) -> StoreResult<()>;
+
+    fn insert_token(&self, token: &NewToken) -> StoreResult<i64>;
+    fn token(&self, serial: &str) -> StoreResult<Option<Token>>;
+    /// Tokens of one account (`Some`) or of all accounts.
+    fn tokens(&self, account: Option<&str>) -> StoreResult<Vec<Token>>;
+    fn set_token_state(&self, serial: &str, state: TokenState) -> StoreResult<()>;
+    fn delete_token(&self, serial: &str) -> StoreResult<()>;
+    /// Stores `counter` and `drift` only if `counter` is greater than the stored counter and
+    /// (when `activate`) turns a pending token active. Durable before it returns `true`;
+    /// `false` means another request used this or a later code first.
+    fn advance_counter(
+        &self,
+        token_id: i64,
+        counter: i64,
+        drift: i64,
+        now: i64,
+        activate: bool,
+    ) -> StoreResult<bool>;
+
+    fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()>;
+    fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+}

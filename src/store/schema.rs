@@ -1,0 +1,47 @@
+//! Versioned schema. Each entry moves the database from version i to i+1; `PRAGMA
+//! user_version` remembers where a database stands. Never edit a released step: add one.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: accounts, tokens, audit
+    "CREATE TABLE accounts (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        level         TEXT NOT NULL,
+        pin_salt      BLOB,
+        pin_hash      BLOB,
+        failures      INTEGER NOT NULL DEFAULT 0,
+        last_failure  INTEGER,
+        locked_until  INTEGER,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        id            INTEGER PRIMARY KEY,
+        serial        TEXT NOT NULL UNIQUE,
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        kind          TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        algorithm     TEXT NOT NULL,
+        digits        INTEGER NOT NULL,
+        period        INTEGER NOT NULL,
+        secret        BLOB NOT NULL,
+        last_counter  INTEGER NOT NULL DEFAULT -1,
+        drift         INTEGER NOT NULL DEFAULT 0,
+        label         TEXT NOT NULL DEFAULT '',
+        created_at    INTEGER NOT NULL,
+        last_used_at  INTEGER
+    );
+    CREATE INDEX tokens_account ON tokens(account_id);
+    CREATE TABLE audit (
+        id       INTEGER PRIMARY KEY,
+        ts_ms    INTEGER NOT NULL,
+        user     TEXT NOT NULL,
+        service  TEXT NOT NULL,
+        rhost    TEXT,
+        client   TEXT,
+        verdict  TEXT NOT NULL,
+        reason   TEXT NOT NULL,
+        serial   TEXT
+    );
+    CREATE INDEX audit_ts ON audit(ts_ms);
+    CREATE INDEX audit_user ON audit(user, ts_ms);",
+];

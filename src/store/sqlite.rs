@@ -1,0 +1,362 @@
+//! The embedded SQLite store: WAL, `synchronous=FULL`, one connection behind a mutex.
+//!
+//! FULL because a counter update guards against replay: an Accept must not leave before the
+//! counter that makes its code used is on disk, or a power cut would make the code valid again.
+
+use super::schema::MIGRATIONS;
+use super::{Store, StoreError, StoreResult};
+use crate::model::{Account, AuditFilter, AuditRecord, NewToken, Token, TokenKind, TokenState};
+use crate::tokens::oath::Algorithm;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let fresh = !path.exists();
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        if fresh {
+            // The database holds sealed secrets and keyed hashes: nobody else needs to read it.
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Self::setup(conn)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> StoreResult<SqliteStore> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back), so a poisoned lock is safe to take over.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn integrity_check(&self) -> StoreResult<String> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+const ACCOUNT_COLS: &str =
+    "id, name, level, pin_salt, pin_hash, failures, last_failure, locked_until, created_at";
+
+fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
+    let pin_hash: Option<Vec<u8>> = r.get(4)?;
+    Ok(Account {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        level: r.get(2)?,
+        pin_salt: r.get(3)?,
+        has_pin: pin_hash.is_some(),
+        pin_hash,
+        failures: r.get(5)?,
+        last_failure: r.get(6)?,
+        locked_until: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+const TOKEN_COLS: &str = "t.id, t.serial, a.name, t.account_id, t.kind, t.state, t.algorithm, \
+    t.digits, t.period, t.secret, t.last_counter, t.drift, t.label, t.created_at, t.last_used_at";
+
+fn bad(what: &str, v: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} `{v}`").into(),
+    )
+}
+
+fn token_from_row(r: &Row) -> rusqlite::Result<Token> {
+    let kind: String = r.get(4)?;
+    let state: String = r.get(5)?;
+    let alg: String = r.get(6)?;
+    Ok(Token {
+        id: r.get(0)?,
+        serial: r.get(1)?,
+        user: r.get(2)?,
+        account_id: r.get(3)?,
+        kind: TokenKind::parse(&kind).ok_or_else(|| bad("token type", kind))?,
+        state: TokenState::parse(&state).ok_or_else(|| bad("token state", state))?,
+        algorithm: Algorithm::parse(&alg).ok_or_else(|| bad("algorithm", alg))?,
+        digits: r.get(7)?,
+        period: r.get(8)?,
+        sealed_secret: r.get(9)?,
+        last_counter: r.get(10)?,
+        drift: r.get(11)?,
+        label: r.get(12)?,
+        created_at: r.get(13)?,
+        last_used_at: r.get(14)?,
+    })
+}
+
+fn audit_from_row(r: &Row) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        ts_ms: r.get(0)?,
+        user: r.get(1)?,
+        service: r.get(2)?,
+        rhost: r.get(3)?,
+        client: r.get(4)?,
+        verdict: r.get(5)?,
+        reason: r.get(6)?,
+        serial: r.get(7)?,
+    })
+}
+
+fn one_row(changed: usize, what: &str) -> StoreResult<()> {
+    if changed == 0 {
+        Err(StoreError::NotFound(what.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_account(
+        &self,
+        name: &str,
+        level: &str,
+        pin: Option<(&[u8], &[u8])>,
+        now: i64,
+    ) -> StoreResult<i64> {
+        let conn = self.conn();
+        let (salt, hash) = match pin {
+            Some((s, h)) => (Some(s), Some(h)),
+            None => (None, None),
+        };
+        let res = conn.execute(
+            "INSERT INTO accounts (name, level, pin_salt, pin_hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, level, salt, hash, now],
+        );
+        match res {
+            Ok(_) => Ok(conn.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Exists(format!("user `{name}`")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn account(&self, name: &str) -> StoreResult<Option<Account>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?1"
+        ))?;
+        Ok(st.query_row([name], account_from_row).optional()?)
+    }
+
+    fn accounts(&self) -> StoreResult<Vec<Account>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts ORDER BY name"
+        ))?;
+        let rows = st.query_map([], account_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_level(&self, name: &str, level: &str) -> StoreResult<()> {
+        let n = self.conn().execute(
+            "UPDATE accounts SET level = ?2 WHERE name = ?1",
+            params![name, level],
+        )?;
+        one_row(n, &format!("user `{name}`"))
+    }
+
+    fn set_pin(&self, name: &str, salt: &[u8], hash: &[u8]) -> StoreResult<()> {
+        let n = self.conn().execute(
+            "UPDATE accounts SET pin_salt = ?2, pin_hash = ?3 WHERE name = ?1",
+            params![name, salt, hash],
+        )?;
+        one_row(n, &format!("user `{name}`"))
+    }
+
+    fn delete_account(&self, name: &str) -> StoreResult<()> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM accounts WHERE name = ?1", [name])?;
+        one_row(n, &format!("user `{name}`"))
+    }
+
+    fn record_failure(
+        &self,
+        account_id: i64,
+        now: i64,
+        lock_at: u32,
+        lock_until: i64,
+    ) -> StoreResult<u32> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "UPDATE accounts SET failures = failures + 1, last_failure = ?2,
+                 locked_until = CASE WHEN ?3 > 0 AND failures + 1 >= ?3 THEN ?4
+                                     ELSE locked_until END
+             WHERE id = ?1 RETURNING failures",
+        )?;
+        Ok(st.query_row(params![account_id, now, lock_at, lock_until], |r| r.get(0))?)
+    }
+
+    fn clear_failures(&self, account_id: i64) -> StoreResult<()> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "UPDATE accounts SET failures = 0, last_failure = NULL, locked_until = NULL
+             WHERE id = ?1 AND (failures != 0 OR locked_until IS NOT NULL)",
+        )?;
+        st.execute([account_id])?;
+        Ok(())
+    }
+
+    fn insert_token(&self, t: &NewToken) -> StoreResult<i64> {
+        let conn = self.conn();
+        let res = conn.execute(
+            "INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
+                                 secret, label, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                t.serial,
+                t.account_id,
+                t.kind.as_str(),
+                t.state.as_str(),
+                t.algorithm.as_str().to_ascii_lowercase(),
+                t.digits,
+                t.period,
+                t.sealed_secret,
+                t.label,
+                t.created_at
+            ],
+        );
+        match res {
+            Ok(_) => Ok(conn.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Exists(format!("token `{}`", t.serial)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn token(&self, serial: &str) -> StoreResult<Option<Token>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens t JOIN accounts a ON a.id = t.account_id
+             WHERE t.serial = ?1"
+        ))?;
+        Ok(st.query_row([serial], token_from_row).optional()?)
+    }
+
+    fn tokens(&self, account: Option<&str>) -> StoreResult<Vec<Token>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLS} FROM tokens t JOIN accounts a ON a.id = t.account_id
+             WHERE ?1 IS NULL OR a.name = ?1 ORDER BY a.name, t.id"
+        ))?;
+        let rows = st.query_map([account], token_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_token_state(&self, serial: &str, state: TokenState) -> StoreResult<()> {
+        let n = self.conn().execute(
+            "UPDATE tokens SET state = ?2 WHERE serial = ?1",
+            params![serial, state.as_str()],
+        )?;
+        one_row(n, &format!("token `{serial}`"))
+    }
+
+    fn delete_token(&self, serial: &str) -> StoreResult<()> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM tokens WHERE serial = ?1", [serial])?;
+        one_row(n, &format!("token `{serial}`"))
+    }
+
+    fn advance_counter(
+        &self,
+        token_id: i64,
+        counter: i64,
+        drift: i64,
+        now: i64,
+        activate: bool,
+    ) -> StoreResult<bool> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "UPDATE tokens SET last_counter = ?2, drift = ?3, last_used_at = ?4,
+                 state = CASE WHEN ?5 THEN 'active' ELSE state END
+             WHERE id = ?1 AND last_counter < ?2",
+        )?;
+        Ok(st.execute(params![token_id, counter, drift, now, activate])? == 1)
+    }
+
+    fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "INSERT INTO audit (ts_ms, user, service, rhost, client, verdict, reason, serial)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        st.execute(params![
+            r.ts_ms, r.user, r.service, r.rhost, r.client, r.verdict, r.reason, r.serial
+        ])?;
+        Ok(())
+    }
+
+    fn audit(&self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        let conn = self.conn();
+        let limit = if f.limit == 0 {
+            i64::MAX
+        } else {
+            f.limit as i64
+        };
+        // Newest `limit` rows, shown oldest first as a log reads.
+        let mut st = conn.prepare_cached(
+            "SELECT * FROM (
+                SELECT ts_ms, user, service, rhost, client, verdict, reason, serial, id
+                FROM audit WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR ts_ms >= ?2)
+                ORDER BY id DESC LIMIT ?3) ORDER BY id",
+        )?;
+        let rows = st.query_map(params![f.user, f.since_ms, limit], audit_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
