@@ -61,7 +61,9 @@ impl Env {
     /// Runs `otpd ARGS` with optional standard input.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut c = self.cmd(args);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn otpd");
         if let Some(s) = stdin {
             child
@@ -91,7 +93,10 @@ impl Env {
     /// Creates `user` with `pin`, an active token of `kind` ("totp"/"hotp") on SECRET_B32,
     /// and sets `level`. Returns the token serial.
     pub fn enrol(&self, user: &str, pin: &str, kind: &str, level: &str) -> String {
-        self.ok(&["user", "add", user, "--pin-stdin"], Some(&format!("{pin}\n")));
+        self.ok(
+            &["user", "add", user, "--pin-stdin"],
+            Some(&format!("{pin}\n")),
+        );
         let out = self.ok(
             &[
                 "token", "add", user, "--type", kind, "--secret", SECRET_B32, "--active", "--json",
@@ -133,7 +138,9 @@ impl Daemon {
     pub fn start(env: &Env) -> Daemon {
         let mut c = env.cmd(&["serve"]);
         c.env("RUST_LOG", "");
-        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn otpd serve");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -223,8 +230,15 @@ pub fn require(cmd: &str, package: &str) {
 /// `oathtool` output for a TOTP code at unix time `t` or an HOTP counter.
 pub fn oathtool(args: &[&str]) -> String {
     require("oathtool", "oathtool");
-    let out = Command::new("oathtool").args(args).output().expect("oathtool");
-    assert!(out.status.success(), "oathtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("oathtool")
+        .args(args)
+        .output()
+        .expect("oathtool");
+    assert!(
+        out.status.success(),
+        "oathtool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
