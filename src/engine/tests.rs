@@ -193,9 +193,10 @@ fn hotp_look_ahead_window() {
 
 #[test]
 fn wrong_pin_wrong_code_unknown_user_look_the_same() {
-    let mut cfg = Config::default();
-    cfg.unknown_user = UnknownUser::Reject;
-    let w = World::new(cfg);
+    let w = World::new(Config {
+        unknown_user: UnknownUser::Reject,
+        ..Config::default()
+    });
     w.alice(TokenKind::Hotp);
     let good = hotp(Algorithm::Sha1, SECRET, 0, 6);
     let bad_pin = w.check("alice", "vpn", &format!("9999{good}"));
