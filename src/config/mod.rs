@@ -548,4 +548,43 @@ mod tests {
         assert_eq!(c.requirement("web-otp", "web"), Some(Requirement::Otp));
         assert_eq!(c.requirement("off", "dav"), Some(Requirement::Password));
     }
+
+    #[test]
+    fn reference_config_is_valid_and_names_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/otpd.toml");
+        Config::load(Some(&path)).expect("conf/otpd.toml must load");
+        let text = std::fs::read_to_string(&path).expect("read conf/otpd.toml");
+        let v = serde_json::to_value(Config::default()).expect("serialize defaults");
+        let mut missing = Vec::new();
+        fn walk(v: &serde_json::Value, text: &str, path: &str, missing: &mut Vec<String>) {
+            if let serde_json::Value::Object(map) = v {
+                for (k, child) in map {
+                    let full = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    if !text.contains(&format!("{k} =")) {
+                        missing.push(full.clone());
+                    }
+                    walk(child, text, &full, missing);
+                }
+            }
+        }
+        walk(&v, &text, "", &mut missing);
+        // Sections are tables, not `key =` lines.
+        if text.contains("[[radius.clients]]") {
+            missing.retain(|k| k != "radius.clients");
+        }
+        missing.retain(|k| {
+            ![
+                "pin", "hotp", "totp", "lockout", "log", "services", "levels", "radius", "socket",
+            ]
+            .contains(&k.as_str())
+        });
+        assert!(
+            missing.is_empty(),
+            "conf/otpd.toml does not document: {missing:?}"
+        );
+    }
 }
