@@ -2,7 +2,7 @@
 //! these; they validate every input and answer with errors an admin can act on.
 
 use crate::config::{Config, PinCharset, Requirement};
-use crate::crypto::{self, create_key_file, load_key_file, KeyFileError, Keys};
+use crate::crypto::{self, create_key_file, load_key_file, write_key_file, KeyFileError, Keys};
 use crate::engine::{normalize_user, Clock, SystemClock};
 use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
 use crate::store::{SqliteStore, Store, StoreError};
@@ -90,10 +90,182 @@ pub fn open(cfg: &Config) -> Result<(Arc<dyn Store>, Arc<Keys>), AdminError> {
             db.display()
         )));
     }
-    let master = load_key_file(&key)?;
-    let keys = Arc::new(Keys::new(&master));
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+    let sealed_hash = store.meta(HASH_KEY_META)?;
+    let keys = Arc::new(Keys::load(&key, sealed_hash.as_deref())?);
     Ok((store, keys))
+}
+
+/// Name of the sealed hash key in the store's meta table.
+pub const HASH_KEY_META: &str = "hash_key";
+
+/// What `otpd key rotate` did.
+pub struct RotateReport {
+    pub resealed: usize,
+    pub resumed: bool,
+}
+
+/// Key rotation, safe to interrupt at any point and to run while the daemon serves:
+/// 1. the next key is written to `KEY.new` (0600, synced);
+/// 2. one transaction re-seals every secret under it and stores the hash key sealed under it
+///    (keyed hashes of PINs and app passwords must keep working, so the hash key stays);
+/// 3. `KEY.new` is renamed over `KEY`: the old key is gone once every row is re-sealed.
+///
+/// Until step 3, loaders read both files, so a crash leaves a working installation, and
+/// running `otpd key rotate` again finishes the job. A running daemon re-reads the key files
+/// when a secret opens with none of the keys it holds.
+pub fn rotate_key(cfg: &Config) -> Result<RotateReport, AdminError> {
+    let key = cfg.key_path();
+    let next = crypto::next_key_path(&key);
+    let (store, keys) = open(cfg)?;
+    let resumed = next.exists();
+    let next_key = if resumed {
+        load_key_file(&next)?
+    } else {
+        let k = crypto::MasterKey::generate()?;
+        write_key_file(&next, k.bytes())?;
+        k
+    };
+    keys.rotate_to(&next_key);
+    let hash_blob = keys.sealed_hash_key()?;
+    let mut reseal = |serial: &str, blob: &[u8]| -> Result<Vec<u8>, String> {
+        let pt = keys
+            .open(serial.as_bytes(), blob)
+            .map_err(|e| e.to_string())?;
+        keys.seal(serial.as_bytes(), &pt).map_err(|e| e.to_string())
+    };
+    let resealed = store.reseal_all(&mut reseal, &[(HASH_KEY_META, &hash_blob)])?;
+    std::fs::rename(&next, &key).map_err(|source| AdminError::Io {
+        path: key.display().to_string(),
+        source,
+    })?;
+    if let Some(dir) = key.parent() {
+        // The rename is only durable once the directory is synced.
+        if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        }) {
+            let _ = d.sync_all();
+        }
+    }
+    // A token enrolled by another command while this ran could have been sealed under the old
+    // key after our transaction read the table; catch it now, while we still hold that key.
+    let stragglers = store
+        .tokens(None)?
+        .iter()
+        .filter(|t| {
+            keys.open_current(t.serial.as_bytes(), &t.sealed_secret)
+                .is_err()
+        })
+        .count();
+    if stragglers > 0 {
+        store.reseal_all(&mut reseal, &[(HASH_KEY_META, &hash_blob)])?;
+    }
+    Ok(RotateReport { resealed, resumed })
+}
+
+/// What `otpd backup` wrote.
+pub struct BackupReport {
+    pub tokens: usize,
+    pub bytes: u64,
+}
+
+/// A consistent online copy of the database, checked before it is reported good.
+pub fn backup(cfg: &Config, dest: &std::path::Path) -> Result<BackupReport, AdminError> {
+    if dest.exists() {
+        return Err(AdminError::Refused(format!(
+            "{} exists; otpd never overwrites a backup, choose a new file name",
+            dest.display()
+        )));
+    }
+    let (_, keys) = open(cfg)?;
+    let live = SqliteStore::open(&cfg.database_path())?;
+    live.backup_to(dest)?;
+    let copy = SqliteStore::open_existing_readonly(dest)?;
+    let check = copy.integrity_check()?;
+    if check != "ok" {
+        return Err(AdminError::Refused(format!(
+            "the copy at {} failed its integrity check ({check}); it is not a usable backup",
+            dest.display()
+        )));
+    }
+    let tokens = copy.tokens(None)?;
+    for t in &tokens {
+        keys.open(t.serial.as_bytes(), &t.sealed_secret)?;
+    }
+    let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    Ok(BackupReport {
+        tokens: tokens.len(),
+        bytes,
+    })
+}
+
+/// What `otpd restore` did.
+pub struct RestoreReport {
+    pub tokens: usize,
+    pub totp_burned: usize,
+    pub hotp: Vec<String>,
+}
+
+/// Replaces the live database with a backup, after checking that the backup is sound and
+/// that the current key file opens its secrets. TOTP codes up to now are made used so that
+/// nothing used since the backup works again; HOTP counters cannot be known and are reported.
+pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, AdminError> {
+    if !src.exists() {
+        return Err(invalid(format!("no backup at {}", src.display())));
+    }
+    let backup = SqliteStore::open_existing_readonly(src)?;
+    let check = backup
+        .integrity_check()
+        .map_err(|e| invalid(format!("{} is not an otpd database: {e}", src.display())))?;
+    if check != "ok" {
+        return Err(AdminError::Refused(format!(
+            "{} fails its integrity check ({check}); nothing was changed",
+            src.display()
+        )));
+    }
+    let version = backup.schema_version()?;
+    if version < 1 || version > crate::store::schema_version() {
+        return Err(AdminError::Refused(format!(
+            "{} has schema version {version}; this otpd reads 1 to {}; nothing was changed",
+            src.display(),
+            crate::store::schema_version()
+        )));
+    }
+    let key = cfg.key_path();
+    // Older schemas have no meta table: then there is no sealed hash key either.
+    let sealed_hash = backup.meta(HASH_KEY_META).ok().flatten();
+    let keys = Keys::load(&key, sealed_hash.as_deref())?;
+    let tokens = backup.tokens(None)?;
+    for t in &tokens {
+        keys.open(t.serial.as_bytes(), &t.sealed_secret).map_err(|_| {
+            AdminError::Refused(format!(
+                "the key file {} does not open the secrets in this backup (token {}): it was \
+                 taken under another key; restore the key file of that time too. Nothing was changed.",
+                key.display(),
+                t.serial
+            ))
+        })?;
+    }
+    let live = SqliteStore::open(&cfg.database_path())?;
+    live.restore_from(&backup)?;
+    drop(live);
+    // Reopen so migrations bring an older backup up to date.
+    let live = SqliteStore::open(&cfg.database_path())?;
+    let now = SystemClock.now_ms().div_euclid(1000);
+    let totp_burned = live.burn_totp_until(now)?;
+    let hotp = live
+        .tokens(None)?
+        .into_iter()
+        .filter(|t| t.kind == TokenKind::Hotp)
+        .map(|t| t.serial)
+        .collect();
+    Ok(RestoreReport {
+        tokens: tokens.len(),
+        totp_burned,
+        hotp,
+    })
 }
 
 pub struct Admin {

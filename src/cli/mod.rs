@@ -47,6 +47,27 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Show the audit trail.
     Audit(audit::AuditArgs),
+    /// Manage the key file.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Take a consistent copy of the database while the daemon serves.
+    Backup {
+        /// The new backup file (never overwritten).
+        file: PathBuf,
+    },
+    /// Replace the database with a backup (stop the daemon first).
+    Restore {
+        file: PathBuf,
+        /// Confirm: the live database is replaced.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create a new key and re-seal every secret under it, while the daemon keeps serving.
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +116,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),
         Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
         Command::Audit(c) => with_admin(&cfg, |a| audit::run(a, c)),
+        Command::Key(KeyCmd::Rotate) => key_rotate(&cfg),
+        Command::Backup { file } => backup(&cfg, &file),
+        Command::Restore { file, yes } => restore(&cfg, &file, yes),
     };
     match res {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -139,6 +163,66 @@ fn init(cfg: &Config) -> Result<Outcome, CliError> {
     );
     if r.created_key {
         println!("Back up the key file now, apart from the database: without it no token works.");
+    }
+    Ok(Outcome::Ok)
+}
+
+fn key_rotate(cfg: &Config) -> Result<Outcome, CliError> {
+    let r = admin::rotate_key(cfg)?;
+    if r.resumed {
+        println!("finished an interrupted rotation");
+    }
+    println!(
+        "key rotated: {} secrets re-sealed under the new key in {}; the old key is gone",
+        r.resealed,
+        cfg.key_path().display()
+    );
+    println!(
+        "Back up the new key file now. Database backups taken before this rotation open only \
+         with the key file of their time."
+    );
+    Ok(Outcome::Ok)
+}
+
+fn backup(cfg: &Config, file: &std::path::Path) -> Result<Outcome, CliError> {
+    let r = admin::backup(cfg, file)?;
+    println!(
+        "backup written to {} ({} bytes, {} tokens, integrity ok)",
+        file.display(),
+        r.bytes,
+        r.tokens
+    );
+    println!(
+        "It holds sealed secrets only: keep the key file ({}) backed up separately; the backup \
+         is useless without it, and the key alone reveals nothing.",
+        cfg.key_path().display()
+    );
+    Ok(Outcome::Ok)
+}
+
+fn restore(cfg: &Config, file: &std::path::Path, yes: bool) -> Result<Outcome, CliError> {
+    if !yes {
+        return Err(CliError::Other(format!(
+            "restore replaces the live database {} with {}: every account, token and audit \
+             record since the backup is lost, and the daemon must be stopped first. Run again \
+             with --yes to go ahead.",
+            cfg.database_path().display(),
+            file.display()
+        )));
+    }
+    let r = admin::restore(cfg, file)?;
+    println!(
+        "restored {} tokens from {}; TOTP codes up to now were marked used on {} tokens",
+        r.tokens,
+        file.display(),
+        r.totp_burned
+    );
+    if !r.hotp.is_empty() {
+        println!(
+            "warning: HOTP counters are as in the backup: codes used since then on these tokens \
+             could work once more; resync them if in doubt: {}",
+            r.hotp.join(", ")
+        );
     }
     Ok(Outcome::Ok)
 }

@@ -48,6 +48,7 @@ pub struct Config {
     pub totp: TotpConfig,
     pub lockout: LockoutConfig,
     pub log: LogConfig,
+    pub audit: AuditConfig,
     pub services: BTreeMap<String, ServiceConfig>,
     pub levels: BTreeMap<String, BTreeMap<String, Requirement>>,
     pub radius: RadiusConfig,
@@ -67,6 +68,7 @@ impl Default for Config {
             totp: TotpConfig::default(),
             lockout: LockoutConfig::default(),
             log: LogConfig::default(),
+            audit: AuditConfig::default(),
             services: BTreeMap::new(),
             levels: BTreeMap::new(),
             radius: RadiusConfig::default(),
@@ -191,6 +193,19 @@ impl Default for LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit records older than this many days are pruned by the daemon (0 keeps them all).
+    pub keep_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { keep_days: 365 }
     }
 }
 
@@ -578,7 +593,8 @@ mod tests {
         }
         missing.retain(|k| {
             ![
-                "pin", "hotp", "totp", "lockout", "log", "services", "levels", "radius", "socket",
+                "pin", "hotp", "totp", "lockout", "log", "audit", "services", "levels", "radius",
+                "socket",
             ]
             .contains(&k.as_str())
         });

@@ -23,6 +23,8 @@ pub enum KeyFileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("key file {path} does not open this database's secrets: it is not the key they were sealed with; restore the right key file")]
+    WrongKey { path: PathBuf },
     #[error("cannot create a random key: {0}")]
     Random(String),
 }
@@ -74,12 +76,17 @@ pub fn load_key_file(path: &Path) -> Result<MasterKey, KeyFileError> {
 
 /// Creates a new key file with 32 random bytes; fails if one exists.
 pub fn create_key_file(path: &Path) -> Result<(), KeyFileError> {
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(key.as_mut()).map_err(|e| KeyFileError::Random(e.to_string()))?;
+    write_key_file(path, &key)
+}
+
+/// Writes `key` to a new file (mode 0600, synced); fails if the file exists.
+pub fn write_key_file(path: &Path, key: &[u8; 32]) -> Result<(), KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut key = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::getrandom(key.as_mut()).map_err(|e| KeyFileError::Random(e.to_string()))?;
     let mut f = match OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -94,7 +101,7 @@ pub fn create_key_file(path: &Path) -> Result<(), KeyFileError> {
         }
         Err(e) => return Err(io(e)),
     };
-    f.write_all(key.as_ref()).map_err(io)?;
+    f.write_all(key).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(())
 }

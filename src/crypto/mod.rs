@@ -6,12 +6,15 @@
 
 mod keyfile;
 
-pub use keyfile::{create_key_file, load_key_file, KeyFileError};
+pub use keyfile::{create_key_file, load_key_file, write_key_file, KeyFileError};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -42,6 +45,16 @@ impl MasterKey {
         MasterKey(bytes)
     }
 
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut k = [0u8; 32];
+        fill_random(&mut k)?;
+        Ok(MasterKey(k))
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     fn derive(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
         let mut out = Zeroizing::new([0u8; 32]);
         out.copy_from_slice(&hmac_sha256(&self.0, label));
@@ -55,19 +68,92 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
-/// Everything derived from the master key that the engine and the admin commands need.
+/// Associated data of the sealed hash key in the store.
+pub const HASH_KEY_AAD: &[u8] = b"otpd hash key";
+
+/// Everything derived from the key file(s) that the engine and the admin commands need.
+///
+/// Sealing uses the current key; opening tries every key known (the current one, and during a
+/// key rotation the next one), and when none opens a blob, re-reads the key files once a
+/// second at most: that is how a running daemon follows `otpd key rotate` without a restart.
 pub struct Keys {
-    seal: XChaCha20Poly1305,
+    seal: RwLock<SealKeys>,
     hash_key: Zeroizing<[u8; 32]>,
+    source: Option<PathBuf>,
+    last_reload: Mutex<Option<Instant>>,
+}
+
+struct SealKeys {
+    current: XChaCha20Poly1305,
+    others: Vec<XChaCha20Poly1305>,
+}
+
+fn cipher(master: &MasterKey) -> XChaCha20Poly1305 {
+    let k = master.derive(b"otpd v1 seal");
+    XChaCha20Poly1305::new(k.as_ref().into())
 }
 
 impl Keys {
+    /// Keys from one master key, the hash key derived from it (no rotation yet).
     pub fn new(master: &MasterKey) -> Self {
-        let seal_key = master.derive(b"otpd v1 seal");
         Keys {
-            seal: XChaCha20Poly1305::new(seal_key.as_ref().into()),
+            seal: RwLock::new(SealKeys {
+                current: cipher(master),
+                others: Vec::new(),
+            }),
             hash_key: master.derive(b"otpd v1 keyed hash"),
+            source: None,
+            last_reload: Mutex::new(None),
         }
+    }
+
+    /// Keys from the key file at `path` (and `path.new`, left by an unfinished rotation).
+    /// `sealed_hash_key` is the store's copy of the hash key, present once a key was rotated:
+    /// keyed hashes must survive rotation, so after the first one the hash key no longer comes
+    /// from the current master.
+    pub fn load(path: &Path, sealed_hash_key: Option<&[u8]>) -> Result<Keys, KeyFileError> {
+        let masters = load_all(path)?;
+        let first = masters.first().ok_or_else(|| KeyFileError::Missing {
+            path: path.to_path_buf(),
+        })?;
+        let mut keys = Keys::new(first);
+        keys.set_masters(&masters);
+        keys.source = Some(path.to_path_buf());
+        if let Some(blob) = sealed_hash_key {
+            let hk = keys
+                .open(HASH_KEY_AAD, blob)
+                .map_err(|_| KeyFileError::WrongKey {
+                    path: path.to_path_buf(),
+                })?;
+            if hk.len() != 32 {
+                return Err(KeyFileError::WrongKey {
+                    path: path.to_path_buf(),
+                });
+            }
+            keys.hash_key.copy_from_slice(&hk);
+        }
+        Ok(keys)
+    }
+
+    fn set_masters(&self, masters: &[MasterKey]) {
+        let mut it = masters.iter();
+        if let Some(first) = it.next() {
+            let mut w = self.seal.write().unwrap_or_else(|p| p.into_inner());
+            w.current = cipher(first);
+            w.others = it.map(cipher).collect();
+        }
+    }
+
+    /// Seals under `next` from now on, keeping the present keys for opening (key rotation).
+    pub fn rotate_to(&self, next: &MasterKey) {
+        let mut w = self.seal.write().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::replace(&mut w.current, cipher(next));
+        w.others.insert(0, old);
+    }
+
+    /// The hash key sealed under the current key, for the store.
+    pub fn sealed_hash_key(&self) -> Result<Vec<u8>, CryptoError> {
+        self.seal(HASH_KEY_AAD, self.hash_key.as_ref())
     }
 
     /// Authenticated encryption of a secret. `aad` binds the blob to its owner (the token
@@ -75,8 +161,9 @@ impl Keys {
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
-        let ct = self
-            .seal
+        let r = self.seal.read().unwrap_or_else(|p| p.into_inner());
+        let ct = r
+            .current
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
@@ -93,14 +180,62 @@ impl Keys {
     }
 
     pub fn open(&self, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if blob.len() < 1 + NONCE_LEN || blob[0] != SEAL_VERSION {
-            return Err(CryptoError::Open);
+        if let Some(pt) = self.try_open(aad, blob)? {
+            return Ok(pt);
         }
-        let (nonce, ct) = blob[1..].split_at(NONCE_LEN);
-        self.seal
+        if self.reload_if_due() {
+            if let Some(pt) = self.try_open(aad, blob)? {
+                return Ok(pt);
+            }
+        }
+        Err(CryptoError::Open)
+    }
+
+    /// Opens with the current key only: what a finished rotation must reach for every row.
+    pub fn open_current(&self, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let (nonce, ct) = split_blob(blob)?;
+        let r = self.seal.read().unwrap_or_else(|p| p.into_inner());
+        r.current
             .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Open)
+    }
+
+    fn try_open(&self, aad: &[u8], blob: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, CryptoError> {
+        let (nonce, ct) = split_blob(blob)?;
+        let r = self.seal.read().unwrap_or_else(|p| p.into_inner());
+        for c in std::iter::once(&r.current).chain(r.others.iter()) {
+            if let Ok(pt) = c.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad }) {
+                return Ok(Some(Zeroizing::new(pt)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Re-reads the key files, at most once a second; true if it did.
+    fn reload_if_due(&self) -> bool {
+        let Some(path) = &self.source else {
+            return false;
+        };
+        {
+            let mut last = self.last_reload.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match load_all(path) {
+            Ok(masters) if !masters.is_empty() => {
+                self.set_masters(&masters);
+                tracing::info!(key = %path.display(), "key file re-read (key rotation)");
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!("key file re-read failed: {e}");
+                false
+            }
+        }
     }
 
     /// Keyed hash of a low-entropy secret (PIN, app password, backup code). Without the key
@@ -118,6 +253,31 @@ impl Keys {
     pub fn verify_hash(&self, salt: &[u8], secret: &[u8], expected: &[u8]) -> bool {
         ct_eq(&self.keyed_hash(salt, secret), expected)
     }
+}
+
+fn split_blob(blob: &[u8]) -> Result<(&[u8], &[u8]), CryptoError> {
+    if blob.len() < 1 + NONCE_LEN || blob[0] != SEAL_VERSION {
+        return Err(CryptoError::Open);
+    }
+    Ok(blob[1..].split_at(NONCE_LEN))
+}
+
+/// The key files of one installation, current first: `PATH`, then `PATH.new` if an
+/// unfinished rotation left one.
+fn load_all(path: &Path) -> Result<Vec<MasterKey>, KeyFileError> {
+    let mut out = vec![load_key_file(path)?];
+    let next = next_key_path(path);
+    if next.exists() {
+        out.push(load_key_file(&next)?);
+    }
+    Ok(out)
+}
+
+/// Where `otpd key rotate` writes the next key before it takes over.
+pub fn next_key_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".new");
+    PathBuf::from(p)
 }
 
 /// Constant-time equality; lengths are not secret.
@@ -182,6 +342,26 @@ mod tests {
         assert!(
             other.open(b"TOTP0001", &blob).is_err(),
             "other key must not open"
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_old_blobs_open_and_seals_under_the_next_key() {
+        let k = keys();
+        let old_blob = k.seal(b"a", b"x").expect("seal");
+        let hash = k.keyed_hash(b"s", b"1234");
+        let next = MasterKey::from_bytes([9u8; 32]);
+        k.rotate_to(&next);
+        assert_eq!(&k.open(b"a", &old_blob).expect("old opens")[..], b"x");
+        assert!(k.open_current(b"a", &old_blob).is_err());
+        let new_blob = k.seal(b"a", b"y").expect("seal");
+        assert_eq!(
+            &Keys::new(&next).open(b"a", &new_blob).expect("next")[..],
+            b"y"
+        );
+        assert!(
+            k.verify_hash(b"s", b"1234", &hash),
+            "hash key unchanged by rotation"
         );
     }
 

@@ -1,7 +1,7 @@
 //! Front-ends: protocol in, `CheckRequest` to the engine, `Decision` back out as bytes.
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Clock, Engine};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,11 +12,33 @@ pub enum FrontError {
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
 pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontError> {
-    let _ = (&cfg, &engine);
+    let _pruner = tokio::spawn(prune_audit(cfg.clone(), engine.clone()));
     tracing::info!("otpd ready");
     shutdown_signal().await;
     tracing::info!("otpd stopping");
     Ok(())
+}
+
+/// Hourly pruning of old audit records (`[audit] keep_days`).
+async fn prune_audit(cfg: Arc<Config>, engine: Arc<Engine>) {
+    let keep_days = cfg.audit.keep_days;
+    if keep_days == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let store = engine.store().clone();
+        let before_ms = crate::engine::SystemClock.now_ms() - i64::from(keep_days) * 86_400_000;
+        match tokio::task::spawn_blocking(move || store.prune_audit(before_ms)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!("audit: pruned {n} records older than {keep_days} days")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("audit pruning failed: {e}"),
+            Err(e) => tracing::warn!("audit pruning task failed: {e}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

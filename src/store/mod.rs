@@ -24,11 +24,21 @@ pub enum StoreError {
     Exists(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("re-sealing token {serial}: {msg}; nothing was changed")]
+    Reseal { serial: String, msg: String },
     #[error("database holds a bad value: {0}")]
     Corrupt(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Key rotation's callback: (serial, old sealed blob) to the blob sealed under the new key.
+pub type ResealFn<'a> = dyn FnMut(&str, &[u8]) -> Result<Vec<u8>, String> + 'a;
+
+/// The schema version this build creates and reads.
+pub fn schema_version() -> i64 {
+    schema::MIGRATIONS.len() as i64
+}
 
 pub trait Store: Send + Sync {
     fn create_account(
@@ -74,6 +84,15 @@ pub trait Store: Send + Sync {
         activate: bool,
     ) -> StoreResult<bool>;
 
+    /// An installation-wide value (`meta` table).
+    fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Key rotation: replaces every token's sealed secret with `reseal(serial, old)` and sets
+    /// the given meta values, all in one transaction: either every row moves or none does.
+    /// Returns how many secrets were re-sealed.
+    fn reseal_all(&self, reseal: &mut ResealFn<'_>, meta: &[(&str, &[u8])]) -> StoreResult<usize>;
+
     fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()>;
+    /// Deletes audit records older than `before_ms`; returns how many.
+    fn prune_audit(&self, before_ms: i64) -> StoreResult<usize>;
     fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
 }

@@ -44,4 +44,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_ts ON audit(ts_ms);
     CREATE INDEX audit_user ON audit(user, ts_ms);",
+    // 2: installation-wide values (the sealed hash key after a key rotation)
+    "CREATE TABLE meta (
+        name   TEXT PRIMARY KEY,
+        value  BLOB NOT NULL
+    );",
 ];

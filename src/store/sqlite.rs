@@ -54,11 +54,85 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A consistent copy of the live database into a new file, taken in one step of SQLite's
+    /// online backup API: one read transaction, so writers (WAL) keep going meanwhile and the
+    /// copy is a snapshot, not a mix of before and after.
+    pub fn backup_to(&self, dest: &Path) -> StoreResult<()> {
+        let conn = self.conn();
+        let mut dst = Connection::open(dest).map_err(|e| StoreError::Open {
+            path: dest.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        let _ = std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600));
+        copy_all(&conn, &mut dst)?;
+        // A backup is one self-contained file: no WAL beside it.
+        dst.pragma_update(None, "journal_mode", "DELETE")?;
+        Ok(())
+    }
+
+    /// Replaces this database's content with `src`'s (restore), in one step.
+    pub fn restore_from(&self, src: &SqliteStore) -> StoreResult<()> {
+        let from = src.conn();
+        let mut to = self.conn();
+        copy_all(&from, &mut to)
+    }
+
+    /// Makes every TOTP code up to `now` used: after a restore, codes used since the backup
+    /// must not work again. Returns how many tokens moved.
+    pub fn burn_totp_until(&self, now: i64) -> StoreResult<usize> {
+        Ok(self.conn().execute(
+            "UPDATE tokens SET last_counter = MAX(last_counter, ?1 / period)
+             WHERE kind = 'totp' AND period > 0",
+            [now],
+        )?)
+    }
+
+    pub fn schema_version(&self) -> StoreResult<i64> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Opens a database file without creating it or migrating it (to inspect a backup).
+    pub fn open_existing_readonly(path: &Path) -> StoreResult<SqliteStore> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
     pub fn integrity_check(&self) -> StoreResult<String> {
         Ok(self
             .conn()
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
+}
+
+/// All pages in one backup step (-1): one read transaction on the source, hence a snapshot.
+/// (rusqlite's run_to_completion refuses -1.) Busy or locked: wait and try again, bounded.
+fn copy_all(from: &Connection, to: &mut Connection) -> StoreResult<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let b = Backup::new(from, to)?;
+    for _ in 0..500 {
+        match b.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More | StepResult::Busy | StepResult::Locked => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    Err(StoreError::Open {
+        path: "backup".into(),
+        msg: "the database stayed busy for 10 s; try again".into(),
+    })
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -330,6 +404,49 @@ impl Store for SqliteStore {
         Ok(st.execute(params![token_id, counter, drift, now, activate])? == 1)
     }
 
+    fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn reseal_all(
+        &self,
+        reseal: &mut super::ResealFn<'_>,
+        meta: &[(&str, &[u8])],
+    ) -> StoreResult<usize> {
+        let mut conn = self.conn();
+        // IMMEDIATE: take the write lock first, so no token is added between read and write.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<(i64, String, Vec<u8>)> = {
+            let mut st = tx.prepare("SELECT id, serial, secret FROM tokens")?;
+            let it = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            it.collect::<Result<_, _>>()?
+        };
+        for (id, serial, blob) in &rows {
+            let new = reseal(serial, blob).map_err(|msg| StoreError::Reseal {
+                serial: serial.clone(),
+                msg,
+            })?;
+            tx.execute(
+                "UPDATE tokens SET secret = ?2 WHERE id = ?1",
+                params![id, new],
+            )?;
+        }
+        for (name, value) in meta {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
     fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
@@ -340,6 +457,12 @@ impl Store for SqliteStore {
             r.ts_ms, r.user, r.service, r.rhost, r.client, r.verdict, r.reason, r.serial
         ])?;
         Ok(())
+    }
+
+    fn prune_audit(&self, before_ms: i64) -> StoreResult<usize> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM audit WHERE ts_ms < ?1", [before_ms])?)
     }
 
     fn audit(&self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
@@ -358,5 +481,46 @@ impl Store for SqliteStore {
         )?;
         let rows = st.query_map(params![f.user, f.since_ms, limit], audit_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(ts_ms: i64) -> AuditRecord {
+        AuditRecord {
+            ts_ms,
+            user: "u".into(),
+            service: "vpn".into(),
+            rhost: None,
+            client: None,
+            verdict: "reject".into(),
+            reason: "r".into(),
+            serial: None,
+        }
+    }
+
+    #[test]
+    fn prune_audit_drops_only_old_records() {
+        let s = SqliteStore::open_in_memory().expect("store");
+        for ts in [1_000, 2_000, 3_000] {
+            s.append_audit(&rec(ts)).expect("append");
+        }
+        assert_eq!(s.prune_audit(2_500).expect("prune"), 2);
+        let left = s.audit(&AuditFilter::default()).expect("audit");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].ts_ms, 3_000);
+    }
+
+    #[test]
+    fn migrations_are_recorded_and_rerun_safely() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("m.db");
+        let s = SqliteStore::open(&p).expect("open");
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
+        drop(s);
+        let s = SqliteStore::open(&p).expect("reopen");
+        assert_eq!(s.integrity_check().expect("check"), "ok");
     }
 }
