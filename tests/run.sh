@@ -21,6 +21,7 @@ declare -A needs=(
   [/usr/include/security/pam_modules.h]=libpam0g-dev
   [/usr/sbin/dovecot]=dovecot-imapd
   [setpriv]=util-linux
+  [systemd-analyze]=systemd
 )
 missing=()
 for what in "${!needs[@]}"; do

@@ -4,6 +4,8 @@ use crate::config::Config;
 use crate::engine::{Clock, Engine};
 use std::sync::Arc;
 
+pub mod notify;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
     #[error("{0}")]
@@ -13,10 +15,34 @@ pub enum FrontError {
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
 pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontError> {
     let _pruner = tokio::spawn(prune_audit(cfg.clone(), engine.clone()));
+    if let Some(every) = notify::watchdog_interval() {
+        tokio::spawn(watchdog(engine.clone(), every / 2));
+    }
     tracing::info!("otpd ready");
+    notify::notify("READY=1");
     shutdown_signal().await;
+    notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
     Ok(())
+}
+
+/// Pings systemd's watchdog only while the store answers: a daemon whose database hangs is
+/// restarted rather than left rejecting every login.
+async fn watchdog(engine: Arc<Engine>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let store = engine.store().clone();
+        let probe = tokio::time::timeout(
+            every,
+            tokio::task::spawn_blocking(move || store.meta("watchdog")),
+        )
+        .await;
+        match probe {
+            Ok(Ok(Ok(_))) => notify::notify("WATCHDOG=1"),
+            other => tracing::error!("watchdog: store did not answer: {other:?}"),
+        }
+    }
 }
 
 /// Hourly pruning of old audit records (`[audit] keep_days`).
