@@ -4,7 +4,9 @@
 //! then makes that proposal stick with a conditional write, which is what keeps a code
 //! single-use under concurrency.
 
+pub mod motp;
 pub mod oath;
+pub mod yubico;
 
 use crate::config::{HotpConfig, TotpConfig};
 use crate::model::{Token, TokenKind};
