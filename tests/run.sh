@@ -5,7 +5,8 @@
 # still cannot find its tool fails and names the package: nothing is skipped.
 #
 #   tests/run.sh            everything
-#   tests/run.sh --quick    only cargo test (no fmt/clippy)
+#   tests/run.sh --quick    only cargo test (no fmt/clippy, no fuzzing)
+#   FUZZ_SECS=60 tests/run.sh   longer fuzz runs (default 15 s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,3 +64,9 @@ if [ $quick = 0 ]; then
 fi
 echo "== cargo test --workspace"
 cargo test --workspace
+
+if [ $quick = 0 ]; then
+  # A short run of every fuzz target (fuzz/run.sh SECONDS for longer ones).
+  echo "== fuzz/run.sh ${FUZZ_SECS:-15}"
+  fuzz/run.sh "${FUZZ_SECS:-15}"
+fi

@@ -363,6 +363,19 @@ impl Config {
         cfg.finish()
     }
 
+    /// Parses a configuration from TOML text alone (no file, no environment): for tests and
+    /// the fuzzer.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Parse(explain(e.to_string())))?;
+        cfg.finish()
+    }
+
     /// Merges the built-in service classes and level table under what the file set, then
     /// validates cross-references.
     pub fn finish(mut self) -> Result<Config, ConfigError> {
