@@ -205,6 +205,15 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::thread;
 
+    /// Test servers read the request before answering: a server that closes before the
+    /// client wrote would make the client's send fail with EPIPE, a different test.
+    fn read_request(s: &UnixStream) {
+        let mut line = String::new();
+        BufReader::new(s)
+            .read_line(&mut line)
+            .expect("read request");
+    }
+
     fn listener() -> (tempfile::TempDir, std::path::PathBuf, UnixListener) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("otpd.sock");
@@ -233,6 +242,7 @@ mod tests {
         let (_d, path, l) = listener();
         let t = thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
+            read_request(&s);
             for part in [&b"{\"verdict\""[..], b":\"accept\"", b"}\n"] {
                 s.write_all(part).expect("write");
                 thread::sleep(Duration::from_millis(20));
@@ -302,6 +312,7 @@ mod tests {
         let (_d, path, l) = listener();
         let t = thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
+            read_request(&s);
             let big = vec![b'a'; MAX_RESPONSE + 10];
             let _ = s.write_all(&big);
         });
@@ -315,6 +326,7 @@ mod tests {
         let (_d, path, l) = listener();
         let t = thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
+            read_request(&s);
             let mut big = vec![b'a'; MAX_RESPONSE];
             big.push(b'\n');
             s.write_all(&big).expect("write");
