@@ -53,6 +53,7 @@ pub struct Config {
     pub levels: BTreeMap<String, BTreeMap<String, Requirement>>,
     pub radius: RadiusConfig,
     pub socket: SocketConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -73,6 +74,7 @@ impl Default for Config {
             levels: BTreeMap::new(),
             radius: RadiusConfig::default(),
             socket: SocketConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -207,6 +209,14 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig { keep_days: 365 }
     }
+}
+
+/// `[metrics]`: the optional Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `GET /metrics` endpoint; unset (the default) switches it off.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -607,7 +617,7 @@ mod tests {
         missing.retain(|k| {
             ![
                 "pin", "hotp", "totp", "lockout", "log", "audit", "services", "levels", "radius",
-                "socket",
+                "socket", "metrics",
             ]
             .contains(&k.as_str())
         });

@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::engine::{Clock, Engine};
 use std::sync::Arc;
 
+pub mod metrics_http;
 pub mod notify;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +16,13 @@ pub enum FrontError {
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
 pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontError> {
     let _pruner = tokio::spawn(prune_audit(cfg.clone(), engine.clone()));
+    if let Some(addr) = cfg.metrics.listen {
+        let l = metrics_http::bind(addr)
+            .await
+            .map_err(|e| FrontError::Start(format!("metrics endpoint {addr}: {e}")))?;
+        tracing::info!("metrics endpoint on http://{addr}/metrics");
+        tokio::spawn(metrics_http::serve(l));
+    }
     if let Some(every) = notify::watchdog_interval() {
         tokio::spawn(watchdog(engine.clone(), every / 2));
     }
