@@ -4,6 +4,7 @@
 //! write, the one primitive single-use codes rest on.
 
 pub mod commit;
+pub mod import;
 mod schema;
 pub mod sqlite;
 

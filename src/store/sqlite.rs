@@ -79,7 +79,7 @@ impl SqliteStore {
     }
 
     /// A free connection of the pool, or (all busy) the next one in turn.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         let n = self.pool.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         for i in 0..n {
