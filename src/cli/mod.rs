@@ -110,7 +110,7 @@ pub fn run(cli: Cli) -> ExitCode {
     crate::logging::init(&cfg.log, is_serve);
     let res = match cli.command {
         Command::Init => init(&cfg),
-        Command::Serve => serve::run(cfg),
+        Command::Serve => serve::run(cfg, cli.config.as_deref()),
         Command::Config(ConfigCmd::Check) => config_check(&cfg, cli.config.as_deref()),
         Command::User(c) => with_admin(&cfg, |a| user::run(a, c)),
         Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),

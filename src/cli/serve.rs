@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use std::sync::Arc;
 
-pub fn run(cfg: Config) -> Result<Outcome, CliError> {
+pub fn run(cfg: Config, config_path: Option<&std::path::Path>) -> Result<Outcome, CliError> {
     // On a fresh machine (nothing there yet) serve sets itself up, so the quick start is one
     // command. A half-present state (database without key) is refused by init.
     if !cfg.key_path().exists() || !cfg.database_path().exists() {
@@ -31,7 +31,11 @@ pub fn run(cfg: Config) -> Result<Outcome, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(crate::front::serve(cfg, engine))
+    let handle = Arc::new(crate::front::EngineHandle::new(
+        engine,
+        config_path.map(|p| p.to_path_buf()),
+    ));
+    rt.block_on(crate::front::serve(handle))
         .map_err(|e| CliError::Other(e.to_string()))?;
     Ok(Outcome::Ok)
 }

@@ -70,6 +70,17 @@ impl Engine {
         }
     }
 
+    /// The same engine under a new configuration (reload): the store, the keys and the clock
+    /// carry over, so nothing a running login depends on is lost.
+    pub fn reconfigure(&self, cfg: Arc<Config>) -> Engine {
+        Engine {
+            cfg,
+            store: self.store.clone(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
