@@ -4,9 +4,11 @@
 mod clock;
 mod lockout;
 mod request;
+mod source_limit;
 
 pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
+pub use source_limit::SourceLimiter;
 
 use crate::config::{Config, Requirement, UnknownUser, ANY_CLASS};
 use crate::crypto::Keys;
@@ -49,6 +51,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
+    /// In-memory failure counts per source address; carried over on reload.
+    sources: Arc<SourceLimiter>,
 }
 
 impl Engine {
@@ -67,6 +71,7 @@ impl Engine {
             store,
             keys,
             clock,
+            sources: Arc::new(SourceLimiter::new()),
         }
     }
 
@@ -78,6 +83,7 @@ impl Engine {
             store: self.store.clone(),
             keys: self.keys.clone(),
             clock: self.clock.clone(),
+            sources: self.sources.clone(),
         }
     }
 
@@ -218,6 +224,10 @@ impl Engine {
         if let Some(block) = lockout::blocked(account, now, &self.cfg.lockout) {
             return Decision::reject(user, block);
         }
+        let rhost = req.rhost.as_deref();
+        if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
+            return Decision::reject(user, block);
+        }
         let tokens = match self.store.tokens(Some(&account.name)) {
             Ok(t) => t,
             Err(e) => return Decision::reject(user, format!("store error: {e}")),
@@ -271,13 +281,14 @@ impl Engine {
             } else {
                 "wrong PIN"
             };
-            return self.failed(user, account, now, why);
+            return self.failed(user, account, rhost, now, why);
         };
         match self
             .store
             .advance_counter(token.id, m.counter, m.drift, now, false)
         {
             Ok(true) => {
+                self.sources.succeeded(rhost, &user);
                 if account.failures > 0 || account.locked_until.is_some() {
                     if let Err(e) = self.store.clear_failures(account.id) {
                         tracing::warn!("failure count not cleared: {e}");
@@ -291,17 +302,30 @@ impl Engine {
         }
     }
 
-    fn failed(&self, user: String, account: &Account, now: i64, why: &str) -> Decision {
+    fn failed(
+        &self,
+        user: String,
+        account: &Account,
+        rhost: Option<&str>,
+        now: i64,
+        why: &str,
+    ) -> Decision {
         let l = &self.cfg.lockout;
+        self.sources.failed(rhost, &user, now, l);
         let lock_until = now + l.lock_duration.as_secs() as i64;
         match self
             .store
             .record_failure(account.id, now, l.max_failures, lock_until)
         {
-            Ok(n) if l.max_failures > 0 && n >= l.max_failures => Decision::reject(
-                user,
-                format!("{why}; {n} failures in a row, account locked"),
-            ),
+            Ok(n) if l.max_failures > 0 && n >= l.max_failures => {
+                if n == l.max_failures {
+                    crate::metrics::get().lockout();
+                }
+                Decision::reject(
+                    user,
+                    format!("{why}; {n} failures in a row, account locked"),
+                )
+            }
             Ok(n) => Decision::reject(user, format!("{why}; {n} failures in a row")),
             Err(e) => Decision::reject(user, format!("{why}; failure not counted: {e}")),
         }
