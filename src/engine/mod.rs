@@ -175,6 +175,18 @@ impl Engine {
             .class(class);
         };
         let d = match req_kind {
+            // No PIN, code or app password holds a control character. OpenSSH sends
+            // "\x08\n\r\x7fINCORRECT" for logins it refuses itself (invalid user, root
+            // forbidden): that must not count as a failure, or anyone could lock an account
+            // through sshd.
+            Requirement::Otp | Requirement::AppPassword
+                if req.password.chars().any(char::is_control) =>
+            {
+                Decision::reject(
+                    user,
+                    "password holds control characters (a client's filler, not a guess); not counted",
+                )
+            }
             Requirement::Password => Decision::defer(
                 user,
                 format!("level {}: {class} uses the normal password", account.level),

@@ -466,7 +466,10 @@ fn one_address_guessing_cannot_lock_the_real_user_out() {
     let d = w.check_from("alice", "198.51.100.66", "1234000000");
     assert!(d.reason.contains("source address blocked"), "{d:?}");
     let acct = w.admin.account("alice").expect("account");
-    assert_eq!(acct.failures, 5, "one address reaches at most max_failures - 1");
+    assert_eq!(
+        acct.failures, 5,
+        "one address reaches at most max_failures - 1"
+    );
     assert!(acct.locked_until.is_none());
     // The real user, from their own address, still gets in.
     let good = format!("1234{}", hotp(Algorithm::Sha1, SECRET, 0, 6));
@@ -487,12 +490,33 @@ fn guessing_from_many_addresses_gets_nowhere() {
     // unseen after three, the lock follows; even the right code is refused meanwhile.
     let mut evaluated = 0;
     for i in 0..200 {
-        let d = w.check_from("alice", &format!("10.9.{}.{}", i / 250, i % 250), "1234999999");
+        let d = w.check_from(
+            "alice",
+            &format!("10.9.{}.{}", i / 250, i % 250),
+            "1234999999",
+        );
         if d.reason.contains("wrong") {
             evaluated += 1;
         }
     }
-    assert!(evaluated <= 3, "only the free failures were evaluated: {evaluated}");
+    assert!(
+        evaluated <= 3,
+        "only the free failures were evaluated: {evaluated}"
+    );
     let d = w.check_from("alice", "10.99.0.1", &good);
     assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
+}
+
+#[test]
+fn openssh_refusal_filler_is_rejected_without_counting() {
+    let w = World::new(Config::default());
+    w.alice(TokenKind::Hotp);
+    for _ in 0..30 {
+        let d = w.check("alice", "ssh", "\u{8}\n\r\u{7f}INCORRECT");
+        assert_eq!(d.verdict, Verdict::Reject);
+        assert!(d.reason.contains("not counted"), "{d:?}");
+    }
+    assert_eq!(w.admin.account("alice").expect("account").failures, 0);
+    let good = format!("1234{}", hotp(Algorithm::Sha1, SECRET, 0, 6));
+    assert_eq!(w.check("alice", "ssh", &good).verdict, Verdict::Accept);
 }
