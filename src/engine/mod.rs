@@ -1,10 +1,12 @@
 //! The decision. A front-end turns bytes into a [`CheckRequest`]; the engine answers with a
 //! [`Decision`]. The engine never sees a socket; a front-end never sees a token.
 
+mod challenge;
 mod clock;
 mod lockout;
 mod request;
 
+pub use challenge::CODE_PROMPT;
 pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
 
@@ -49,6 +51,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
+    /// Open States of two-step logins (challenge.rs).
+    challenges: challenge::Challenges,
 }
 
 impl Engine {
@@ -67,6 +71,7 @@ impl Engine {
             store,
             keys,
             clock,
+            challenges: challenge::Challenges::new(challenge::DEFAULT_LIFETIME),
         }
     }
 
@@ -173,7 +178,7 @@ impl Engine {
                     account.level
                 ),
             ),
-            Requirement::Otp => self.check_otp(user, &account, req),
+            Requirement::Otp => self.check_otp_two_step(user, &account, req, &class),
         };
         d.class(class)
     }
