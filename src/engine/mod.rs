@@ -1,11 +1,13 @@
 //! The decision. A front-end turns bytes into a [`CheckRequest`]; the engine answers with a
 //! [`Decision`]. The engine never sees a socket; a front-end never sees a token.
 
+mod challenge;
 mod clock;
 mod lockout;
 mod request;
 mod source_limit;
 
+pub use challenge::CODE_PROMPT;
 pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
 pub use source_limit::SourceLimiter;
@@ -53,6 +55,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// In-memory failure counts per source address; carried over on reload.
     sources: Arc<SourceLimiter>,
+    /// Open States of two-step logins (challenge.rs); carried over on reload.
+    challenges: Arc<challenge::Challenges>,
 }
 
 impl Engine {
@@ -72,6 +76,7 @@ impl Engine {
             keys,
             clock,
             sources: Arc::new(SourceLimiter::new()),
+            challenges: Arc::new(challenge::Challenges::new(challenge::DEFAULT_LIFETIME)),
         }
     }
 
@@ -84,6 +89,7 @@ impl Engine {
             keys: self.keys.clone(),
             clock: self.clock.clone(),
             sources: self.sources.clone(),
+            challenges: self.challenges.clone(),
         }
     }
 
@@ -202,7 +208,7 @@ impl Engine {
                     account.level
                 ),
             ),
-            Requirement::Otp => self.check_otp(user, &account, req),
+            Requirement::Otp => self.check_otp_two_step(user, &account, req, &class),
         };
         d.class(class)
     }

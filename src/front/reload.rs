@@ -63,6 +63,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "radius.max_in_flight",
         old.radius.max_in_flight != new.radius.max_in_flight,
     );
+    check(
+        "radius.state_lifetime",
+        old.radius.state_lifetime != new.radius.state_lifetime,
+    );
     check("socket.path", old.socket.path != new.socket.path);
     check("socket.group", old.socket.group != new.socket.group);
     check(
