@@ -5,6 +5,8 @@ use crate::engine::{Clock, Engine};
 use std::sync::Arc;
 
 pub mod notify;
+pub mod protocol;
+pub mod socket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
@@ -14,6 +16,14 @@ pub enum FrontError {
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
 pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontError> {
+    // Bound before READY=1: a unit ordered after otpd can rely on the socket being there.
+    let socket = match socket::SocketFront::bind(&cfg.socket).await? {
+        Some(front) => Some(front.spawn(engine.clone())),
+        None => {
+            tracing::info!("socket switched off (socket.path is empty)");
+            None
+        }
+    };
     let _pruner = tokio::spawn(prune_audit(cfg.clone(), engine.clone()));
     if let Some(every) = notify::watchdog_interval() {
         tokio::spawn(watchdog(engine.clone(), every / 2));
@@ -23,6 +33,10 @@ pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontErr
     shutdown_signal().await;
     notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
+    if let Some((task, file)) = socket {
+        task.abort();
+        file.remove();
+    }
     Ok(())
 }
 
