@@ -1,10 +1,13 @@
 //! The decision. A front-end turns bytes into a [`CheckRequest`]; the engine answers with a
 //! [`Decision`]. The engine never sees a socket; a front-end never sees a token.
 
+mod app_password;
 mod clock;
 mod lockout;
+pub mod relogin;
 mod request;
 
+pub use app_password::normalize as normalize_app_password;
 pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
 
@@ -49,6 +52,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
+    relogin: relogin::ReloginCache,
 }
 
 impl Engine {
@@ -67,6 +71,7 @@ impl Engine {
             store,
             keys,
             clock,
+            relogin: relogin::ReloginCache::new(relogin::MAX_ENTRIES),
         }
     }
 
@@ -166,14 +171,8 @@ impl Engine {
                 user,
                 format!("level {}: {class} is switched off", account.level),
             ),
-            Requirement::AppPassword => Decision::reject(
-                user,
-                format!(
-                    "level {}: {class} needs an app password; app passwords are not supported yet",
-                    account.level
-                ),
-            ),
-            Requirement::Otp => self.check_otp(user, &account, req),
+            Requirement::AppPassword => self.check_app_password(user, &account, &class, req),
+            Requirement::Otp => self.otp_with_relogin(user, &account, &class, req),
         };
         d.class(class)
     }
@@ -330,3 +329,6 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mail_tests;
