@@ -1,12 +1,15 @@
 //! The decision. A front-end turns bytes into a [`CheckRequest`]; the engine answers with a
 //! [`Decision`]. The engine never sees a socket; a front-end never sees a token.
 
+mod app_password;
 mod challenge;
 mod clock;
 mod lockout;
+pub mod relogin;
 mod request;
 mod source_limit;
 
+pub use app_password::normalize as normalize_app_password;
 pub use challenge::CODE_PROMPT;
 pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
@@ -57,6 +60,8 @@ pub struct Engine {
     sources: Arc<SourceLimiter>,
     /// Open States of two-step logins (challenge.rs); carried over on reload.
     challenges: Arc<challenge::Challenges>,
+    /// Webmail re-logins (relogin.rs); carried over on reload.
+    relogin: Arc<relogin::ReloginCache>,
 }
 
 impl Engine {
@@ -77,6 +82,7 @@ impl Engine {
             clock,
             sources: Arc::new(SourceLimiter::new()),
             challenges: Arc::new(challenge::Challenges::new(challenge::DEFAULT_LIFETIME)),
+            relogin: Arc::new(relogin::ReloginCache::new(relogin::MAX_ENTRIES)),
         }
     }
 
@@ -90,6 +96,7 @@ impl Engine {
             clock: self.clock.clone(),
             sources: self.sources.clone(),
             challenges: self.challenges.clone(),
+            relogin: self.relogin.clone(),
         }
     }
 
@@ -201,14 +208,8 @@ impl Engine {
                 user,
                 format!("level {}: {class} is switched off", account.level),
             ),
-            Requirement::AppPassword => Decision::reject(
-                user,
-                format!(
-                    "level {}: {class} needs an app password; app passwords are not supported yet",
-                    account.level
-                ),
-            ),
-            Requirement::Otp => self.check_otp_two_step(user, &account, req, &class),
+            Requirement::AppPassword => self.check_app_password(user, &account, &class, req),
+            Requirement::Otp => self.otp_with_relogin(user, &account, &class, req),
         };
         d.class(class)
     }
@@ -383,3 +384,6 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mail_tests;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 pub mod metrics_http;
 pub mod notify;
+pub mod protocol;
 pub mod reload;
+pub mod socket;
 
 pub use reload::EngineHandle;
 
@@ -21,6 +23,14 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
     let cfg = Arc::new(engine.config().clone());
     let stop = shutdown_signal()
         .map_err(|e| FrontError::Start(format!("cannot take over SIGTERM/SIGINT: {e}")))?;
+    // Bound before READY=1: a unit ordered after otpd can rely on the socket being there.
+    let socket = match socket::SocketFront::bind(&cfg.socket).await? {
+        Some(front) => Some(front.spawn(handle.clone())),
+        None => {
+            tracing::info!("socket switched off (socket.path is empty)");
+            None
+        }
+    };
     let _pruner = tokio::spawn(prune_audit(handle.clone()));
     let reloader = reload::on_sighup(handle.clone())
         .map_err(|e| FrontError::Start(format!("cannot take over SIGHUP for reload: {e}")))?;
@@ -40,6 +50,10 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
     stop.await;
     notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
+    if let Some((task, file)) = socket {
+        task.abort();
+        file.remove();
+    }
     Ok(())
 }
 
