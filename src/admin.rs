@@ -12,6 +12,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
+mod app_passwords;
+pub use app_passwords::{NewAppPassword, MAX_PER_ACCOUNT as MAX_APP_PASSWORDS};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]

@@ -167,6 +167,28 @@ pub struct LockoutConfig {
     /// How long a lock lasts before it clears by itself.
     #[serde(with = "duration")]
     pub lock_duration: Duration,
+    /// Failures from one address against one account (within `source_window`) before that
+    /// address is blocked for that account (0 = off). Used capped at `max_failures - 1`, so
+    /// one address cannot lock the real user out.
+    pub per_source_max_failures: u32,
+    /// Failures from one address over all accounts before it is blocked for all (0 = off).
+    pub source_max_failures: u32,
+    #[serde(with = "duration")]
+    pub source_window: Duration,
+    /// How long a blocked address stays blocked.
+    #[serde(with = "duration")]
+    pub source_block: Duration,
+}
+
+impl LockoutConfig {
+    /// The per-(address, account) limit in force: below the account lock, whatever is set.
+    pub fn per_source_limit(&self) -> u32 {
+        match (self.per_source_max_failures, self.max_failures) {
+            (0, _) => 0,
+            (n, 0) => n,
+            (n, lock) => n.min(lock.saturating_sub(1)).max(1),
+        }
+    }
 }
 
 impl Default for LockoutConfig {
@@ -177,6 +199,10 @@ impl Default for LockoutConfig {
             max_delay: Duration::from_secs(60),
             max_failures: 10,
             lock_duration: Duration::from_secs(15 * 60),
+            per_source_max_failures: 5,
+            source_max_failures: 30,
+            source_window: Duration::from_secs(15 * 60),
+            source_block: Duration::from_secs(15 * 60),
         }
     }
 }

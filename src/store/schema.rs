@@ -49,4 +49,18 @@ pub const MIGRATIONS: &[&str] = &[
         name   TEXT PRIMARY KEY,
         value  BLOB NOT NULL
     );",
+    // 3: app-specific passwords (mail clients once 2FA is on): keyed hashes, never the password
+    "CREATE TABLE app_passwords (
+        id              INTEGER PRIMARY KEY,
+        account_id      INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        label           TEXT NOT NULL,
+        services        TEXT NOT NULL DEFAULT '',
+        salt            BLOB NOT NULL,
+        hash            BLOB NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_used_at    INTEGER,
+        last_used_from  TEXT,
+        UNIQUE (account_id, label)
+    );
+    CREATE INDEX app_passwords_account ON app_passwords(account_id);",
 ];

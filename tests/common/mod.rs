@@ -258,3 +258,12 @@ pub fn unix_now() -> i64 {
         .expect("clock")
         .as_secs() as i64
 }
+
+impl Daemon {
+    /// True while the daemon process has not exited.
+    pub fn child_alive(&self) -> bool {
+        // SAFETY: signal 0 only checks that our own child still exists.
+        let alive = unsafe { libc::kill(self.child.id() as i32, 0) == 0 };
+        alive && !self.log_text().contains("panicked")
+    }
+}
