@@ -417,9 +417,17 @@ impl Store for SqliteStore {
 
     fn tokens(&self, account: Option<&str>) -> StoreResult<Vec<Token>> {
         let conn = self.conn();
+        // `?1 IS NULL OR a.name = ?1` would scan every account (the plan cannot know ?1):
+        // hundreds of microseconds per login with 10,000 accounts. `?1 IS NULL` for all
+        // accounts, `a.name = ?1` alone (an index search) for one.
+        let filter = if account.is_some() {
+            "a.name = ?1"
+        } else {
+            "?1 IS NULL"
+        };
         let mut st = conn.prepare_cached(&format!(
             "SELECT {TOKEN_COLS} FROM tokens t JOIN accounts a ON a.id = t.account_id
-             WHERE ?1 IS NULL OR a.name = ?1 ORDER BY a.name, t.id"
+             WHERE {filter} ORDER BY a.name, t.id"
         ))?;
         let rows = st.query_map([account], token_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
