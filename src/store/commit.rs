@@ -25,8 +25,10 @@
 use super::{StoreError, StoreResult};
 use crate::model::AuditRecord;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -135,17 +137,117 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<
     }))
 }
 
-type Reply = SyncSender<StoreResult<Answer>>;
+/// Where a waiter's answer lands. One per thread, reused: a thread waits for one write at a
+/// time, and the writer only holds a clone until it has answered.
+struct Slot {
+    answer: Mutex<Option<StoreResult<Answer>>>,
+    ready: Condvar,
+}
+
+impl Slot {
+    fn put(&self, a: StoreResult<Answer>) {
+        *lock(&self.answer) = Some(a);
+        self.ready.notify_one();
+    }
+}
+
+thread_local! {
+    static SLOT: Arc<Slot> = Arc::new(Slot {
+        answer: Mutex::new(None),
+        ready: Condvar::new(),
+    });
+}
 
 struct Job {
     op: Op,
-    /// `None`: nobody waits (audit records).
-    reply: Option<Reply>,
+    /// `None`: nobody waits (audit records), or answered already.
+    reply: Option<Arc<Slot>>,
 }
 
-/// The handle the store keeps: the queue's sending end and the writer thread.
+impl Drop for Job {
+    /// A job dropped unanswered (the writer panicked) must not leave its waiter asleep for
+    /// ever: it hears that the write failed.
+    fn drop(&mut self) {
+        if let Some(r) = self.reply.take() {
+            r.put(Err(stopped()));
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the data (a queue,
+/// an answer) is still consistent, so take it over.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The bounded FIFO between the logins and the writer. A Mutex and two Condvars rather than
+/// a channel: the writer is woken only when it sleeps, and nobody spins (on two cores a
+/// spinning waiter takes the CPU the writer needs).
+struct Queue {
+    state: Mutex<QueueState>,
+    has_jobs: Condvar,
+    has_room: Condvar,
+}
+
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    writer_sleeps: bool,
+    senders_wait: usize,
+}
+
+impl Queue {
+    fn push(&self, job: Job) -> StoreResult<()> {
+        let mut st = lock(&self.state);
+        while st.jobs.len() >= QUEUE_BOUND && !st.closed {
+            st.senders_wait += 1;
+            st = self.has_room.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.senders_wait -= 1;
+        }
+        if st.closed {
+            return Err(stopped());
+        }
+        st.jobs.push_back(job);
+        let wake = st.writer_sleeps;
+        drop(st);
+        if wake {
+            self.has_jobs.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves up to `max` jobs into `batch`, sleeping while there are none. `false`: closed
+    /// and empty, the writer is done.
+    fn take(&self, batch: &mut Vec<Job>, max: usize) -> bool {
+        let mut st = lock(&self.state);
+        while st.jobs.is_empty() && !st.closed {
+            st.writer_sleeps = true;
+            st = self.has_jobs.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.writer_sleeps = false;
+        }
+        if st.jobs.is_empty() {
+            return false;
+        }
+        let n = st.jobs.len().min(max);
+        batch.extend(st.jobs.drain(..n));
+        let room = st.senders_wait > 0;
+        drop(st);
+        if room {
+            self.has_room.notify_all();
+        }
+        true
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.has_jobs.notify_all();
+        self.has_room.notify_all();
+    }
+}
+
+/// The handle the store keeps: the queue and the writer thread.
 pub(super) struct Committer {
-    tx: Option<SyncSender<Job>>,
+    queue: Arc<Queue>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -180,11 +282,21 @@ impl Committer {
             .name("otpd-checkpoint".into())
             .spawn(move || checkpointer(ckpt_conn, ckpt_rx))
             .map_err(|e| StoreError::Commit(format!("cannot start the checkpointer: {e}")))?;
-        let (tx, rx) = mpsc::sync_channel(QUEUE_BOUND);
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::with_capacity(MAX_BATCH),
+                closed: false,
+                writer_sleeps: false,
+                senders_wait: 0,
+            }),
+            has_jobs: Condvar::new(),
+            has_room: Condvar::new(),
+        });
+        let q = queue.clone();
         let thread = std::thread::Builder::new()
             .name("otpd-commit".into())
             .spawn(move || {
-                writer(conn, rx, &ckpt_tx);
+                writer(conn, &q, &ckpt_tx);
                 // Closing its channel ends the checkpointer after a last checkpoint.
                 drop(ckpt_tx);
                 if checkpointer.join().is_err() {
@@ -193,34 +305,32 @@ impl Committer {
             })
             .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
         Ok(Committer {
-            tx: Some(tx),
+            queue,
             thread: Some(thread),
         })
     }
 
     /// Queues `op` and waits until the batch that holds it is committed (or failed).
     pub(super) fn write(&self, op: Op) -> StoreResult<Answer> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.queue(Job {
-            op,
-            reply: Some(reply),
-        })?;
-        answer.recv().map_err(|_| stopped())?
+        SLOT.with(|slot| {
+            *lock(&slot.answer) = None;
+            self.queue.push(Job {
+                op,
+                reply: Some(slot.clone()),
+            })?;
+            let mut a = lock(&slot.answer);
+            loop {
+                if let Some(answer) = a.take() {
+                    return answer;
+                }
+                a = slot.ready.wait(a).unwrap_or_else(|p| p.into_inner());
+            }
+        })
     }
 
     /// Queues `op` without waiting for it to be durable. Blocks only while the queue is full.
     pub(super) fn write_later(&self, op: Op) -> StoreResult<()> {
-        self.queue(Job { op, reply: None })
-    }
-
-    fn queue(&self, job: Job) -> StoreResult<()> {
-        let tx = self.tx.as_ref().ok_or_else(stopped)?;
-        match tx.try_send(job) {
-            Ok(()) => Ok(()),
-            // Full: wait for room, bounded by the writer's progress.
-            Err(TrySendError::Full(job)) => tx.send(job).map_err(|_| stopped()),
-            Err(TrySendError::Disconnected(_)) => Err(stopped()),
-        }
+        self.queue.push(Job { op, reply: None })
     }
 }
 
@@ -228,7 +338,7 @@ impl Drop for Committer {
     /// Closes the queue and waits for the writer to commit what is left in it, so audit
     /// records queued by a short-lived command (`otpd check`) are not lost on a clean exit.
     fn drop(&mut self) {
-        drop(self.tx.take());
+        self.queue.close();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
                 tracing::error!("the store's writer thread panicked");
@@ -241,19 +351,12 @@ impl Drop for Committer {
 /// pages after which SQLite would checkpoint on its own.
 const CHECKPOINT_EVERY: u32 = 64;
 
-fn writer(mut conn: Connection, rx: Receiver<Job>, ckpt: &SyncSender<()>) {
+fn writer(mut conn: Connection, queue: &Queue, ckpt: &SyncSender<()>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut commits = 0u32;
-    // Blocks for the first write; whatever queued meanwhile joins it, up to the cap. No timer:
+    // Sleeps until there is a write; takes whatever queued meanwhile, up to the cap. No timer:
     // under load the batch fills while the previous commit waits for the disk.
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while queue.take(&mut batch, MAX_BATCH) {
         commit(&mut conn, &mut batch);
         commits += 1;
         if commits >= CHECKPOINT_EVERY {
@@ -306,10 +409,9 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Job>) {
     m.store_batch.observe(batch.len() as f64);
     match result {
         Ok(answers) => {
-            for (job, answer) in batch.drain(..).zip(answers) {
-                if let Some(reply) = job.reply {
-                    // The waiter may have given up (its thread ended): nothing to do then.
-                    let _ = reply.send(answer);
+            for (mut job, answer) in batch.drain(..).zip(answers) {
+                if let Some(reply) = job.reply.take() {
+                    reply.put(answer);
                 }
             }
         }
@@ -322,9 +424,9 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Job>) {
                 batch.len()
             );
             let msg = e.to_string();
-            for job in batch.drain(..) {
-                if let Some(reply) = job.reply {
-                    let _ = reply.send(Err(StoreError::Commit(msg.clone())));
+            for mut job in batch.drain(..) {
+                if let Some(reply) = job.reply.take() {
+                    reply.put(Err(StoreError::Commit(msg.clone())));
                 }
             }
         }
