@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod input;
 mod serve;
+mod status;
 mod token;
 mod user;
 
@@ -47,6 +48,8 @@ pub enum Command {
     /// Manage app-specific passwords (mail clients once the level asks for them).
     #[command(subcommand)]
     AppPassword(app_password::AppPasswordCmd),
+    /// Ask the running daemon how it is (over its socket): version, uptime, store, counts.
+    Status(status::StatusArgs),
     /// Check a login (PIN + code) as a front-end would; exits 0 only on Accept.
     Check(check::CheckArgs),
     /// Show the audit trail.
@@ -120,6 +123,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),
         Command::AppPassword(c) => with_admin(&cfg, |a| app_password::run(a, c)),
         Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
+        Command::Status(a) => status::run(&cfg, a),
         Command::Audit(c) => with_admin(&cfg, |a| audit::run(a, c)),
         Command::Key(KeyCmd::Rotate) => key_rotate(&cfg),
         Command::Backup { file } => backup(&cfg, &file),
