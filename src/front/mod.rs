@@ -17,6 +17,9 @@ pub enum FrontError {
     Start(String),
 }
 
+/// How long a stop waits for requests already being worked on.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
 pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
     let engine = handle.current();
@@ -50,9 +53,14 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
     stop.await;
     notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
+    // No new work from here on; what is being worked on gets its answer, within a bound.
     if let Some((task, file)) = socket {
         task.abort();
         file.remove();
+    }
+    let left = handle.drained(DRAIN_LIMIT).await;
+    if left > 0 {
+        tracing::warn!("stopping with {left} requests unanswered after {DRAIN_LIMIT:?}");
     }
     Ok(())
 }

@@ -366,6 +366,8 @@ async fn serve_conn(stream: UnixStream, engine: Arc<EngineHandle>, idle: Duratio
     loop {
         let mut line = Zeroizing::new(Vec::with_capacity(1024));
         let read = tokio::time::timeout(idle, read_line(&mut rd, &mut line)).await;
+        // From a whole line until its answer is written: a stop waits for it (front::serve).
+        let working = engine.begin();
         let (answer, keep_open) = match read {
             // Idle (or a line that trickles in too slowly): close without an answer.
             Err(_) => return,
@@ -383,7 +385,9 @@ async fn serve_conn(stream: UnixStream, engine: Arc<EngineHandle>, idle: Duratio
             Ok(Ok(Line::Full)) => (answer(&engine, &line).await, true),
         };
         drop(line);
-        match tokio::time::timeout(idle, wr.write_all(&answer)).await {
+        let written = tokio::time::timeout(idle, wr.write_all(&answer)).await;
+        drop(working);
+        match written {
             Ok(Ok(())) if keep_open => {}
             _ => return,
         }
