@@ -7,7 +7,7 @@ use crate::engine::{normalize_user, Clock, SystemClock};
 use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::tokens::oath::Algorithm;
-use crate::tokens::{match_oath, resync_oath, ResyncError};
+use crate::tokens::{resync_oath, Matcher, Redeemed, ResyncError};
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -546,30 +546,19 @@ impl Admin {
             }
         }
         check_code_syntax(code, token.digits)?;
-        let secret = self
-            .keys
-            .open(token.serial.as_bytes(), &token.sealed_secret)?;
-        let m = match_oath(
-            &token,
-            &secret,
-            code,
-            self.now(),
-            &self.cfg.hotp,
-            &self.cfg.totp,
-        )
-        .ok_or_else(|| {
+        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);
+        let now = self.now();
+        let claim = matcher.check(&token, code, now).map_err(|why| {
             AdminError::Refused(format!(
-                "code does not match token {serial}; check the device's clock (TOTP) or type \
-                 the next code; the token stays pending"
+                "code does not match token {serial}{}; check the device's clock (TOTP) or type \
+                 the next code; the token stays pending",
+                why.map(|w| format!(" ({w})")).unwrap_or_default()
             ))
         })?;
-        if !self
-            .store
-            .advance_counter(token.id, m.counter, m.drift, self.now(), true)?
-        {
-            return Err(AdminError::Refused("that code was used already".into()));
+        match matcher.redeem(&token, &claim, now, true)? {
+            Redeemed::Won(_) => self.token(serial),
+            Redeemed::Lost => Err(AdminError::Refused("that code was used already".into())),
         }
-        self.token(serial)
     }
 
     pub fn resync(&self, serial: &str, code1: &str, code2: &str) -> Result<Token, AdminError> {

@@ -1,16 +1,118 @@
 //! Token types: how a code is matched against a token's secret and counter.
 //!
-//! Matching is pure: it reads the token and proposes the counter/drift to store. The store
-//! then makes that proposal stick with a conditional write, which is what keeps a code
-//! single-use under concurrency.
+//! Matching is pure: it reads the token and proposes what to store. The store then makes
+//! that proposal stick with a conditional write, which is what keeps a code single-use under
+//! concurrency.
+//!
+//! Every token kind answers two questions for the engine, so its loop stays one loop:
+//! how long the code part of a password is ([`code_len`], the PIN is what comes before), and
+//! what a typed code proves ([`Matcher::check`] gives a [`Claim`], [`Matcher::redeem`] makes
+//! it stick exactly once).
 
 pub mod motp;
 pub mod oath;
 pub mod yubico;
 
-use crate::config::{HotpConfig, TotpConfig};
+use crate::config::{Config, HotpConfig, TotpConfig};
+use crate::crypto::Keys;
 use crate::model::{Token, TokenKind};
+use crate::store::{Store, StoreResult};
 use oath::{find_counter, totp_step};
+
+/// Length in characters of the code part of a password for this token.
+pub fn code_len(token: &Token) -> usize {
+    match token.kind {
+        TokenKind::Totp | TokenKind::Hotp => token.digits as usize,
+    }
+}
+
+/// Splits a password into (PIN, code) at the token's code length; `None` when the password
+/// is too short for this token or the cut would fall inside a character.
+pub fn split<'a>(password: &'a str, token: &Token) -> Option<(&'a str, &'a str)> {
+    let n = code_len(token);
+    if password.len() <= n || !password.is_char_boundary(password.len() - n) {
+        return None;
+    }
+    Some(password.split_at(password.len() - n))
+}
+
+/// What a matching code asks the store to do so that it works once only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Store this counter (and drift) with the conditional `advance_counter`.
+    Counter(Match),
+}
+
+/// Why a code did not match, when there is more to say than "wrong code" (for the audit
+/// only; the user sees the same answer for every failure).
+pub type Miss = Option<String>;
+
+/// The outcome of making a claim stick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// This request won; the string is the audit reason.
+    Won(String),
+    /// Another request used this code (or a later one) first: a replay or a race.
+    Lost,
+}
+
+/// Matches codes for every token kind. Borrowed per request; holds nothing itself.
+pub struct Matcher<'a> {
+    cfg: &'a Config,
+    store: &'a dyn Store,
+    keys: &'a Keys,
+}
+
+impl<'a> Matcher<'a> {
+    pub fn new(cfg: &'a Config, store: &'a dyn Store, keys: &'a Keys) -> Self {
+        Matcher { cfg, store, keys }
+    }
+
+    /// Does `code` match `token` now? Does all of a kind's work whatever the outcome, so the
+    /// time says little about why a code failed. Never writes.
+    pub fn check(&self, token: &Token, code: &str, now: i64) -> Result<Claim, Miss> {
+        let secret = match self
+            .keys
+            .open(token.serial.as_bytes(), &token.sealed_secret)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(serial = %token.serial, "token secret: {e}");
+                return Err(Some(format!("token {}: {e}", token.serial)));
+            }
+        };
+        match token.kind {
+            TokenKind::Totp | TokenKind::Hotp => {
+                match_oath(token, &secret, code, now, &self.cfg.hotp, &self.cfg.totp)
+                    .map(Claim::Counter)
+                    .ok_or(None)
+            }
+        }
+    }
+
+    /// Makes a claim stick with one conditional, durable write. `activate` turns a pending
+    /// token active (enrolment's confirming code).
+    pub fn redeem(
+        &self,
+        token: &Token,
+        claim: &Claim,
+        now: i64,
+        activate: bool,
+    ) -> StoreResult<Redeemed> {
+        match claim {
+            Claim::Counter(m) => {
+                let won = self
+                    .store
+                    .advance_counter(token.id, m.counter, m.drift, now, activate)?;
+                Ok(if won {
+                    Redeemed::Won("ok".into())
+                } else {
+                    Redeemed::Lost
+                })
+            }
+        }
+    }
+}
 
 /// What a successful match wants written back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
