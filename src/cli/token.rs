@@ -1,5 +1,5 @@
 use super::{fmt_time, print_json, CliError, Outcome};
-use crate::admin::{group4, Admin, TokenOptions};
+use crate::admin::{group4, Admin, TokenOptions, YubikeyOptions};
 use crate::model::{Token, TokenKind, TokenState};
 use crate::qr;
 use crate::tokens::oath::Algorithm;
@@ -7,10 +7,19 @@ use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum KindArg {
     Totp,
     Hotp,
+    /// YubiKey in Yubico OTP mode, validated here (needs --public-id, --private-id, --aes-key).
+    Yubikey,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ImportFormat {
+    /// The CSV log of the YubiKey Personalization Tool / ykpersonalize / ykman
+    /// (`Yubico OTP,...` lines or `SERIAL,PUBLIC_ID,PRIVATE_ID,AES_KEY,...`).
+    YubicoCsv,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -30,6 +39,15 @@ pub enum TokenCmd {
         /// Secret in base32 (hardware tokens); a random one is made otherwise.
         #[arg(long)]
         secret: Option<String>,
+        /// YubiKey: the public id, 12 modhex characters (the first 12 of every OTP).
+        #[arg(long, value_name = "MODHEX")]
+        public_id: Option<String>,
+        /// YubiKey: the private id, 12 hex characters.
+        #[arg(long, value_name = "HEX")]
+        private_id: Option<String>,
+        /// YubiKey: the AES key, 32 hex characters. Visible in `ps`: prefer `token import`.
+        #[arg(long, value_name = "HEX")]
+        aes_key: Option<String>,
         #[arg(long, default_value_t = 6)]
         digits: u32,
         #[arg(long, value_enum, default_value = "sha1")]
@@ -48,6 +66,23 @@ pub enum TokenCmd {
         /// Do not draw the QR code in the terminal.
         #[arg(long)]
         no_qr: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import YubiKeys from the personalization tool's CSV log.
+    Import {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: ImportFormat,
+        /// Every key in the file goes to this user.
+        #[arg(long, conflicts_with = "users", required_unless_present = "users")]
+        user: Option<String>,
+        /// A CSV file of `PUBLIC_ID,USER` lines saying whose each key is.
+        #[arg(long, value_name = "FILE")]
+        users: Option<PathBuf>,
+        /// Active at once, without a confirming OTP.
+        #[arg(long)]
+        active: bool,
         #[arg(long)]
         json: bool,
     },
@@ -83,8 +118,47 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
     match cmd {
         TokenCmd::Add {
             user,
+            kind: KindArg::Yubikey,
+            secret,
+            public_id,
+            private_id,
+            aes_key,
+            label,
+            active,
+            json,
+            ..
+        } => {
+            if secret.is_some() {
+                return Err(CliError::Other(
+                    "--secret is for totp, hotp and motp tokens; a YubiKey takes --private-id \
+                     and --aes-key"
+                        .into(),
+                ));
+            }
+            let missing = |what: &str| {
+                CliError::Other(format!(
+                    "--type yubikey needs {what} (see otpd token add --help)"
+                ))
+            };
+            let t = a.add_yubikey(
+                &user,
+                YubikeyOptions {
+                    public_id: public_id.ok_or_else(|| missing("--public-id"))?,
+                    private_id: Zeroizing::new(private_id.ok_or_else(|| missing("--private-id"))?),
+                    aes_key: Zeroizing::new(aes_key.ok_or_else(|| missing("--aes-key"))?),
+                    label,
+                    active,
+                },
+            )?;
+            enrolled(&t, json)?;
+        }
+        TokenCmd::Add {
+            user,
             kind,
             secret,
+            public_id,
+            private_id,
+            aes_key,
             digits,
             algorithm,
             period,
@@ -94,12 +168,17 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
             no_qr,
             json,
         } => {
+            if public_id.is_some() || private_id.is_some() || aes_key.is_some() {
+                return Err(CliError::Other(
+                    "--public-id, --private-id and --aes-key are for --type yubikey".into(),
+                ));
+            }
             let e = a.add_token(
                 &user,
                 TokenOptions {
                     kind: match kind {
-                        KindArg::Totp => TokenKind::Totp,
                         KindArg::Hotp => TokenKind::Hotp,
+                        _ => TokenKind::Totp,
                     },
                     secret_b32: secret.map(Zeroizing::new),
                     digits,
@@ -151,6 +230,50 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }
             }
         }
+        TokenCmd::Import {
+            file,
+            format: ImportFormat::YubicoCsv,
+            user,
+            users,
+            active,
+            json,
+        } => {
+            let text = read_text(&file)?;
+            let map = match &users {
+                Some(p) => Some(read_owner_map(p)?),
+                None => None,
+            };
+            let owner = |public_id: &str| -> Option<String> {
+                match &map {
+                    Some(m) => m.get(public_id).cloned(),
+                    None => user.clone(),
+                }
+            };
+            let r = a.import_yubico_csv(&text, &owner, active)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "imported": r.imported,
+                    "skipped": r.skipped.iter().map(|(line, why)| serde_json::json!({
+                        "line": line, "reason": why
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                for t in &r.imported {
+                    println!(
+                        "imported {} ({} {}) for {}, {}",
+                        t.serial,
+                        t.kind.as_str(),
+                        t.public_id.as_deref().unwrap_or("-"),
+                        t.user,
+                        t.state.as_str()
+                    );
+                }
+                for (line, why) in &r.skipped {
+                    println!("skipped line {line}: {why}");
+                }
+                println!("{} imported, {} skipped", r.imported.len(), r.skipped.len());
+            }
+        }
         TokenCmd::Activate { serial, code } => {
             let t = a.activate(&serial, &code)?;
             println!("token {} is active", t.serial);
@@ -167,7 +290,7 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                     t.serial,
                     t.drift * i64::from(t.period)
                 ),
-                TokenKind::Hotp => println!(
+                _ => println!(
                     "token {} resynchronised at counter {}",
                     t.serial, t.last_counter
                 ),
@@ -227,18 +350,94 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
     Ok(Outcome::Ok)
 }
 
+/// Reads a whole input file, bounded: an import is never larger than a few megabytes.
+fn read_text(path: &std::path::Path) -> Result<String, CliError> {
+    const MAX: u64 = 16 << 20;
+    let meta =
+        std::fs::metadata(path).map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+    if meta.len() > MAX {
+        return Err(CliError::Other(format!(
+            "{}: larger than 16 MiB; not an import file",
+            path.display()
+        )));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+    String::from_utf8(bytes)
+        .map_err(|_| CliError::Other(format!("{}: not UTF-8 text", path.display())))
+}
+
+/// `PUBLIC_ID,USER` lines (blank lines and `#` comments allowed).
+fn read_owner_map(
+    path: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, String>, CliError> {
+    let text = read_text(path)?;
+    let mut map = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((pid, user)) = line.split_once(',') else {
+            return Err(CliError::Other(format!(
+                "{} line {}: expected PUBLIC_ID,USER",
+                path.display(),
+                i + 1
+            )));
+        };
+        map.insert(pid.trim().to_ascii_lowercase(), user.trim().to_string());
+    }
+    Ok(map)
+}
+
+/// Prints a token enrolled without a QR code (hardware keys, mOTP).
+fn enrolled(t: &Token, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(t);
+    }
+    println!("serial:  {}", t.serial);
+    println!("user:    {}", t.user);
+    println!("type:    {}", t.kind.as_str());
+    println!("state:   {}", t.state.as_str());
+    if let Some(p) = &t.public_id {
+        println!("public id: {p}");
+    }
+    if t.state == TokenState::Pending {
+        println!(
+            "Activate the token with one code from it:\n  otpd token activate {} CODE",
+            t.serial
+        );
+    }
+    Ok(())
+}
+
 fn show(t: &Token) {
     println!("serial:     {}", t.serial);
     println!("user:       {}", t.user);
     println!("type:       {}", t.kind.as_str());
     println!("state:      {}", t.state.as_str());
-    println!("algorithm:  {}", t.algorithm.as_str());
-    println!("digits:     {}", t.digits);
-    if t.kind == TokenKind::Totp {
-        println!("period:     {} s", t.period);
-        println!("clock skew: {} s", t.drift * i64::from(t.period));
-    } else {
-        println!("counter:    {}", t.last_counter);
+    match t.kind {
+        TokenKind::Totp => {
+            println!("algorithm:  {}", t.algorithm.as_str());
+            println!("digits:     {}", t.digits);
+            println!("period:     {} s", t.period);
+            println!("clock skew: {} s", t.drift * i64::from(t.period));
+        }
+        TokenKind::Hotp => {
+            println!("algorithm:  {}", t.algorithm.as_str());
+            println!("digits:     {}", t.digits);
+            println!("counter:    {}", t.last_counter);
+        }
+        TokenKind::Yubikey => {
+            println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
+            if t.last_counter >= 0 {
+                println!(
+                    "counter:    use {}, session {}",
+                    t.last_counter >> 8,
+                    t.last_counter & 0xff
+                );
+            }
+        }
     }
     println!("label:      {}", t.label);
     println!("created:    {}", fmt_time(t.created_at));

@@ -49,4 +49,9 @@ pub const MIGRATIONS: &[&str] = &[
         name   TEXT PRIMARY KEY,
         value  BLOB NOT NULL
     );",
+    // 3 (tokens issue): public identifiers of tokens (a YubiKey's public id), unique among
+    // YubiKeys so an OTP finds one token only.
+    "ALTER TABLE tokens ADD COLUMN public_id TEXT;
+    CREATE UNIQUE INDEX tokens_yubikey_public_id ON tokens(public_id)
+        WHERE kind IN ('yubikey', 'yubikey-remote');",
 ];

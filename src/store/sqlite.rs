@@ -173,7 +173,8 @@ fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
 }
 
 const TOKEN_COLS: &str = "t.id, t.serial, a.name, t.account_id, t.kind, t.state, t.algorithm, \
-    t.digits, t.period, t.secret, t.last_counter, t.drift, t.label, t.created_at, t.last_used_at";
+    t.digits, t.period, t.secret, t.last_counter, t.drift, t.label, t.created_at, t.last_used_at, \
+    t.public_id";
 
 fn bad(what: &str, v: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -203,6 +204,7 @@ fn token_from_row(r: &Row) -> rusqlite::Result<Token> {
         label: r.get(12)?,
         created_at: r.get(13)?,
         last_used_at: r.get(14)?,
+        public_id: r.get(15)?,
     })
 }
 
@@ -327,8 +329,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let res = conn.execute(
             "INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
-                                 secret, label, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                 secret, label, created_at, public_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 t.serial,
                 t.account_id,
@@ -339,15 +341,23 @@ impl Store for SqliteStore {
                 t.period,
                 t.sealed_secret,
                 t.label,
-                t.created_at
+                t.created_at,
+                t.public_id
             ],
         );
         match res {
             Ok(_) => Ok(conn.last_insert_rowid()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
+            Err(rusqlite::Error::SqliteFailure(e, msg))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(StoreError::Exists(format!("token `{}`", t.serial)))
+                if msg.is_some_and(|m| m.contains("public_id")) {
+                    Err(StoreError::Exists(format!(
+                        "a YubiKey with public id `{}`",
+                        t.public_id.as_deref().unwrap_or("")
+                    )))
+                } else {
+                    Err(StoreError::Exists(format!("token `{}`", t.serial)))
+                }
             }
             Err(e) => Err(e.into()),
         }

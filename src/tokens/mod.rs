@@ -21,8 +21,14 @@ use oath::{find_counter, totp_step};
 
 /// Length in characters of the code part of a password for this token.
 pub fn code_len(token: &Token) -> usize {
-    match token.kind {
-        TokenKind::Totp | TokenKind::Hotp => token.digits as usize,
+    fixed_code_len(token.kind).unwrap_or(token.digits as usize)
+}
+
+/// The code length of kinds whose codes have one length (OATH tokens have their `digits`).
+pub fn fixed_code_len(kind: TokenKind) -> Option<usize> {
+    match kind {
+        TokenKind::Totp | TokenKind::Hotp => None,
+        TokenKind::Yubikey => Some(yubico::OTP_LEN),
     }
 }
 
@@ -87,6 +93,7 @@ impl<'a> Matcher<'a> {
                     .map(Claim::Counter)
                     .ok_or(None)
             }
+            TokenKind::Yubikey => match_yubikey(token, &secret, code).map(Claim::Counter),
         }
     }
 
@@ -112,6 +119,31 @@ impl<'a> Matcher<'a> {
             }
         }
     }
+}
+
+/// Decrypts and checks a Yubico OTP against a local YubiKey token. Its (use, session)
+/// counter must be above the last accepted one: a captured OTP never works twice, and an
+/// older one (counter going backwards) never works at all.
+fn match_yubikey(token: &Token, secret: &[u8], otp: &str) -> Result<Match, Miss> {
+    let Some(public_id) = token.public_id.as_deref() else {
+        return Err(Some(format!("token {} has no public id", token.serial)));
+    };
+    let Some((private_id, key)) = yubico::unpack_secret(secret) else {
+        return Err(Some(format!(
+            "token {}: secret of the wrong length",
+            token.serial
+        )));
+    };
+    let d = yubico::decode(otp, public_id, &private_id, &key).map_err(|e| Some(e.to_string()))?;
+    let counter = d.packed();
+    if counter <= token.last_counter {
+        return Err(Some(format!(
+            "YubiKey OTP already used or older than the last one accepted (use counter {}, \
+             session {})",
+            d.use_counter, d.session_counter
+        )));
+    }
+    Ok(Match { counter, drift: 0 })
 }
 
 /// What a successful match wants written back.
@@ -152,6 +184,7 @@ pub fn match_oath(
                 drift: (s - now_step).clamp(-max, max),
             })
         }
+        _ => None,
     }
 }
 
@@ -159,6 +192,8 @@ pub fn match_oath(
 pub enum ResyncError {
     #[error("the two codes were not found as consecutive codes within the resync window")]
     NotFound,
+    #[error("only HOTP and TOTP tokens can be resynchronised; a {0} token needs none")]
+    NotOath(&'static str),
     #[error("the token's clock is {steps} steps ({seconds} s) off, more than totp.max_drift = {max} steps allows; set the device's clock, or raise totp.max_drift")]
     DriftTooLarge { steps: i64, seconds: i64, max: u32 },
 }
@@ -183,6 +218,7 @@ pub fn resync_oath(
             let r = i64::from(totp.resync_window);
             (now_step - r).max(token.last_counter + 1)..=(now_step + r)
         }
+        other => return Err(ResyncError::NotOath(other.as_str())),
     };
     let found = range.into_iter().find(|&c| {
         find_counter(
@@ -204,10 +240,6 @@ pub fn resync_oath(
     });
     let second = found.ok_or(ResyncError::NotFound)? + 1;
     match token.kind {
-        TokenKind::Hotp => Ok(Match {
-            counter: second,
-            drift: 0,
-        }),
         TokenKind::Totp => {
             let drift = second - totp_step(now, token.period);
             if drift.abs() > i64::from(totp.max_drift) {
@@ -222,5 +254,9 @@ pub fn resync_oath(
                 drift,
             })
         }
+        _ => Ok(Match {
+            counter: second,
+            drift: 0,
+        }),
     }
 }

@@ -89,6 +89,33 @@ impl Decoded {
     }
 }
 
+/// A token's sealed secret: private id followed by the AES key.
+pub const SECRET_LEN: usize = 6 + 16;
+
+pub fn pack_secret(private_id: &[u8; 6], aes_key: &[u8; 16]) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut v = zeroize::Zeroizing::new(Vec::with_capacity(SECRET_LEN));
+    v.extend_from_slice(private_id);
+    v.extend_from_slice(aes_key);
+    v
+}
+
+/// Private id and AES key from a token's opened secret.
+pub fn unpack_secret(secret: &[u8]) -> Option<([u8; 6], zeroize::Zeroizing<[u8; 16]>)> {
+    if secret.len() != SECRET_LEN {
+        return None;
+    }
+    let mut private_id = [0u8; 6];
+    private_id.copy_from_slice(&secret[..6]);
+    let mut key = zeroize::Zeroizing::new([0u8; 16]);
+    key.copy_from_slice(&secret[6..]);
+    Some((private_id, key))
+}
+
+/// True for 12 modhex characters: the public id of a 44-character OTP.
+pub fn is_public_id(s: &str) -> bool {
+    s.len() == PUBLIC_ID_LEN && modhex_decode(s).is_some()
+}
+
 /// The public id of an OTP, if it is shaped like one.
 pub fn public_id(otp: &str) -> Option<&str> {
     (otp.len() == OTP_LEN && otp.is_ascii()).then(|| &otp[..PUBLIC_ID_LEN])
