@@ -10,16 +10,24 @@ pub enum TokenKind {
     Hotp,
     /// Yubico OTP validated here: private id and AES key sealed, public id in clear.
     Yubikey,
+    /// Yubico OTP checked by a validation server: only the public id is kept.
+    YubikeyRemote,
 }
 
 impl TokenKind {
-    pub const ALL: [TokenKind; 3] = [TokenKind::Totp, TokenKind::Hotp, TokenKind::Yubikey];
+    pub const ALL: [TokenKind; 4] = [
+        TokenKind::Totp,
+        TokenKind::Hotp,
+        TokenKind::Yubikey,
+        TokenKind::YubikeyRemote,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TokenKind::Totp => "totp",
             TokenKind::Hotp => "hotp",
             TokenKind::Yubikey => "yubikey",
+            TokenKind::YubikeyRemote => "yubikey-remote",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -31,6 +39,7 @@ impl TokenKind {
             TokenKind::Totp => "TOTP",
             TokenKind::Hotp => "HOTP",
             TokenKind::Yubikey => "YK",
+            TokenKind::YubikeyRemote => "YKR",
         }
     }
 }

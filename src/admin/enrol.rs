@@ -77,7 +77,7 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
         TokenKind::Totp | TokenKind::Hotp => {
             code.len() == token.digits as usize && code.bytes().all(|b| b.is_ascii_digit())
         }
-        TokenKind::Yubikey => {
+        TokenKind::Yubikey | TokenKind::YubikeyRemote => {
             code.len() == yubico::OTP_LEN && yubico::modhex_decode(code).is_some()
         }
     };
@@ -88,7 +88,7 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
         TokenKind::Totp | TokenKind::Hotp => {
             format!("a code for this token is {} digits", token.digits)
         }
-        TokenKind::Yubikey => format!(
+        TokenKind::Yubikey | TokenKind::YubikeyRemote => format!(
             "a code for this token is a {}-character Yubico OTP (touch the key)",
             yubico::OTP_LEN
         ),
@@ -98,7 +98,8 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
 impl Admin {
     fn public_id_taken(&self, public_id: &str) -> Result<Option<Token>, AdminError> {
         Ok(self.store.tokens(None)?.into_iter().find(|t| {
-            matches!(t.kind, TokenKind::Yubikey) && t.public_id.as_deref() == Some(public_id)
+            matches!(t.kind, TokenKind::Yubikey | TokenKind::YubikeyRemote)
+                && t.public_id.as_deref() == Some(public_id)
         }))
     }
 
@@ -160,6 +161,48 @@ impl Admin {
             &secret,
             label,
             o.active,
+            Some(public_id),
+        )
+    }
+
+    /// Enrols a YubiKey whose OTPs a validation server checks (`[yubico]`). Only the public
+    /// id is kept: the key's secrets live at the server.
+    pub fn add_yubikey_remote(
+        &self,
+        raw_user: &str,
+        public_id: &str,
+        label: String,
+        active: bool,
+    ) -> Result<Token, AdminError> {
+        let account = self.account(raw_user)?;
+        let public_id = check_public_id(public_id)?;
+        check_label(&label)?;
+        if !self.cfg.yubico.is_configured() {
+            return Err(AdminError::Refused(
+                "a yubikey-remote token needs a validation server: set [yubico] client_id and \
+                 api_key first (see docs/tokens.md)"
+                    .into(),
+            ));
+        }
+        if let Some(t) = self.public_id_taken(&public_id)? {
+            return Err(AdminError::Refused(format!(
+                "the YubiKey {public_id} is already token {} of `{}`; delete that first",
+                t.serial, t.user
+            )));
+        }
+        let label = if label.is_empty() {
+            format!("YubiKey {public_id} (validation server)")
+        } else {
+            label
+        };
+        // Nothing secret to keep; an empty sealed blob keeps every row alike for rotation,
+        // backup checks and the engine.
+        self.insert_new(
+            account.id,
+            TokenKind::YubikeyRemote,
+            &[],
+            label,
+            active,
             Some(public_id),
         )
     }

@@ -13,6 +13,8 @@ pub enum KindArg {
     Hotp,
     /// YubiKey in Yubico OTP mode, validated here (needs --public-id, --private-id, --aes-key).
     Yubikey,
+    /// YubiKey checked by the validation server of [yubico] (needs --public-id).
+    YubikeyRemote,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -150,6 +152,30 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                     active,
                 },
             )?;
+            enrolled(&t, json)?;
+        }
+        TokenCmd::Add {
+            user,
+            kind: KindArg::YubikeyRemote,
+            secret,
+            public_id,
+            private_id,
+            aes_key,
+            label,
+            active,
+            json,
+            ..
+        } => {
+            if secret.is_some() || private_id.is_some() || aes_key.is_some() {
+                return Err(CliError::Other(
+                    "a yubikey-remote token holds only --public-id; its secrets stay at the \
+                     validation server"
+                        .into(),
+                ));
+            }
+            let public_id = public_id
+                .ok_or_else(|| CliError::Other("--type yubikey-remote needs --public-id".into()))?;
+            let t = a.add_yubikey_remote(&user, &public_id, label, active)?;
             enrolled(&t, json)?;
         }
         TokenCmd::Add {
@@ -427,6 +453,10 @@ fn show(t: &Token) {
             println!("algorithm:  {}", t.algorithm.as_str());
             println!("digits:     {}", t.digits);
             println!("counter:    {}", t.last_counter);
+        }
+        TokenKind::YubikeyRemote => {
+            println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
+            println!("checked by: the validation server ([yubico])");
         }
         TokenKind::Yubikey => {
             println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));

@@ -95,4 +95,9 @@ pub trait Store: Send + Sync {
     /// Deletes audit records older than `before_ms`; returns how many.
     fn prune_audit(&self, before_ms: i64) -> StoreResult<usize>;
     fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+
+    // Added by the tokens issue.
+    /// Records a use of a token whose codes are kept single-use elsewhere (a validation
+    /// server): sets its last use and, when `activate`, turns a pending token active.
+    fn mark_token_used(&self, token_id: i64, now: i64, activate: bool) -> StoreResult<()>;
 }

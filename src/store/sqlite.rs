@@ -492,6 +492,16 @@ impl Store for SqliteStore {
         let rows = st.query_map(params![f.user, f.since_ms, limit], audit_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn mark_token_used(&self, token_id: i64, now: i64, activate: bool) -> StoreResult<()> {
+        let n = self.conn().execute(
+            "UPDATE tokens SET last_used_at = ?2,
+                 state = CASE WHEN ?3 THEN 'active' ELSE state END
+             WHERE id = ?1",
+            params![token_id, now, activate],
+        )?;
+        one_row(n, &format!("token id {token_id}"))
+    }
 }
 
 #[cfg(test)]

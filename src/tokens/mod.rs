@@ -11,6 +11,7 @@
 
 pub mod motp;
 pub mod oath;
+pub mod remote;
 pub mod yubico;
 
 use crate::config::{Config, HotpConfig, TotpConfig};
@@ -28,7 +29,7 @@ pub fn code_len(token: &Token) -> usize {
 pub fn fixed_code_len(kind: TokenKind) -> Option<usize> {
     match kind {
         TokenKind::Totp | TokenKind::Hotp => None,
-        TokenKind::Yubikey => Some(yubico::OTP_LEN),
+        TokenKind::Yubikey | TokenKind::YubikeyRemote => Some(yubico::OTP_LEN),
     }
 }
 
@@ -47,6 +48,8 @@ pub fn split<'a>(password: &'a str, token: &Token) -> Option<(&'a str, &'a str)>
 pub enum Claim {
     /// Store this counter (and drift) with the conditional `advance_counter`.
     Counter(Match),
+    /// A validation server accepted the OTP; it keeps the counters, we record the use.
+    Remote,
 }
 
 /// Why a code did not match, when there is more to say than "wrong code" (for the audit
@@ -94,6 +97,20 @@ impl<'a> Matcher<'a> {
                     .ok_or(None)
             }
             TokenKind::Yubikey => match_yubikey(token, &secret, code).map(Claim::Counter),
+            TokenKind::YubikeyRemote => {
+                let public_id = token.public_id.as_deref().unwrap_or("");
+                // Checked here, before anything goes out: the server would accept a good
+                // OTP of any key, not only this token's.
+                if yubico::public_id(code).is_none_or(|p| !p.eq_ignore_ascii_case(public_id)) {
+                    return Err(Some(yubico::YubicoError::PublicId.to_string()));
+                }
+                if yubico::modhex_decode(code).is_none() {
+                    return Err(Some(yubico::YubicoError::Format.to_string()));
+                }
+                remote::verify(&self.cfg.yubico, &code.to_ascii_lowercase())
+                    .map(|()| Claim::Remote)
+                    .map_err(|e| Some(e.to_string()))
+            }
         }
     }
 
@@ -116,6 +133,12 @@ impl<'a> Matcher<'a> {
                 } else {
                     Redeemed::Lost
                 })
+            }
+            Claim::Remote => {
+                self.store.mark_token_used(token.id, now, activate)?;
+                Ok(Redeemed::Won(
+                    "ok: validation server accepted the OTP".into(),
+                ))
             }
         }
     }

@@ -317,3 +317,11 @@ pub fn audit_of(env: &Env, user: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("audit json line"))
         .collect()
 }
+
+/// A free TCP port on 127.0.0.1 (bound then released): nothing listens there afterwards.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
