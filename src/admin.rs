@@ -15,6 +15,9 @@ pub use enrol::{ImportReport, YubikeyOptions};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
+mod app_passwords;
+pub use app_passwords::{NewAppPassword, MAX_PER_ACCOUNT as MAX_APP_PASSWORDS};
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]

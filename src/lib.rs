@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod engine;
 pub mod front;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod qr;
 pub mod store;

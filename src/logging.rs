@@ -12,7 +12,9 @@ pub fn init(cfg: &LogConfig, daemon: bool) {
     };
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match cfg.format {
         LogFormat::Json => b.json().try_init(),
         LogFormat::Text => b.try_init(),

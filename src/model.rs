@@ -154,3 +154,29 @@ pub struct AuditFilter {
     pub since_ms: Option<i64>,
     pub limit: usize,
 }
+
+/// An app-specific password: used alone, without PIN, where the account's level asks for one.
+/// Only its keyed hash is stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppPassword {
+    pub id: i64,
+    #[serde(skip)]
+    pub account_id: i64,
+    pub label: String,
+    /// Service classes it works for; empty = every class that asks for an app password.
+    pub services: Vec<String>,
+    #[serde(skip)]
+    pub salt: Vec<u8>,
+    #[serde(skip)]
+    pub hash: Vec<u8>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    /// Source address (or client) of the last use.
+    pub last_used_from: Option<String>,
+}
+
+impl AppPassword {
+    pub fn allows(&self, class: &str) -> bool {
+        self.services.is_empty() || self.services.iter().any(|s| s == class)
+    }
+}

@@ -6,7 +6,8 @@ use crate::config::Config;
 use crate::engine::Engine;
 use std::sync::Arc;
 
-pub fn run(cfg: Config) -> Result<Outcome, CliError> {
+pub fn run(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<Outcome, CliError> {
+    quick_start_socket(&mut cfg, config_path);
     // On a fresh machine (nothing there yet) serve sets itself up, so the quick start is one
     // command. A half-present state (database without key) is refused by init.
     if !cfg.key_path().exists() || !cfg.database_path().exists() {
@@ -24,6 +25,9 @@ pub fn run(cfg: Config) -> Result<Outcome, CliError> {
         env!("CARGO_PKG_VERSION"),
         state.display()
     );
+    if !cfg.socket.path.as_os_str().is_empty() {
+        println!("otpd: socket {}", cfg.socket.path.display());
+    }
     let (store, keys) = admin::open(&cfg)?;
     let cfg = Arc::new(cfg);
     let engine = Arc::new(Engine::new(cfg.clone(), store, keys));
@@ -31,7 +35,36 @@ pub fn run(cfg: Config) -> Result<Outcome, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(crate::front::serve(cfg, engine))
+    let handle = Arc::new(crate::front::EngineHandle::new(
+        engine,
+        config_path.map(|p| p.to_path_buf()),
+    ));
+    rt.block_on(crate::front::serve(handle))
         .map_err(|e| CliError::Other(e.to_string()))?;
     Ok(Outcome::Ok)
+}
+
+/// From a clone, without a configuration file and not as root, `/run/otpd` cannot be
+/// created: the quick start then puts the socket into the state directory instead of failing.
+/// A socket path that was asked for (file or environment) is never moved.
+fn quick_start_socket(cfg: &mut Config, config_path: Option<&std::path::Path>) {
+    let default = crate::config::SocketConfig::default().path;
+    if config_path.is_some()
+        || std::env::var_os("OTPD__SOCKET__PATH").is_some()
+        || cfg.socket.path != default
+    {
+        return;
+    }
+    let creatable = default
+        .parent()
+        .is_some_and(|dir| dir.is_dir() || std::fs::create_dir_all(dir).is_ok());
+    if !creatable {
+        let fallback = cfg.data_dir.join("otpd.sock");
+        tracing::warn!(
+            "cannot create {}; without a configuration file the socket goes to {} instead",
+            default.display(),
+            fallback.display()
+        );
+        cfg.socket.path = fallback;
+    }
 }

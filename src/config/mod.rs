@@ -57,6 +57,7 @@ pub struct Config {
     pub socket: SocketConfig,
     pub yubico: YubicoConfig,
     pub motp: MotpConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -79,6 +80,7 @@ impl Default for Config {
             socket: SocketConfig::default(),
             yubico: YubicoConfig::default(),
             motp: MotpConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -171,6 +173,28 @@ pub struct LockoutConfig {
     /// How long a lock lasts before it clears by itself.
     #[serde(with = "duration")]
     pub lock_duration: Duration,
+    /// Failures from one address against one account (within `source_window`) before that
+    /// address is blocked for that account (0 = off). Used capped at `max_failures - 1`, so
+    /// one address cannot lock the real user out.
+    pub per_source_max_failures: u32,
+    /// Failures from one address over all accounts before it is blocked for all (0 = off).
+    pub source_max_failures: u32,
+    #[serde(with = "duration")]
+    pub source_window: Duration,
+    /// How long a blocked address stays blocked.
+    #[serde(with = "duration")]
+    pub source_block: Duration,
+}
+
+impl LockoutConfig {
+    /// The per-(address, account) limit in force: below the account lock, whatever is set.
+    pub fn per_source_limit(&self) -> u32 {
+        match (self.per_source_max_failures, self.max_failures) {
+            (0, _) => 0,
+            (n, 0) => n,
+            (n, lock) => n.min(lock.saturating_sub(1)).max(1),
+        }
+    }
 }
 
 impl Default for LockoutConfig {
@@ -181,6 +205,10 @@ impl Default for LockoutConfig {
             max_delay: Duration::from_secs(60),
             max_failures: 10,
             lock_duration: Duration::from_secs(15 * 60),
+            per_source_max_failures: 5,
+            source_max_failures: 30,
+            source_window: Duration::from_secs(15 * 60),
+            source_block: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -213,6 +241,14 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig { keep_days: 365 }
     }
+}
+
+/// `[metrics]`: the optional Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `GET /metrics` endpoint; unset (the default) switches it off.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -616,7 +652,7 @@ mod tests {
         missing.retain(|k| {
             ![
                 "pin", "hotp", "totp", "lockout", "log", "audit", "services", "levels", "radius",
-                "socket", "yubico", "motp",
+                "socket", "metrics", "yubico", "motp",
             ]
             .contains(&k.as_str())
         });

@@ -1,12 +1,19 @@
 //! The decision. A front-end turns bytes into a [`CheckRequest`]; the engine answers with a
 //! [`Decision`]. The engine never sees a socket; a front-end never sees a token.
 
+mod app_password;
+mod challenge;
 mod clock;
 mod lockout;
+pub mod relogin;
 mod request;
+mod source_limit;
 
+pub use app_password::normalize as normalize_app_password;
+pub use challenge::CODE_PROMPT;
 pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
+pub use source_limit::SourceLimiter;
 
 use crate::config::{Config, Requirement, UnknownUser, ANY_CLASS};
 use crate::crypto::Keys;
@@ -49,6 +56,12 @@ pub struct Engine {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
+    /// In-memory failure counts per source address; carried over on reload.
+    sources: Arc<SourceLimiter>,
+    /// Open States of two-step logins (challenge.rs); carried over on reload.
+    challenges: Arc<challenge::Challenges>,
+    /// Webmail re-logins (relogin.rs); carried over on reload.
+    relogin: Arc<relogin::ReloginCache>,
 }
 
 impl Engine {
@@ -67,6 +80,23 @@ impl Engine {
             store,
             keys,
             clock,
+            sources: Arc::new(SourceLimiter::new()),
+            challenges: Arc::new(challenge::Challenges::new(challenge::DEFAULT_LIFETIME)),
+            relogin: Arc::new(relogin::ReloginCache::new(relogin::MAX_ENTRIES)),
+        }
+    }
+
+    /// The same engine under a new configuration (reload): the store, the keys and the clock
+    /// carry over, so nothing a running login depends on is lost.
+    pub fn reconfigure(&self, cfg: Arc<Config>) -> Engine {
+        Engine {
+            cfg,
+            store: self.store.clone(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            sources: self.sources.clone(),
+            challenges: self.challenges.clone(),
+            relogin: self.relogin.clone(),
         }
     }
 
@@ -158,6 +188,18 @@ impl Engine {
             .class(class);
         };
         let d = match req_kind {
+            // No PIN, code or app password holds a control character. OpenSSH sends
+            // "\x08\n\r\x7fINCORRECT" for logins it refuses itself (invalid user, root
+            // forbidden): that must not count as a failure, or anyone could lock an account
+            // through sshd.
+            Requirement::Otp | Requirement::AppPassword
+                if req.password.chars().any(char::is_control) =>
+            {
+                Decision::reject(
+                    user,
+                    "password holds control characters (a client's filler, not a guess); not counted",
+                )
+            }
             Requirement::Password => Decision::defer(
                 user,
                 format!("level {}: {class} uses the normal password", account.level),
@@ -166,14 +208,8 @@ impl Engine {
                 user,
                 format!("level {}: {class} is switched off", account.level),
             ),
-            Requirement::AppPassword => Decision::reject(
-                user,
-                format!(
-                    "level {}: {class} needs an app password; app passwords are not supported yet",
-                    account.level
-                ),
-            ),
-            Requirement::Otp => self.check_otp(user, &account, req),
+            Requirement::AppPassword => self.check_app_password(user, &account, &class, req),
+            Requirement::Otp => self.otp_with_relogin(user, &account, &class, req),
         };
         d.class(class)
     }
@@ -205,6 +241,10 @@ impl Engine {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         if let Some(block) = lockout::blocked(account, now, &self.cfg.lockout) {
+            return Decision::reject(user, block);
+        }
+        let rhost = req.rhost.as_deref();
+        if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
             return Decision::reject(user, block);
         }
         let tokens = match self.store.tokens(Some(&account.name)) {
@@ -252,10 +292,11 @@ impl Engine {
             } else {
                 "wrong PIN".to_string()
             };
-            return self.failed(user, account, now, &why);
+            return self.failed(user, account, rhost, now, &why);
         };
         match matcher.redeem(token, &claim, now, false) {
             Ok(Redeemed::Won(note)) => {
+                self.sources.succeeded(rhost, &user);
                 if account.failures > 0 || account.locked_until.is_some() {
                     if let Err(e) = self.store.clear_failures(account.id) {
                         tracing::warn!("failure count not cleared: {e}");
@@ -273,17 +314,30 @@ impl Engine {
         }
     }
 
-    fn failed(&self, user: String, account: &Account, now: i64, why: &str) -> Decision {
+    fn failed(
+        &self,
+        user: String,
+        account: &Account,
+        rhost: Option<&str>,
+        now: i64,
+        why: &str,
+    ) -> Decision {
         let l = &self.cfg.lockout;
+        self.sources.failed(rhost, &user, now, l);
         let lock_until = now + l.lock_duration.as_secs() as i64;
         match self
             .store
             .record_failure(account.id, now, l.max_failures, lock_until)
         {
-            Ok(n) if l.max_failures > 0 && n >= l.max_failures => Decision::reject(
-                user,
-                format!("{why}; {n} failures in a row, account locked"),
-            ),
+            Ok(n) if l.max_failures > 0 && n >= l.max_failures => {
+                if n == l.max_failures {
+                    crate::metrics::get().lockout();
+                }
+                Decision::reject(
+                    user,
+                    format!("{why}; {n} failures in a row, account locked"),
+                )
+            }
             Ok(n) => Decision::reject(user, format!("{why}; {n} failures in a row")),
             Err(e) => Decision::reject(user, format!("{why}; failure not counted: {e}")),
         }
@@ -323,3 +377,6 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mail_tests;

@@ -438,3 +438,85 @@ fn password_split_is_safe_on_odd_input() {
         assert_eq!(d.verdict, Verdict::Reject, "{pw:?}: {d:?}");
     }
 }
+
+impl World {
+    fn check_from(&self, user: &str, rhost: &str, password: &str) -> Decision {
+        self.engine.check(&CheckRequest {
+            user: user.into(),
+            password: password.to_string().into(),
+            service: "vpn".into(),
+            rhost: Some(rhost.into()),
+            client: Some("test".into()),
+            state: None,
+        })
+    }
+}
+
+#[test]
+fn one_address_guessing_cannot_lock_the_real_user_out() {
+    let mut cfg = Config::default();
+    cfg.lockout.free_failures = 100; // no throttle: only the limits under test act
+    cfg.lockout.max_failures = 6;
+    cfg.lockout.per_source_max_failures = 50; // capped to 5 by max_failures
+    let w = World::new(cfg);
+    w.alice(TokenKind::Hotp);
+    for _ in 0..20 {
+        w.check_from("alice", "198.51.100.66", "1234000000");
+    }
+    let d = w.check_from("alice", "198.51.100.66", "1234000000");
+    assert!(d.reason.contains("source address blocked"), "{d:?}");
+    let acct = w.admin.account("alice").expect("account");
+    assert_eq!(
+        acct.failures, 5,
+        "one address reaches at most max_failures - 1"
+    );
+    assert!(acct.locked_until.is_none());
+    // The real user, from their own address, still gets in.
+    let good = format!("1234{}", hotp(Algorithm::Sha1, SECRET, 0, 6));
+    assert_eq!(
+        w.check_from("alice", "203.0.113.5", &good).verdict,
+        Verdict::Accept
+    );
+}
+
+#[test]
+fn guessing_from_many_addresses_gets_nowhere() {
+    let mut cfg = Config::default();
+    cfg.lockout.max_failures = 10;
+    let w = World::new(cfg);
+    w.alice(TokenKind::Hotp);
+    let good = format!("1234{}", hotp(Algorithm::Sha1, SECRET, 0, 6));
+    // 200 guesses from 200 addresses, as fast as they come: the account's delay refuses them
+    // unseen after three, the lock follows; even the right code is refused meanwhile.
+    let mut evaluated = 0;
+    for i in 0..200 {
+        let d = w.check_from(
+            "alice",
+            &format!("10.9.{}.{}", i / 250, i % 250),
+            "1234999999",
+        );
+        if d.reason.contains("wrong") {
+            evaluated += 1;
+        }
+    }
+    assert!(
+        evaluated <= 3,
+        "only the free failures were evaluated: {evaluated}"
+    );
+    let d = w.check_from("alice", "10.99.0.1", &good);
+    assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
+}
+
+#[test]
+fn openssh_refusal_filler_is_rejected_without_counting() {
+    let w = World::new(Config::default());
+    w.alice(TokenKind::Hotp);
+    for _ in 0..30 {
+        let d = w.check("alice", "ssh", "\u{8}\n\r\u{7f}INCORRECT");
+        assert_eq!(d.verdict, Verdict::Reject);
+        assert!(d.reason.contains("not counted"), "{d:?}");
+    }
+    assert_eq!(w.admin.account("alice").expect("account").failures, 0);
+    let good = format!("1234{}", hotp(Algorithm::Sha1, SECRET, 0, 6));
+    assert_eq!(w.check("alice", "ssh", &good).verdict, Verdict::Accept);
+}

@@ -1,10 +1,15 @@
 //! Front-ends: protocol in, `CheckRequest` to the engine, `Decision` back out as bytes.
 
-use crate::config::Config;
 use crate::engine::{Clock, Engine};
 use std::sync::Arc;
 
+pub mod metrics_http;
 pub mod notify;
+pub mod protocol;
+pub mod reload;
+pub mod socket;
+
+pub use reload::EngineHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
@@ -13,16 +18,42 @@ pub enum FrontError {
 }
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
-pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontError> {
-    let _pruner = tokio::spawn(prune_audit(cfg.clone(), engine.clone()));
+pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
+    let engine = handle.current();
+    let cfg = Arc::new(engine.config().clone());
+    let stop = shutdown_signal()
+        .map_err(|e| FrontError::Start(format!("cannot take over SIGTERM/SIGINT: {e}")))?;
+    // Bound before READY=1: a unit ordered after otpd can rely on the socket being there.
+    let socket = match socket::SocketFront::bind(&cfg.socket).await? {
+        Some(front) => Some(front.spawn(handle.clone())),
+        None => {
+            tracing::info!("socket switched off (socket.path is empty)");
+            None
+        }
+    };
+    let _pruner = tokio::spawn(prune_audit(handle.clone()));
+    let reloader = reload::on_sighup(handle.clone())
+        .map_err(|e| FrontError::Start(format!("cannot take over SIGHUP for reload: {e}")))?;
+    tokio::spawn(reloader);
+    if let Some(addr) = cfg.metrics.listen {
+        let l = metrics_http::bind(addr)
+            .await
+            .map_err(|e| FrontError::Start(format!("metrics endpoint {addr}: {e}")))?;
+        tracing::info!("metrics endpoint on http://{addr}/metrics");
+        tokio::spawn(metrics_http::serve(l));
+    }
     if let Some(every) = notify::watchdog_interval() {
         tokio::spawn(watchdog(engine.clone(), every / 2));
     }
     tracing::info!("otpd ready");
     notify::notify("READY=1");
-    shutdown_signal().await;
+    stop.await;
     notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
+    if let Some((task, file)) = socket {
+        task.abort();
+        file.remove();
+    }
     Ok(())
 }
 
@@ -45,15 +76,16 @@ async fn watchdog(engine: Arc<Engine>, every: std::time::Duration) {
     }
 }
 
-/// Hourly pruning of old audit records (`[audit] keep_days`).
-async fn prune_audit(cfg: Arc<Config>, engine: Arc<Engine>) {
-    let keep_days = cfg.audit.keep_days;
-    if keep_days == 0 {
-        return;
-    }
+/// Hourly pruning of old audit records (`[audit] keep_days`, as configured now).
+async fn prune_audit(handle: Arc<EngineHandle>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
+        let engine = handle.current();
+        let keep_days = engine.config().audit.keep_days;
+        if keep_days == 0 {
+            continue;
+        }
         let store = engine.store().clone();
         let before_ms = crate::engine::SystemClock.now_ms() - i64::from(keep_days) * 86_400_000;
         match tokio::task::spawn_blocking(move || store.prune_audit(before_ms)).await {
@@ -67,19 +99,16 @@ async fn prune_audit(cfg: Arc<Config>, engine: Arc<Engine>) {
     }
 }
 
-async fn shutdown_signal() {
+/// Takes SIGTERM and SIGINT over before the daemon says it is ready, so a stop that comes
+/// early is still an orderly one.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }

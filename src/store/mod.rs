@@ -8,7 +8,7 @@ pub mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::model::{Account, AuditFilter, AuditRecord, NewToken, Token, TokenState};
+use crate::model::{Account, AppPassword, AuditFilter, AuditRecord, NewToken, Token, TokenState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,6 +96,22 @@ pub trait Store: Send + Sync {
     fn prune_audit(&self, before_ms: i64) -> StoreResult<usize>;
     fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
 
+    // App-specific passwords (issue 4). Keyed hashes only; the engine compares.
+    /// Stores a new app password; `Exists` when the account already has one with this label.
+    fn insert_app_password(
+        &self,
+        account_id: i64,
+        label: &str,
+        services: &[String],
+        salt: &[u8],
+        hash: &[u8],
+        now: i64,
+    ) -> StoreResult<i64>;
+    /// The account's app passwords, oldest first.
+    fn app_passwords(&self, account_id: i64) -> StoreResult<Vec<AppPassword>>;
+    fn delete_app_password(&self, id: i64) -> StoreResult<()>;
+    /// Records a use: when and from where.
+    fn touch_app_password(&self, id: i64, now: i64, from: Option<&str>) -> StoreResult<()>;
     // Added by the tokens issue.
     /// Records a use of a token whose codes are kept single-use elsewhere (a validation
     /// server): sets its last use and, when `activate`, turns a pending token active.

@@ -49,7 +49,21 @@ pub const MIGRATIONS: &[&str] = &[
         name   TEXT PRIMARY KEY,
         value  BLOB NOT NULL
     );",
-    // 3 (tokens issue): public identifiers of tokens (a YubiKey's public id), unique among
+    // 3: app-specific passwords (mail clients once 2FA is on): keyed hashes, never the password
+    "CREATE TABLE app_passwords (
+        id              INTEGER PRIMARY KEY,
+        account_id      INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        label           TEXT NOT NULL,
+        services        TEXT NOT NULL DEFAULT '',
+        salt            BLOB NOT NULL,
+        hash            BLOB NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_used_at    INTEGER,
+        last_used_from  TEXT,
+        UNIQUE (account_id, label)
+    );
+    CREATE INDEX app_passwords_account ON app_passwords(account_id);",
+    // 4 (tokens issue): public identifiers of tokens (a YubiKey's public id), unique among
     // YubiKeys so an OTP finds one token only.
     "ALTER TABLE tokens ADD COLUMN public_id TEXT;
     CREATE UNIQUE INDEX tokens_yubikey_public_id ON tokens(public_id)

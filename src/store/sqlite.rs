@@ -5,7 +5,9 @@
 
 use super::schema::MIGRATIONS;
 use super::{Store, StoreError, StoreResult};
-use crate::model::{Account, AuditFilter, AuditRecord, NewToken, Token, TokenKind, TokenState};
+use crate::model::{
+    Account, AppPassword, AuditFilter, AuditRecord, NewToken, Token, TokenKind, TokenState,
+};
 use crate::tokens::oath::Algorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::os::unix::fs::PermissionsExt;
@@ -491,6 +493,76 @@ impl Store for SqliteStore {
         )?;
         let rows = st.query_map(params![f.user, f.since_ms, limit], audit_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn insert_app_password(
+        &self,
+        account_id: i64,
+        label: &str,
+        services: &[String],
+        salt: &[u8],
+        hash: &[u8],
+        now: i64,
+    ) -> StoreResult<i64> {
+        let conn = self.conn();
+        let res = conn.execute(
+            "INSERT INTO app_passwords (account_id, label, services, salt, hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![account_id, label, services.join(","), salt, hash, now],
+        );
+        match res {
+            Ok(_) => Ok(conn.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Exists(format!("app password `{label}`")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn app_passwords(&self, account_id: i64) -> StoreResult<Vec<AppPassword>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT id, account_id, label, services, salt, hash, created_at, last_used_at,
+                    last_used_from
+             FROM app_passwords WHERE account_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([account_id], |r| {
+            let services: String = r.get(3)?;
+            Ok(AppPassword {
+                id: r.get(0)?,
+                account_id: r.get(1)?,
+                label: r.get(2)?,
+                services: services
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                salt: r.get(4)?,
+                hash: r.get(5)?,
+                created_at: r.get(6)?,
+                last_used_at: r.get(7)?,
+                last_used_from: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete_app_password(&self, id: i64) -> StoreResult<()> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM app_passwords WHERE id = ?1", [id])?;
+        one_row(n, &format!("app password {id}"))
+    }
+
+    fn touch_app_password(&self, id: i64, now: i64, from: Option<&str>) -> StoreResult<()> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "UPDATE app_passwords SET last_used_at = ?2, last_used_from = ?3 WHERE id = ?1",
+        )?;
+        st.execute(params![id, now, from])?;
+        Ok(())
     }
 
     fn mark_token_used(&self, token_id: i64, now: i64, activate: bool) -> StoreResult<()> {

@@ -26,7 +26,8 @@ impl Env {
     pub fn new(extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("otpd.toml");
-        let mut base = format!("data_dir = \"{}\"\n", dir.path().join("data").display());
+        let top = format!("data_dir = \"{}\"\n", dir.path().join("data").display());
+        let mut base = String::new();
         if !extra.contains("[socket]") {
             base.push_str(&format!(
                 "[socket]\npath = \"{}\"\n",
@@ -36,8 +37,9 @@ impl Env {
         if !extra.contains("[radius]") {
             base.push_str("[radius]\nlisten = []\n");
         }
-        // Top-level keys in `extra` must come before any table: put it first.
-        std::fs::write(&config, format!("{extra}\n{base}")).expect("write config");
+        // data_dir first, then `extra` (its top-level keys must come before its tables), then
+        // the base tables.
+        std::fs::write(&config, format!("{top}{extra}\n{base}")).expect("write config");
         let env = Env { dir, config };
         env.ok(&["init"], None);
         env
@@ -255,6 +257,15 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64
+}
+
+impl Daemon {
+    /// True while the daemon process has not exited.
+    pub fn child_alive(&self) -> bool {
+        // SAFETY: signal 0 only checks that our own child still exists.
+        let alive = unsafe { libc::kill(self.child.id() as i32, 0) == 0 };
+        alive && !self.log_text().contains("panicked")
+    }
 }
 
 /// Requires a Python module (from PyPI); fails, never skips, naming what to install.

@@ -1,0 +1,125 @@
+//! Timing benchmark (issue: hardening): does the answer time tell an unknown user, a wrong PIN
+//! and a wrong code apart? Runs the real engine on a real on-disk store, with the three kinds of
+//! failed login interleaved in random order so drift of the machine hits all three alike, and
+//! prints the distribution of each and the differences of the medians.
+//!
+//!   cargo run --release --example timing [-- SAMPLES]
+//!
+//! Lockout and per-source limits are off here: with them on, guessing is refused unseen after
+//! a few failures, which is faster for every kind alike and would hide the comparison.
+use otpd::admin::{self, Admin, TokenOptions};
+use otpd::config::{Config, UnknownUser};
+use otpd::engine::{CheckRequest, Engine};
+use otpd::model::TokenKind;
+use otpd::tokens::oath::Algorithm;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let samples: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(3000);
+    let dir = tempfile::tempdir()?;
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        unknown_user: UnknownUser::Reject,
+        ..Config::default()
+    };
+    cfg.lockout.free_failures = u32::MAX;
+    cfg.lockout.max_failures = 0;
+    cfg.lockout.per_source_max_failures = 0;
+    cfg.lockout.source_max_failures = 0;
+    let cfg = Arc::new(cfg.finish()?);
+    admin::init(&cfg)?;
+    let (store, keys) = admin::open(&cfg)?;
+    let a = Admin::new(cfg.clone(), store.clone(), keys.clone());
+    a.add_user("alice", Some("1234"), None)?;
+    a.add_token(
+        "alice",
+        TokenOptions {
+            kind: TokenKind::Totp,
+            secret_b32: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_string().into()),
+            digits: 6,
+            algorithm: Algorithm::Sha1,
+            period: 30,
+            label: String::new(),
+            active: true,
+        },
+    )?;
+    a.set_user("alice", None, Some("everywhere"))?;
+    let engine = Engine::new(cfg.clone(), store, keys);
+
+    let kinds: [(&str, &str, &str); 3] = [
+        ("unknown user", "mallory", "1234000000"),
+        ("wrong PIN", "alice", "9999000000"),
+        ("wrong code", "alice", "1234000000"),
+    ];
+    let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut order: Vec<usize> = (0..samples * 3).map(|i| i % 3).collect();
+    shuffle(&mut order);
+    // Warm-up: caches, prepared statements, page cache.
+    for k in kinds.iter().cycle().take(300) {
+        check(&engine, k.1, k.2);
+    }
+    for &i in &order {
+        let (_, user, pw) = kinds[i];
+        let t = Instant::now();
+        let verdict = check(&engine, user, pw);
+        times[i].push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(verdict, "reject", "{} must be rejected", kinds[i].0);
+    }
+    println!("answer time of a failed login, µs ({samples} samples each, interleaved)");
+    println!(
+        "{:<14} {:>9} {:>9} {:>9} {:>9}",
+        "kind", "p10", "median", "p90", "p99"
+    );
+    let mut medians = Vec::new();
+    for (i, t) in times.iter_mut().enumerate() {
+        t.sort_by(f64::total_cmp);
+        let q = |p: f64| t[((t.len() as f64 - 1.0) * p) as usize];
+        medians.push(q(0.5));
+        println!(
+            "{:<14} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            kinds[i].0,
+            q(0.1),
+            q(0.5),
+            q(0.9),
+            q(0.99)
+        );
+    }
+    let base = medians[2];
+    for (i, m) in medians.iter().enumerate().take(2) {
+        println!(
+            "median {} - median wrong code: {:+.1} µs ({:+.1} %)",
+            kinds[i].0,
+            m - base,
+            (m - base) / base * 100.0
+        );
+    }
+    Ok(())
+}
+
+fn check(engine: &Engine, user: &str, password: &str) -> &'static str {
+    engine
+        .check(&CheckRequest {
+            user: user.into(),
+            password: password.to_string().into(),
+            service: "vpn".into(),
+            rhost: Some("192.0.2.1".into()),
+            client: Some("timing".into()),
+            state: None,
+        })
+        .verdict
+        .as_str()
+}
+
+/// Fisher-Yates with the OS's randomness; the order only has to be unpredictable to the
+/// machine's periodic noise, not to an attacker.
+fn shuffle(v: &mut [usize]) {
+    for i in (1..v.len()).rev() {
+        let j = otpd::crypto::random_below(i as u32 + 1).unwrap_or(0) as usize;
+        v.swap(i, j);
+    }
+}

@@ -1,0 +1,407 @@
+//! Two-step login. In a class with `challenge_on_pin_only`, a password that is the PIN alone
+//! earns a Challenge with a fresh random State; the next request that carries the State
+//! brings the code alone. VPN clients with a separate "one-time code" prompt work this way
+//! (RADIUS Access-Challenge), and so can the socket front-end and e-mailed codes.
+//!
+//! The State is 128 random bits, bound to the user, the client and the class, used at most
+//! once, and valid for a limited time. The open States live in memory only: a restart ends
+//! every half-done login, which costs the user one more PIN prompt and nothing else.
+
+use super::{lockout, CheckRequest, Decision, Engine};
+use crate::crypto;
+use crate::model::Account;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// How long a State is valid unless the caller sets another lifetime.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(120);
+/// What the user is asked for after the PIN alone.
+pub const CODE_PROMPT: &str = "Enter your one-time code";
+/// Open States in all: a bound on memory whatever happens.
+const MAX_OPEN: usize = 65_536;
+/// Open States per user: a few parallel logins (two VPN tunnels) work; someone who knows a
+/// PIN cannot fill the table with that account alone.
+const MAX_OPEN_PER_USER: usize = 4;
+const STATE_BYTES: usize = 16;
+
+struct Pending {
+    user: String,
+    client: Option<String>,
+    class: String,
+    /// The PIN the first step proved. Kept so the second step runs the very same PIN+code
+    /// check as a one-step login (every token type, the same lockout bookkeeping); wiped
+    /// when the State is used or dropped.
+    pin: Zeroizing<String>,
+    expires_ms: i64,
+}
+
+#[derive(Default)]
+struct Open {
+    by_state: HashMap<String, Pending>,
+    /// States per user, oldest first.
+    by_user: HashMap<String, Vec<String>>,
+}
+
+impl Open {
+    fn remove(&mut self, state: &str) -> Option<Pending> {
+        let p = self.by_state.remove(state)?;
+        if let Some(list) = self.by_user.get_mut(&p.user) {
+            list.retain(|s| s != state);
+            if list.is_empty() {
+                self.by_user.remove(&p.user);
+            }
+        }
+        Some(p)
+    }
+
+    fn purge_expired(&mut self, now_ms: i64) {
+        self.by_state.retain(|_, p| p.expires_ms > now_ms);
+        let by_state = &self.by_state;
+        self.by_user.retain(|_, list| {
+            list.retain(|s| by_state.contains_key(s));
+            !list.is_empty()
+        });
+    }
+}
+
+/// The open States of two-step logins.
+pub(super) struct Challenges {
+    lifetime_ms: i64,
+    open: Mutex<Open>,
+}
+
+impl Challenges {
+    pub(super) fn new(lifetime: Duration) -> Challenges {
+        Challenges {
+            lifetime_ms: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
+            open: Mutex::new(Open::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        // A panic elsewhere while holding the lock leaves a map that is still consistent
+        // enough to use: every operation on it is a single insert or remove.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn issue(
+        &self,
+        now_ms: i64,
+        user: &str,
+        client: Option<&str>,
+        class: &str,
+        pin: &str,
+    ) -> Result<String, &'static str> {
+        let mut bytes = [0u8; STATE_BYTES];
+        crypto::fill_random(&mut bytes).map_err(|_| "no randomness for a challenge state")?;
+        let state = data_encoding::HEXLOWER.encode(&bytes);
+        let mut open = self.lock();
+        if open.by_state.len() >= MAX_OPEN {
+            open.purge_expired(now_ms);
+        }
+        let mine: Vec<String> = open.by_user.get(user).cloned().unwrap_or_default();
+        for s in &mine {
+            if open.by_state.get(s).is_some_and(|p| p.expires_ms <= now_ms) {
+                open.remove(s);
+            }
+        }
+        while open.by_user.get(user).map_or(0, Vec::len) >= MAX_OPEN_PER_USER {
+            let Some(oldest) = open.by_user.get(user).and_then(|l| l.first()).cloned() else {
+                break;
+            };
+            open.remove(&oldest);
+        }
+        if open.by_state.len() >= MAX_OPEN {
+            return Err("too many open challenges");
+        }
+        open.by_user
+            .entry(user.to_string())
+            .or_default()
+            .push(state.clone());
+        open.by_state.insert(
+            state.clone(),
+            Pending {
+                user: user.to_string(),
+                client: client.map(str::to_string),
+                class: class.to_string(),
+                pin: Zeroizing::new(pin.to_string()),
+                expires_ms: now_ms.saturating_add(self.lifetime_ms),
+            },
+        );
+        Ok(state)
+    }
+
+    /// Removes the State whatever comes next: a State is spent by being shown once, also by
+    /// the wrong user.
+    fn take(&self, now_ms: i64, state: &str) -> Result<Pending, &'static str> {
+        let p = self
+            .lock()
+            .remove(state)
+            .ok_or("unknown or already used challenge state")?;
+        if p.expires_ms <= now_ms {
+            return Err("challenge state expired");
+        }
+        Ok(p)
+    }
+
+    #[cfg(test)]
+    fn open_count(&self) -> usize {
+        self.lock().by_state.len()
+    }
+}
+
+impl Engine {
+    /// Sets how long a two-step login's State stays valid (default 120 s). The front-end
+    /// that offers challenges passes its setting here; the engine itself knows no protocol.
+    pub fn with_challenge_lifetime(mut self, lifetime: Duration) -> Engine {
+        self.challenges = std::sync::Arc::new(Challenges::new(lifetime));
+        self
+    }
+
+    /// The OTP requirement with the two-step login around the one-step check.
+    pub(super) fn check_otp_two_step(
+        &self,
+        user: String,
+        account: &Account,
+        req: &CheckRequest,
+        class: &str,
+    ) -> Decision {
+        if let Some(state) = req.state.as_deref() {
+            return self.continue_challenge(user, account, req, class, state);
+        }
+        let two_step = self
+            .cfg
+            .services
+            .get(class)
+            .is_some_and(|s| s.challenge_on_pin_only);
+        if !two_step {
+            return self.check_otp(user, account, req);
+        }
+        let now_ms = self.clock.now_ms();
+        // A locked or throttled account gets its refusal from the one-step path; the PIN is
+        // not looked at.
+        if lockout::blocked(account, now_ms.div_euclid(1000), &self.cfg.lockout).is_some() {
+            return self.check_otp(user, account, req);
+        }
+        let pin_alone = match (&account.pin_salt, &account.pin_hash) {
+            (Some(salt), Some(hash)) => self.keys.verify_hash(salt, req.password.as_bytes(), hash),
+            _ => false,
+        };
+        if !pin_alone {
+            return self.check_otp(user, account, req);
+        }
+        match self.challenges.issue(
+            now_ms,
+            &user,
+            req.client.as_deref(),
+            class,
+            req.password.as_str(),
+        ) {
+            Ok(state) => Decision::challenge(user, CODE_PROMPT, state, "PIN correct; code asked"),
+            Err(why) => Decision::reject(user, why),
+        }
+    }
+
+    /// The second step: the State must be open, unexpired and issued to this user, client
+    /// and class; then the code is checked as if the PIN had been typed in front of it.
+    fn continue_challenge(
+        &self,
+        user: String,
+        account: &Account,
+        req: &CheckRequest,
+        class: &str,
+        state: &str,
+    ) -> Decision {
+        let p = match self.challenges.take(self.clock.now_ms(), state) {
+            Ok(p) => p,
+            Err(why) => return Decision::reject(user, why),
+        };
+        if p.user != user || p.client.as_deref() != req.client.as_deref() || p.class != class {
+            return Decision::reject(user, "challenge state issued to another login");
+        }
+        let mut password = Zeroizing::new(String::with_capacity(p.pin.len() + req.password.len()));
+        password.push_str(&p.pin);
+        password.push_str(&req.password);
+        let second = CheckRequest {
+            password,
+            state: None,
+            ..req.clone()
+        };
+        self.check_otp(user, account, &second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::{Admin, TokenOptions};
+    use crate::config::Config;
+    use crate::crypto::{Keys, MasterKey};
+    use crate::engine::{Clock, Verdict};
+    use crate::model::TokenKind;
+    use crate::store::{SqliteStore, Store};
+    use crate::tokens::oath::{hotp, Algorithm};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    const SECRET: &[u8] = b"12345678901234567890";
+    const SECRET_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    struct TestClock(AtomicI64);
+    impl Clock for TestClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    struct World {
+        engine: Engine,
+        clock: Arc<TestClock>,
+    }
+
+    impl World {
+        fn new(two_step: bool) -> World {
+            let mut cfg = Config::default().finish().expect("config");
+            if let Some(vpn) = cfg.services.get_mut("vpn") {
+                vpn.challenge_on_pin_only = two_step;
+            }
+            let cfg = Arc::new(cfg);
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
+            let keys = Arc::new(Keys::new(&MasterKey::from_bytes([5u8; 32])));
+            let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)));
+            let mut admin = Admin::new(cfg.clone(), store.clone(), keys.clone());
+            admin.clock = clock.clone();
+            for user in ["alice", "bob"] {
+                admin.add_user(user, Some("1234"), None).expect("user");
+                admin
+                    .add_token(
+                        user,
+                        TokenOptions {
+                            kind: TokenKind::Hotp,
+                            secret_b32: Some(SECRET_B32.to_string().into()),
+                            digits: 6,
+                            algorithm: Algorithm::Sha1,
+                            period: 30,
+                            label: String::new(),
+                            active: true,
+                        },
+                    )
+                    .expect("token");
+                admin
+                    .set_user(user, None, Some("everywhere"))
+                    .expect("level");
+            }
+            let engine = Engine::with_clock(cfg, store, keys, clock.clone())
+                .with_challenge_lifetime(Duration::from_secs(60));
+            World { engine, clock }
+        }
+
+        fn check(&self, user: &str, password: &str, client: &str, state: Option<&str>) -> Decision {
+            self.engine.check(&CheckRequest {
+                user: user.into(),
+                password: password.to_string().into(),
+                service: "vpn".into(),
+                rhost: None,
+                client: Some(client.into()),
+                state: state.map(str::to_string),
+            })
+        }
+
+        fn code(counter: u64) -> String {
+            hotp(Algorithm::Sha1, SECRET, counter, 6)
+        }
+    }
+
+    #[test]
+    fn pin_alone_then_code_with_state() {
+        let w = World::new(true);
+        let d = w.check("alice", "1234", "nas", None);
+        assert_eq!(d.verdict, Verdict::Challenge, "{d:?}");
+        assert_eq!(d.message, CODE_PROMPT);
+        let state = d.state.expect("state");
+        assert_eq!(state.len(), 2 * STATE_BYTES);
+        let d = w.check("alice", &World::code(0), "nas", Some(&state));
+        assert_eq!(d.verdict, Verdict::Accept, "{d:?}");
+        // Single use: the same State again, even with the next valid code, is refused.
+        let d = w.check("alice", &World::code(1), "nas", Some(&state));
+        assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
+        assert!(d.reason.contains("unknown or already used"), "{d:?}");
+    }
+
+    #[test]
+    fn one_step_login_still_works_in_a_two_step_class() {
+        let w = World::new(true);
+        let d = w.check("alice", &format!("1234{}", World::code(0)), "nas", None);
+        assert_eq!(d.verdict, Verdict::Accept, "{d:?}");
+    }
+
+    #[test]
+    fn pin_alone_is_a_reject_without_the_setting() {
+        let w = World::new(false);
+        let d = w.check("alice", "1234", "nas", None);
+        assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
+        assert!(d.state.is_none());
+    }
+
+    #[test]
+    fn wrong_pin_gets_no_challenge() {
+        let w = World::new(true);
+        let d = w.check("alice", "4321", "nas", None);
+        assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
+        assert_eq!(w.engine.challenges.open_count(), 0);
+    }
+
+    #[test]
+    fn state_is_bound_to_user_and_client() {
+        let w = World::new(true);
+        let s = w.check("alice", "1234", "nas", None).state.expect("state");
+        let d = w.check("bob", &World::code(0), "nas", Some(&s));
+        assert_eq!(d.verdict, Verdict::Reject, "foreign user: {d:?}");
+        // Shown once to the wrong user, the State is spent for alice too.
+        let d = w.check("alice", &World::code(0), "nas", Some(&s));
+        assert_eq!(d.verdict, Verdict::Reject, "spent: {d:?}");
+
+        let s = w.check("alice", "1234", "nas", None).state.expect("state");
+        let d = w.check("alice", &World::code(0), "other-nas", Some(&s));
+        assert_eq!(d.verdict, Verdict::Reject, "foreign client: {d:?}");
+        assert!(d.reason.contains("another login"), "{d:?}");
+    }
+
+    #[test]
+    fn state_expires() {
+        let w = World::new(true);
+        let s = w.check("alice", "1234", "nas", None).state.expect("state");
+        w.clock.0.fetch_add(61_000, Ordering::SeqCst);
+        let d = w.check("alice", &World::code(0), "nas", Some(&s));
+        assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
+        assert!(d.reason.contains("expired"), "{d:?}");
+    }
+
+    #[test]
+    fn wrong_code_after_state_is_a_counted_failure() {
+        let w = World::new(true);
+        let s = w.check("alice", "1234", "nas", None).state.expect("state");
+        let d = w.check("alice", "000000", "nas", Some(&s));
+        assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
+        assert!(d.reason.contains("1 failures"), "{d:?}");
+        let d = w.check("alice", "1234", "nas", Some("00112233"));
+        assert_eq!(d.verdict, Verdict::Reject, "made-up state: {d:?}");
+    }
+
+    #[test]
+    fn open_states_per_user_are_bounded() {
+        let w = World::new(true);
+        let first = w.check("alice", "1234", "nas", None).state.expect("state");
+        for _ in 0..10 {
+            assert_eq!(
+                w.check("alice", "1234", "nas", None).verdict,
+                Verdict::Challenge
+            );
+        }
+        assert_eq!(w.engine.challenges.open_count(), MAX_OPEN_PER_USER);
+        let d = w.check("alice", &World::code(0), "nas", Some(&first));
+        assert_eq!(d.verdict, Verdict::Reject, "oldest was dropped: {d:?}");
+    }
+}

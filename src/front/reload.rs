@@ -1,0 +1,118 @@
+//! `systemctl reload otpd` (SIGHUP): read the configuration again and, if it is valid, let
+//! every request from now on see it. Requests already running finish on the engine they
+//! started with: nothing in flight is lost or answered twice.
+
+use crate::config::Config;
+use crate::engine::Engine;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// The engine the front-ends use, swapped whole on reload. A read lock and an `Arc` clone per
+/// request: far below the cost of one login.
+pub struct EngineHandle {
+    current: RwLock<Arc<Engine>>,
+    config_path: Option<PathBuf>,
+}
+
+impl EngineHandle {
+    pub fn new(engine: Arc<Engine>, config_path: Option<PathBuf>) -> EngineHandle {
+        EngineHandle {
+            current: RwLock::new(engine),
+            config_path,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Engine> {
+        // A panic while holding the lock leaves a complete Arc behind: safe to take over.
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Loads the configuration file again. On success the new configuration serves every
+    /// request from now on; on failure the old one stays and the error says why.
+    pub fn reload(&self) -> Result<Vec<String>, String> {
+        let new = Config::load(self.config_path.as_deref()).map_err(|e| e.to_string())?;
+        let old = self.current();
+        let warnings = needs_restart(old.config(), &new);
+        let next = Arc::new(old.reconfigure(Arc::new(new)));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(warnings)
+    }
+
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+}
+
+/// Settings that are read once at start (files opened, sockets bound): a changed value is
+/// reported, and the running one stays until a restart.
+fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    let mut check = |key: &str, changed: bool| {
+        if changed {
+            w.push(format!("`{key}` changed: takes effect at the next restart"));
+        }
+    };
+    check("data_dir", old.data_dir != new.data_dir);
+    check("database", old.database_path() != new.database_path());
+    check("key_file", old.key_path() != new.key_path());
+    check("radius.listen", old.radius.listen != new.radius.listen);
+    check(
+        "radius.max_in_flight",
+        old.radius.max_in_flight != new.radius.max_in_flight,
+    );
+    check(
+        "radius.state_lifetime",
+        old.radius.state_lifetime != new.radius.state_lifetime,
+    );
+    check("socket.path", old.socket.path != new.socket.path);
+    check("socket.group", old.socket.group != new.socket.group);
+    check(
+        "socket.max_connections",
+        old.socket.max_connections != new.socket.max_connections,
+    );
+    check("metrics.listen", old.metrics.listen != new.metrics.listen);
+    check(
+        "log",
+        old.log.level != new.log.level || old.log.format != new.log.format,
+    );
+    w
+}
+
+/// Takes SIGHUP over from its default (which ends the process) before the daemon says it is
+/// ready, then reloads on each one for as long as the daemon runs.
+pub fn on_sighup(
+    handle: Arc<EngineHandle>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hup = signal(SignalKind::hangup())?;
+    Ok(reload_loop(handle, hup))
+}
+
+async fn reload_loop(handle: Arc<EngineHandle>, mut hup: tokio::signal::unix::Signal) {
+    while hup.recv().await.is_some() {
+        super::notify::notify("RELOADING=1");
+        let h = handle.clone();
+        let res = tokio::task::spawn_blocking(move || h.reload()).await;
+        match res {
+            Ok(Ok(warnings)) => {
+                crate::metrics::get().reload(true);
+                for w in warnings {
+                    tracing::warn!("reload: {w}");
+                }
+                tracing::info!("configuration reloaded");
+            }
+            Ok(Err(e)) => {
+                crate::metrics::get().reload(false);
+                tracing::error!("reload refused, the running configuration stays: {e}");
+            }
+            Err(e) => {
+                crate::metrics::get().reload(false);
+                tracing::error!("reload failed, the running configuration stays: {e}");
+            }
+        }
+        super::notify::notify("READY=1");
+    }
+}
