@@ -12,14 +12,17 @@ pub enum TokenKind {
     Yubikey,
     /// Yubico OTP checked by a validation server: only the public id is kept.
     YubikeyRemote,
+    /// Mobile-OTP: secret and mPIN sealed together, 10-second steps.
+    Motp,
 }
 
 impl TokenKind {
-    pub const ALL: [TokenKind; 4] = [
+    pub const ALL: [TokenKind; 5] = [
         TokenKind::Totp,
         TokenKind::Hotp,
         TokenKind::Yubikey,
         TokenKind::YubikeyRemote,
+        TokenKind::Motp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -28,6 +31,7 @@ impl TokenKind {
             TokenKind::Hotp => "hotp",
             TokenKind::Yubikey => "yubikey",
             TokenKind::YubikeyRemote => "yubikey-remote",
+            TokenKind::Motp => "motp",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -40,6 +44,7 @@ impl TokenKind {
             TokenKind::Hotp => "HOTP",
             TokenKind::Yubikey => "YK",
             TokenKind::YubikeyRemote => "YKR",
+            TokenKind::Motp => "MOTP",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{invalid, new_serial, Admin, AdminError};
 use crate::model::{NewToken, Token, TokenKind, TokenState};
-use crate::tokens::{self, oath::Algorithm, yubico};
+use crate::tokens::{self, motp, oath::Algorithm, yubico};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -80,6 +80,9 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
         TokenKind::Yubikey | TokenKind::YubikeyRemote => {
             code.len() == yubico::OTP_LEN && yubico::modhex_decode(code).is_some()
         }
+        TokenKind::Motp => {
+            code.len() == motp::CODE_LEN && code.bytes().all(|b| b.is_ascii_hexdigit())
+        }
     };
     if ok {
         return Ok(());
@@ -92,6 +95,7 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
             "a code for this token is a {}-character Yubico OTP (touch the key)",
             yubico::OTP_LEN
         ),
+        TokenKind::Motp => format!("an mOTP code is {} hex digits", motp::CODE_LEN),
     }))
 }
 
@@ -163,6 +167,35 @@ impl Admin {
             o.active,
             Some(public_id),
         )
+    }
+
+    /// Enrols an mOTP token: the secret as the app shows it (hex) and the app's own mPIN,
+    /// sealed together. The account PIN is still typed in front of every code.
+    pub fn add_motp(
+        &self,
+        raw_user: &str,
+        secret: &str,
+        mpin: &str,
+        label: String,
+        active: bool,
+    ) -> Result<Token, AdminError> {
+        let account = self.account(raw_user)?;
+        // The app hashes the secret as text: keep it as typed, in the lower case apps show.
+        let secret: Zeroizing<String> = Zeroizing::new(secret.trim().to_ascii_lowercase());
+        if !(16..=64).contains(&secret.len()) || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(
+                "--secret for mOTP is the app's init secret: 16 to 64 hex characters",
+            ));
+        }
+        if !(4..=16).contains(&mpin.len()) || !mpin.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                "--mpin is the mOTP app's own PIN: 4 to 16 ASCII letters or digits",
+            ));
+        }
+        check_label(&label)?;
+        let blob =
+            motp::pack_secret(&secret, mpin).ok_or_else(|| invalid("--secret is too long"))?;
+        self.insert_new(account.id, TokenKind::Motp, &blob, label, active, None)
     }
 
     /// Enrols a YubiKey whose OTPs a validation server checks (`[yubico]`). Only the public

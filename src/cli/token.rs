@@ -15,6 +15,8 @@ pub enum KindArg {
     Yubikey,
     /// YubiKey checked by the validation server of [yubico] (needs --public-id).
     YubikeyRemote,
+    /// Mobile-OTP app (needs --secret HEX and --mpin).
+    Motp,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -38,9 +40,13 @@ pub enum TokenCmd {
         user: String,
         #[arg(long = "type", value_enum)]
         kind: KindArg,
-        /// Secret in base32 (hardware tokens); a random one is made otherwise.
+        /// Secret in base32 (hardware tokens); a random one is made otherwise. For mOTP: the
+        /// app's init secret in hex.
         #[arg(long)]
         secret: Option<String>,
+        /// mOTP: the app's own PIN (sealed with the secret).
+        #[arg(long)]
+        mpin: Option<String>,
         /// YubiKey: the public id, 12 modhex characters (the first 12 of every OTP).
         #[arg(long, value_name = "MODHEX")]
         public_id: Option<String>,
@@ -156,6 +162,34 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
         }
         TokenCmd::Add {
             user,
+            kind: KindArg::Motp,
+            secret,
+            mpin,
+            public_id,
+            private_id,
+            aes_key,
+            label,
+            active,
+            json,
+            ..
+        } => {
+            if public_id.is_some() || private_id.is_some() || aes_key.is_some() {
+                return Err(CliError::Other(
+                    "--public-id, --private-id and --aes-key are for YubiKeys".into(),
+                ));
+            }
+            let (Some(secret), Some(mpin)) = (secret, mpin) else {
+                return Err(CliError::Other(
+                    "--type motp needs --secret HEX (the app's init secret) and --mpin PIN".into(),
+                ));
+            };
+            let secret = Zeroizing::new(secret);
+            let mpin = Zeroizing::new(mpin);
+            let t = a.add_motp(&user, &secret, &mpin, label, active)?;
+            enrolled(&t, json)?;
+        }
+        TokenCmd::Add {
+            user,
             kind: KindArg::YubikeyRemote,
             secret,
             public_id,
@@ -182,6 +216,7 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
             user,
             kind,
             secret,
+            mpin,
             public_id,
             private_id,
             aes_key,
@@ -198,6 +233,9 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 return Err(CliError::Other(
                     "--public-id, --private-id and --aes-key are for --type yubikey".into(),
                 ));
+            }
+            if mpin.is_some() {
+                return Err(CliError::Other("--mpin is for --type motp".into()));
             }
             let e = a.add_token(
                 &user,
@@ -453,6 +491,10 @@ fn show(t: &Token) {
             println!("algorithm:  {}", t.algorithm.as_str());
             println!("digits:     {}", t.digits);
             println!("counter:    {}", t.last_counter);
+        }
+        TokenKind::Motp => {
+            println!("step:       10 s");
+            println!("clock skew: {} s", t.drift * crate::tokens::motp::STEP_SECS);
         }
         TokenKind::YubikeyRemote => {
             println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));

@@ -82,11 +82,18 @@ impl SqliteStore {
     /// Makes every TOTP code up to `now` used: after a restore, codes used since the backup
     /// must not work again. Returns how many tokens moved.
     pub fn burn_totp_until(&self, now: i64) -> StoreResult<usize> {
-        Ok(self.conn().execute(
+        let conn = self.conn();
+        let totp = conn.execute(
             "UPDATE tokens SET last_counter = MAX(last_counter, ?1 / period)
              WHERE kind = 'totp' AND period > 0",
             [now],
-        )?)
+        )?;
+        // mOTP codes are time-based too: 10-second steps.
+        let motp = conn.execute(
+            "UPDATE tokens SET last_counter = MAX(last_counter, ?1 / 10) WHERE kind = 'motp'",
+            [now],
+        )?;
+        Ok(totp + motp)
     }
 
     pub fn schema_version(&self) -> StoreResult<i64> {

@@ -30,6 +30,7 @@ pub fn fixed_code_len(kind: TokenKind) -> Option<usize> {
     match kind {
         TokenKind::Totp | TokenKind::Hotp => None,
         TokenKind::Yubikey | TokenKind::YubikeyRemote => Some(yubico::OTP_LEN),
+        TokenKind::Motp => Some(motp::CODE_LEN),
     }
 }
 
@@ -97,6 +98,9 @@ impl<'a> Matcher<'a> {
                     .ok_or(None)
             }
             TokenKind::Yubikey => match_yubikey(token, &secret, code).map(Claim::Counter),
+            TokenKind::Motp => {
+                match_motp(token, &secret, code, now, &self.cfg.motp).map(Claim::Counter)
+            }
             TokenKind::YubikeyRemote => {
                 let public_id = token.public_id.as_deref().unwrap_or("");
                 // Checked here, before anything goes out: the server would accept a good
@@ -167,6 +171,32 @@ fn match_yubikey(token: &Token, secret: &[u8], otp: &str) -> Result<Match, Miss>
         )));
     }
     Ok(Match { counter, drift: 0 })
+}
+
+/// Matches an mOTP code within the window around the expected step (now plus the phone's
+/// remembered drift). The step is the counter, so a code never works twice.
+fn match_motp(
+    token: &Token,
+    secret: &[u8],
+    code: &str,
+    now: i64,
+    cfg: &crate::config::MotpConfig,
+) -> Result<Match, Miss> {
+    let Some((secret, mpin)) = motp::unpack_secret(secret) else {
+        return Err(Some(format!("token {}: damaged mOTP secret", token.serial)));
+    };
+    let now_step = now.div_euclid(motp::STEP_SECS);
+    let expected = now_step + token.drift;
+    let w = cfg.window_steps();
+    let floor = token.last_counter + 1;
+    let candidates = (expected - w..=expected + w).filter(|s| *s >= floor);
+    let max = cfg.max_drift_steps();
+    motp::find_step(secret, mpin, code, candidates)
+        .map(|s| Match {
+            counter: s,
+            drift: (s - now_step).clamp(-max, max),
+        })
+        .ok_or(None)
 }
 
 /// What a successful match wants written back.
