@@ -10,7 +10,9 @@ use crate::tokens::oath::Algorithm;
 use crate::tokens::{resync_oath, Matcher, Redeemed, ResyncError};
 use std::os::unix::fs::DirBuilderExt;
 
+mod backup_codes;
 mod enrol;
+pub use backup_codes::{BackupCodes, BackupStatus};
 pub use enrol::{ImportReport, YubikeyOptions};
 use std::sync::Arc;
 use zeroize::Zeroizing;

@@ -14,15 +14,18 @@ pub enum TokenKind {
     YubikeyRemote,
     /// Mobile-OTP: secret and mPIN sealed together, 10-second steps.
     Motp,
+    /// A set of printed one-use backup codes (keyed hashes in `backup_codes`).
+    Backup,
 }
 
 impl TokenKind {
-    pub const ALL: [TokenKind; 5] = [
+    pub const ALL: [TokenKind; 6] = [
         TokenKind::Totp,
         TokenKind::Hotp,
         TokenKind::Yubikey,
         TokenKind::YubikeyRemote,
         TokenKind::Motp,
+        TokenKind::Backup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl TokenKind {
             TokenKind::Yubikey => "yubikey",
             TokenKind::YubikeyRemote => "yubikey-remote",
             TokenKind::Motp => "motp",
+            TokenKind::Backup => "backup",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -45,6 +49,7 @@ impl TokenKind {
             TokenKind::Yubikey => "YK",
             TokenKind::YubikeyRemote => "YKR",
             TokenKind::Motp => "MOTP",
+            TokenKind::Backup => "BKUP",
         }
     }
 }
@@ -184,4 +189,12 @@ impl AppPassword {
     pub fn allows(&self, class: &str) -> bool {
         self.services.is_empty() || self.services.iter().any(|s| s == class)
     }
+}
+
+/// One stored backup code: a keyed hash, never the code.
+#[derive(Debug, Clone)]
+pub struct BackupCode {
+    pub id: i64,
+    pub salt: Vec<u8>,
+    pub hash: Vec<u8>,
 }

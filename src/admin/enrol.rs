@@ -83,6 +83,9 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
         TokenKind::Motp => {
             code.len() == motp::CODE_LEN && code.bytes().all(|b| b.is_ascii_hexdigit())
         }
+        TokenKind::Backup => {
+            code.len() == tokens::BACKUP_CODE_LEN && code.bytes().all(|b| b.is_ascii_digit())
+        }
     };
     if ok {
         return Ok(());
@@ -96,6 +99,7 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
             yubico::OTP_LEN
         ),
         TokenKind::Motp => format!("an mOTP code is {} hex digits", motp::CODE_LEN),
+        TokenKind::Backup => format!("a backup code is {} digits", tokens::BACKUP_CODE_LEN),
     }))
 }
 
@@ -107,7 +111,7 @@ impl Admin {
         }))
     }
 
-    fn insert_new(
+    pub(super) fn insert_new(
         &self,
         account_id: i64,
         kind: TokenKind,

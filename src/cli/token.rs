@@ -492,6 +492,9 @@ fn show(t: &Token) {
             println!("digits:     {}", t.digits);
             println!("counter:    {}", t.last_counter);
         }
+        TokenKind::Backup => {
+            println!("codes:      see otpd backup-codes status {}", t.user);
+        }
         TokenKind::Motp => {
             println!("step:       10 s");
             println!("clock skew: {} s", t.drift * crate::tokens::motp::STEP_SECS);

@@ -6,7 +6,8 @@
 use super::schema::MIGRATIONS;
 use super::{Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AppPassword, AuditFilter, AuditRecord, NewToken, Token, TokenKind, TokenState,
+    Account, AppPassword, AuditFilter, AuditRecord, BackupCode, NewToken, Token, TokenKind,
+    TokenState,
 };
 use crate::tokens::oath::Algorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -580,6 +581,63 @@ impl Store for SqliteStore {
             params![token_id, now, activate],
         )?;
         one_row(n, &format!("token id {token_id}"))
+    }
+
+    fn replace_backup_codes(&self, token_id: i64, codes: &[(Vec<u8>, Vec<u8>)]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM backup_codes WHERE token_id = ?1", [token_id])?;
+        for (salt, hash) in codes {
+            tx.execute(
+                "INSERT INTO backup_codes (token_id, salt, hash) VALUES (?1, ?2, ?3)",
+                params![token_id, salt, hash],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn backup_codes(&self, token_id: i64) -> StoreResult<Vec<BackupCode>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT id, salt, hash FROM backup_codes
+             WHERE token_id = ?1 AND used_at IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([token_id], |r| {
+            Ok(BackupCode {
+                id: r.get(0)?,
+                salt: r.get(1)?,
+                hash: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn use_backup_code(&self, token_id: i64, code_id: i64, now: i64) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE backup_codes SET used_at = ?3
+             WHERE id = ?1 AND token_id = ?2 AND used_at IS NULL",
+            params![code_id, token_id, now],
+        )?;
+        if n == 1 {
+            tx.execute(
+                "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
+                params![token_id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn backup_code_counts(&self, token_id: i64) -> StoreResult<(u32, u32)> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FILTER (WHERE used_at IS NULL), COUNT(*)
+             FROM backup_codes WHERE token_id = ?1",
+            [token_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
     }
 }
 

@@ -31,8 +31,12 @@ pub fn fixed_code_len(kind: TokenKind) -> Option<usize> {
         TokenKind::Totp | TokenKind::Hotp => None,
         TokenKind::Yubikey | TokenKind::YubikeyRemote => Some(yubico::OTP_LEN),
         TokenKind::Motp => Some(motp::CODE_LEN),
+        TokenKind::Backup => Some(BACKUP_CODE_LEN),
     }
 }
+
+/// Digits of a printed backup code.
+pub const BACKUP_CODE_LEN: usize = 8;
 
 /// Splits a password into (PIN, code) at the token's code length; `None` when the password
 /// is too short for this token or the cut would fall inside a character.
@@ -51,6 +55,8 @@ pub enum Claim {
     Counter(Match),
     /// A validation server accepted the OTP; it keeps the counters, we record the use.
     Remote,
+    /// This backup code (by id) matched: mark it used, once.
+    BackupCode(i64),
 }
 
 /// Why a code did not match, when there is more to say than "wrong code" (for the audit
@@ -101,6 +107,7 @@ impl<'a> Matcher<'a> {
             TokenKind::Motp => {
                 match_motp(token, &secret, code, now, &self.cfg.motp).map(Claim::Counter)
             }
+            TokenKind::Backup => self.match_backup_code(token, code),
             TokenKind::YubikeyRemote => {
                 let public_id = token.public_id.as_deref().unwrap_or("");
                 // Checked here, before anything goes out: the server would accept a good
@@ -115,6 +122,29 @@ impl<'a> Matcher<'a> {
                     .map(|()| Claim::Remote)
                     .map_err(|e| Some(e.to_string()))
             }
+        }
+    }
+
+    /// Compares the code with every unused backup code's keyed hash (all of them, whatever
+    /// matched, in constant time each).
+    fn match_backup_code(&self, token: &Token, code: &str) -> Result<Claim, Miss> {
+        if code.len() != BACKUP_CODE_LEN || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(None);
+        }
+        let codes = self.store.backup_codes(token.id).map_err(|e| {
+            tracing::error!(serial = %token.serial, "backup codes: {e}");
+            Some(format!("backup codes not readable: {e}"))
+        })?;
+        let mut found = None;
+        for c in &codes {
+            if self.keys.verify_hash(&c.salt, code.as_bytes(), &c.hash) && found.is_none() {
+                found = Some(c.id);
+            }
+        }
+        match (found, codes.is_empty()) {
+            (Some(id), _) => Ok(Claim::BackupCode(id)),
+            (None, true) => Err(Some("no backup code left".into())),
+            (None, false) => Err(None),
         }
     }
 
@@ -137,6 +167,13 @@ impl<'a> Matcher<'a> {
                 } else {
                     Redeemed::Lost
                 })
+            }
+            Claim::BackupCode(id) => {
+                if !self.store.use_backup_code(token.id, *id, now)? {
+                    return Ok(Redeemed::Lost);
+                }
+                let (left, _) = self.store.backup_code_counts(token.id)?;
+                Ok(Redeemed::Won(format!("ok: backup code used, {left} left")))
             }
             Claim::Remote => {
                 self.store.mark_token_used(token.id, now, activate)?;
