@@ -368,16 +368,37 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }
                 None => a.store.tokens(None)?,
             };
+            // What each kind adds: a YubiKey's public id, the backup codes left.
+            let mut details = Vec::with_capacity(tokens.len());
+            for t in &tokens {
+                details.push(match t.kind {
+                    TokenKind::Backup => {
+                        let (left, total) = a.store.backup_code_counts(t.id)?;
+                        (format!("{left} of {total} codes left"), Some((left, total)))
+                    }
+                    _ => (t.public_id.clone().unwrap_or_default(), None),
+                });
+            }
             if json {
-                print_json(&tokens)?;
+                let mut out = Vec::with_capacity(tokens.len());
+                for (t, (_, counts)) in tokens.iter().zip(&details) {
+                    let mut v =
+                        serde_json::to_value(t).map_err(|e| CliError::Other(e.to_string()))?;
+                    if let (Some((left, total)), Some(obj)) = (counts, v.as_object_mut()) {
+                        obj.insert("codes_left".into(), (*left).into());
+                        obj.insert("codes_total".into(), (*total).into());
+                    }
+                    out.push(v);
+                }
+                print_json(&out)?;
             } else {
                 println!(
-                    "{:<14} {:<5} {:<24} {:<9} {:<20} {:<20}",
+                    "{:<16} {:<14} {:<20} {:<9} {:<20} {:<24} DETAIL",
                     "SERIAL", "TYPE", "USER", "STATE", "LAST USED", "LABEL"
                 );
-                for t in &tokens {
+                for (t, (detail, _)) in tokens.iter().zip(&details) {
                     println!(
-                        "{:<14} {:<5} {:<24} {:<9} {:<20} {:<20}",
+                        "{:<16} {:<14} {:<20} {:<9} {:<20} {:<24} {}",
                         t.serial,
                         t.kind.as_str(),
                         t.user,
@@ -385,7 +406,8 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                         t.last_used_at
                             .map(fmt_time)
                             .unwrap_or_else(|| "never".into()),
-                        t.label
+                        t.label,
+                        detail
                     );
                 }
             }
