@@ -2,6 +2,7 @@
 
 mod app_password;
 mod audit;
+mod backup_codes;
 mod check;
 mod input;
 mod serve;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Printed one-use backup codes (a new set replaces the old one).
+    #[command(subcommand)]
+    BackupCodes(backup_codes::BackupCodesCmd),
     /// Manage app-specific passwords (mail clients once the level asks for them).
     #[command(subcommand)]
     AppPassword(app_password::AppPasswordCmd),
@@ -121,6 +125,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCmd::Check) => config_check(&cfg, cli.config.as_deref()),
         Command::User(c) => with_admin(&cfg, |a| user::run(a, c)),
         Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),
+        Command::BackupCodes(c) => with_admin(&cfg, |a| backup_codes::run(a, c)),
         Command::AppPassword(c) => with_admin(&cfg, |a| app_password::run(a, c)),
         Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
         Command::Status(a) => status::run(&cfg, a),

@@ -267,3 +267,72 @@ impl Daemon {
         alive && !self.log_text().contains("panicked")
     }
 }
+
+/// Requires a Python module (from PyPI); fails, never skips, naming what to install.
+pub fn require_python_module(module: &str, pip_name: &str) {
+    require("python3", "python3");
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Python module `{module}` is missing: `python3 -m pip install {pip_name}` \
+         (tests/run.sh does this)"
+    );
+}
+
+/// Runs a Python script with arguments; returns its trimmed standard output.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A Yubico OTP made by Python's `yubiotp` package (independent of otpd's decoder):
+/// private id and AES key in hex, public id in modhex, use counter and session counter.
+pub fn yubiotp(
+    private_id: &str,
+    aes_key: &str,
+    public_id: &str,
+    use_ctr: u16,
+    session: u8,
+) -> String {
+    require_python_module("yubiotp", "yubiotp");
+    python(
+        "import sys, random\n\
+         from binascii import unhexlify\n\
+         from yubiotp.otp import OTP, encode_otp\n\
+         uid, key, pid, use, ses = sys.argv[1:6]\n\
+         otp = OTP(unhexlify(uid), int(use), random.randrange(0xffffff), int(ses), random.randrange(0xffff))\n\
+         print(encode_otp(otp, unhexlify(key), pid.encode()).decode())\n",
+        &[private_id, aes_key, public_id, &use_ctr.to_string(), &session.to_string()],
+    )
+}
+
+/// The newest audit records of a user, as JSON objects.
+pub fn audit_of(env: &Env, user: &str) -> Vec<serde_json::Value> {
+    env.ok(&["audit", "--user", user, "--json"], None)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("audit json line"))
+        .collect()
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released): nothing listens there afterwards.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
