@@ -256,3 +256,47 @@ pub fn unix_now() -> i64 {
         .expect("clock")
         .as_secs() as i64
 }
+
+/// One request over the daemon's Unix socket (wire protocol v1): sends `request` as one line
+/// and returns the parsed response line.
+pub fn socket_call(path: &Path, request: &serde_json::Value) -> serde_json::Value {
+    use std::os::unix::net::UnixStream;
+    let mut s =
+        UnixStream::connect(path).unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(format!("{request}\n").as_bytes())
+        .expect("write request");
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .expect("read response");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("response is not JSON ({e}): {line:?}"))
+}
+
+impl Env {
+    /// Like `Env::new`, for configs with tables: `top_level` keys go first, then `data_dir`,
+    /// then `tables` (which may set `[socket]` or `[radius]`; otherwise the socket goes to the
+    /// temp dir and RADIUS is off, as in `new`).
+    pub fn with_tables(top_level: &str, tables: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("otpd.toml");
+        let mut text = format!(
+            "{top_level}\ndata_dir = \"{}\"\n{tables}\n",
+            dir.path().join("data").display()
+        );
+        if !tables.contains("[socket]") {
+            text.push_str(&format!(
+                "[socket]\npath = \"{}\"\n",
+                dir.path().join("otpd.sock").display()
+            ));
+        }
+        if !tables.contains("[radius]") {
+            text.push_str("[radius]\nlisten = []\n");
+        }
+        std::fs::write(&config, text).expect("write config");
+        let env = Env { dir, config };
+        env.ok(&["init"], None);
+        env
+    }
+}
