@@ -300,3 +300,48 @@ impl Env {
         env
     }
 }
+
+/// The freshly built `pam_otpd.so`. otpd lists pam_otpd as a dev-dependency so that
+/// `cargo test` builds it; cargo puts the cdylib next to the test binaries in `deps/` (only
+/// `cargo build` copies it one level up, where it may be stale), so `deps/` comes first.
+pub fn pam_module_path() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(deps) = exe.parent() {
+            candidates.push(deps.join("libpam_otpd.so"));
+            if let Some(profile) = deps.parent() {
+                candidates.push(profile.join("libpam_otpd.so"));
+            }
+        }
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("libpam_otpd.so not found in {candidates:?}: run `cargo build -p pam_otpd`")
+        })
+}
+
+/// pam_wrapper (Debian libpam-wrapper): libpam reads service files from a directory of ours.
+pub fn pam_wrapper_lib() -> PathBuf {
+    let p = PathBuf::from("/usr/lib/x86_64-linux-gnu/libpam_wrapper.so");
+    assert!(
+        p.is_file(),
+        "{} is missing: install the Debian package libpam-wrapper",
+        p.display()
+    );
+    p
+}
+
+/// A module shipped with libpam-wrapper: `pam_matrix.so` (a password store in a file, lines
+/// `user:password:service`) or `pam_set_items.so` (sets PAM items from the environment).
+pub fn pam_wrapper_module(name: &str) -> PathBuf {
+    let p = Path::new("/usr/lib/x86_64-linux-gnu/pam_wrapper").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: install the Debian package libpam-wrapper",
+        p.display()
+    );
+    p
+}
