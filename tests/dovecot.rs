@@ -208,12 +208,56 @@ impl Drop for Dovecot {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        self.remove_pam_wrapper_leftovers();
+    }
+}
+
+impl Dovecot {
+    /// Every Dovecot process inherits pam_wrapper, which makes a /tmp/pam.X dir at start
+    /// and, for processes that end on a signal, never removes it. There are only 62 such
+    /// names for the whole machine; left behind, they would break every later pam_wrapper
+    /// user. Ours are the ones whose copy of the service file names our temp dir, and whose
+    /// process is gone.
+    fn remove_pam_wrapper_leftovers(&self) {
+        let ours = self.dir.path().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/tmp") else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let is_pwrap = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.len() == 5 && n.starts_with("pam."));
+            if !is_pwrap {
+                continue;
+            }
+            let copy = std::fs::read_to_string(path.join("imap")).unwrap_or_default();
+            if !copy.contains(&ours) {
+                continue;
+            }
+            let pid: i32 = std::fs::read_to_string(path.join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or(0);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            // SAFETY: kill(pid, 0) only asks whether the process exists.
+            while pid > 0 && unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: as above.
+            if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+                let _ = std::fs::remove_dir_all(&path);
+            }
         }
     }
 }
