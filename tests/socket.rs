@@ -68,6 +68,23 @@ fn plain_log(d: &common::Daemon) -> String {
     out
 }
 
+/// The daemon's log once it contains `needle` (the log is read by another thread, a moment
+/// after the daemon wrote it); fails after 5 s.
+fn log_with(d: &common::Daemon, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = plain_log(d);
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn check(user: &str, password: &str, service: &str, rhost: Option<&str>) -> Value {
     json!({"op":"check","user":user,"password":password,"service":service,"rhost":rhost,
            "client":"pam"})
@@ -257,8 +274,7 @@ fn peers_outside_the_allow_list_are_refused() {
     let v = c.recv().expect("an error line");
     assert_eq!(v["code"], "forbidden", "{v}");
     assert!(c.recv().is_none(), "closed after the refusal");
-    let log = plain_log(&d);
-    assert!(log.contains("refused peer"), "{log}");
+    let log = log_with(&d, "refused peer");
     assert!(log.contains("uid=0"), "{log}");
     d.stop();
 }
@@ -282,8 +298,7 @@ fn socket_group_and_gid_allow_list_with_a_peer_under_another_uid() {
     assert_eq!(v["code"], "forbidden", "{v}");
     // Root still is.
     assert_eq!(socket_call(&sock, &json!({"op":"ping"}))["pong"], true);
-    let log = plain_log(&d);
-    assert!(log.contains("uid=65534"), "{log}");
+    let log = log_with(&d, "uid=65534");
     assert!(
         log.contains("not in socket.allow_gids"),
         "start warns: {log}"
@@ -372,7 +387,7 @@ fn connections_are_bounded() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(b.call(&json!({"op":"ping"}))["pong"], true);
-    assert!(plain_log(&d).contains("max_connections reached"));
+    log_with(&d, "max_connections reached");
     d.stop();
 }
 
@@ -421,7 +436,7 @@ fn socket_file_life_cycle() {
     // An empty path switches the socket off.
     let env = socket_env("path = \"\"");
     let d = env.start();
-    assert!(plain_log(&d).contains("socket switched off"));
+    log_with(&d, "socket switched off");
     d.stop();
 }
 
