@@ -340,7 +340,7 @@ fn idle_and_stalled_connections_are_closed() {
         let took = start.elapsed();
         assert_eq!(n, 0, "closed without an answer");
         assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            took >= Duration::from_millis(500) && took < Duration::from_secs(8),
             "{took:?}"
         );
     }

@@ -16,6 +16,7 @@ pub enum FrontError {
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
 pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontError> {
+    let stop = shutdown_signal();
     // Bound before READY=1: a unit ordered after otpd can rely on the socket being there.
     let socket = match socket::SocketFront::bind(&cfg.socket).await? {
         Some(front) => Some(front.spawn(engine.clone())),
@@ -30,7 +31,7 @@ pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontErr
     }
     tracing::info!("otpd ready");
     notify::notify("READY=1");
-    shutdown_signal().await;
+    stop.await;
     notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
     if let Some((task, file)) = socket {
@@ -81,10 +82,20 @@ async fn prune_audit(cfg: Arc<Config>, engine: Arc<Engine>) {
     }
 }
 
-async fn shutdown_signal() {
+/// Registers the handlers now and returns the wait: a SIGTERM that arrives right after
+/// "ready" (a test, a quick `systemctl stop`) must be a clean stop that removes the socket
+/// file, not the default action that kills the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
+    async move { wait_for(term, int).await }
+}
+
+async fn wait_for(
+    term: std::io::Result<tokio::signal::unix::Signal>,
+    int: std::io::Result<tokio::signal::unix::Signal>,
+) {
     match (term, int) {
         (Ok(mut t), Ok(mut i)) => {
             tokio::select! {
