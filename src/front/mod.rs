@@ -5,6 +5,7 @@ use crate::engine::{Clock, Engine};
 use std::sync::Arc;
 
 pub mod notify;
+pub mod radius;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
@@ -18,11 +19,17 @@ pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontErr
     if let Some(every) = notify::watchdog_interval() {
         tokio::spawn(watchdog(engine.clone(), every / 2));
     }
+    let radius = radius::start(&cfg, engine.clone())
+        .await
+        .map_err(FrontError::Start)?;
     tracing::info!("otpd ready");
     notify::notify("READY=1");
     shutdown_signal().await;
     notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
+    if let Some(r) = radius {
+        r.stop().await;
+    }
     Ok(())
 }
 
