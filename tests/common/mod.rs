@@ -256,3 +256,31 @@ pub fn unix_now() -> i64 {
         .expect("clock")
         .as_secs() as i64
 }
+
+impl Env {
+    /// Like `Env::new`, for configurations with tables: `top` holds top-level keys and
+    /// `tables` the `[section]` parts. (`Env::new` appends `data_dir` after `extra`, where
+    /// it would land inside the last table of `extra`.) The socket and RADIUS get the same
+    /// defaults as in `Env::new` unless `tables` sets them.
+    pub fn with_tables(top: &str, tables: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("otpd.toml");
+        let mut text = format!(
+            "{top}\ndata_dir = \"{}\"\n{tables}\n",
+            dir.path().join("data").display()
+        );
+        if !tables.contains("[socket]") {
+            text.push_str(&format!(
+                "[socket]\npath = \"{}\"\n",
+                dir.path().join("otpd.sock").display()
+            ));
+        }
+        if !tables.contains("[radius]") {
+            text.push_str("[radius]\nlisten = []\n");
+        }
+        std::fs::write(&config, text).expect("write config");
+        let env = Env { dir, config };
+        env.ok(&["init"], None);
+        env
+    }
+}
