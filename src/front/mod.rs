@@ -22,9 +22,10 @@ pub async fn serve(cfg: Arc<Config>, engine: Arc<Engine>) -> Result<(), FrontErr
     let radius = radius::start(&cfg, engine.clone())
         .await
         .map_err(FrontError::Start)?;
+    let stop = shutdown_signal();
     tracing::info!("otpd ready");
     notify::notify("READY=1");
-    shutdown_signal().await;
+    stop.await;
     notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
     if let Some(r) = radius {
@@ -74,19 +75,24 @@ async fn prune_audit(cfg: Arc<Config>, engine: Arc<Engine>) {
     }
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM/SIGINT handlers at once and returns a future that ends on either.
+/// Registering before READY matters: a SIGTERM sent right after READY would otherwise hit
+/// the default action and kill the process uncleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
+    async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
