@@ -709,3 +709,32 @@ fn excess_requests_are_dropped_and_counted() {
         "{dropped} dropped: {summary}"
     );
 }
+
+#[test]
+fn reload_brings_a_new_client_secret_into_force() {
+    let r = rig(true, false);
+    let status =
+        |secret: &str| radclient(r.port, "status", secret, "Message-Authenticator = 0x00\n");
+    let (ok, out) = status(SECRET);
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+    let text = std::fs::read_to_string(&r.env.config).expect("config");
+    let new_secret = "a-brand-new-shared-secret";
+    std::fs::write(&r.env.config, text.replace(SECRET, new_secret)).expect("write");
+    // SAFETY: signalling our own child by its pid.
+    unsafe {
+        libc::kill(r.daemon.pid() as i32, libc::SIGHUP);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !r.daemon.log_text().contains("configuration reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            r.daemon.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (ok, out) = status(SECRET);
+    assert!(!ok, "the old secret no longer works: {out}");
+    let (ok, out) = status(new_secret);
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+}
