@@ -7,8 +7,13 @@ use crate::engine::{normalize_user, Clock, SystemClock};
 use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::tokens::oath::Algorithm;
-use crate::tokens::{match_oath, resync_oath, ResyncError};
+use crate::tokens::{resync_oath, Matcher, Redeemed, ResyncError};
 use std::os::unix::fs::DirBuilderExt;
+
+mod backup_codes;
+mod enrol;
+pub use backup_codes::{BackupCodes, BackupStatus};
+pub use enrol::{ImportReport, YubikeyOptions};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -464,8 +469,15 @@ impl Admin {
         Ok(self.store.delete_account(&account.name)?)
     }
 
+    /// Enrols an OATH token (TOTP or HOTP). Other kinds have their own enrolment.
     pub fn add_token(&self, raw_user: &str, o: TokenOptions) -> Result<Enrolled, AdminError> {
         let account = self.account(raw_user)?;
+        if !matches!(o.kind, TokenKind::Totp | TokenKind::Hotp) {
+            return Err(invalid(format!(
+                "a {} token is not enrolled with a base32 secret; see otpd token add --help",
+                o.kind.as_str()
+            )));
+        }
         if !matches!(o.digits, 6 | 8) {
             return Err(invalid(format!(
                 "--digits must be 6 or 8, not {}",
@@ -480,7 +492,7 @@ impl Admin {
                     o.period
                 )))
             }
-            TokenKind::Hotp => 0,
+            _ => 0,
         };
         if o.label.chars().count() > 64 || o.label.chars().any(char::is_control) {
             return Err(invalid("--label: at most 64 printable characters"));
@@ -513,6 +525,7 @@ impl Admin {
             sealed_secret: sealed,
             label: o.label,
             created_at: self.now(),
+            public_id: None,
         };
         self.store.insert_token(&new)?;
         let token = self.token(&serial)?;
@@ -548,31 +561,20 @@ impl Admin {
                 )))
             }
         }
-        check_code_syntax(code, token.digits)?;
-        let secret = self
-            .keys
-            .open(token.serial.as_bytes(), &token.sealed_secret)?;
-        let m = match_oath(
-            &token,
-            &secret,
-            code,
-            self.now(),
-            &self.cfg.hotp,
-            &self.cfg.totp,
-        )
-        .ok_or_else(|| {
+        enrol::check_code_shape(&token, code)?;
+        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);
+        let now = self.now();
+        let claim = matcher.check(&token, code, now).map_err(|why| {
             AdminError::Refused(format!(
-                "code does not match token {serial}; check the device's clock (TOTP) or type \
-                 the next code; the token stays pending"
+                "code does not match token {serial}{}; check the device's clock (TOTP, mOTP) \
+                 or type the next code; the token stays pending",
+                why.map(|w| format!(" ({w})")).unwrap_or_default()
             ))
         })?;
-        if !self
-            .store
-            .advance_counter(token.id, m.counter, m.drift, self.now(), true)?
-        {
-            return Err(AdminError::Refused("that code was used already".into()));
+        match matcher.redeem(&token, &claim, now, true)? {
+            Redeemed::Won(_) => self.token(serial),
+            Redeemed::Lost => Err(AdminError::Refused("that code was used already".into())),
         }
-        self.token(serial)
     }
 
     pub fn resync(&self, serial: &str, code1: &str, code2: &str) -> Result<Token, AdminError> {
@@ -592,7 +594,9 @@ impl Admin {
             &self.cfg.totp,
         )
         .map_err(|e| match e {
-            ResyncError::NotFound => AdminError::Refused(format!("token {serial}: {e}")),
+            ResyncError::NotFound | ResyncError::NotOath(_) => {
+                AdminError::Refused(format!("token {serial}: {e}"))
+            }
             ResyncError::DriftTooLarge { .. } => {
                 AdminError::Refused(format!("token {serial}: {e}"))
             }
@@ -657,7 +661,7 @@ fn new_serial(kind: TokenKind) -> Result<String, AdminError> {
     let r = crypto::random_vec(4)?;
     Ok(format!(
         "{}{}",
-        kind.as_str().to_ascii_uppercase(),
+        kind.serial_prefix(),
         data_encoding::HEXUPPER.encode(&r)
     ))
 }
@@ -689,6 +693,7 @@ pub fn otpauth_uri(issuer: &str, token: &Token, secret_b32: &str) -> String {
     match token.kind {
         TokenKind::Totp => uri.push_str(&format!("&period={}", token.period)),
         TokenKind::Hotp => uri.push_str(&format!("&counter={}", token.last_counter + 1)),
+        _ => {}
     }
     uri
 }

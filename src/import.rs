@@ -236,8 +236,17 @@ fn parse_token(
     serials: &mut HashSet<String>,
 ) -> Result<ImportToken, String> {
     let secret_b32 = Zeroizing::new(t.secret);
-    let kind = TokenKind::parse(&t.kind)
-        .ok_or_else(|| format!("type `{}`: allowed are hotp and totp", t.kind))?;
+    // YubiKeys, mOTP and backup codes have their own enrolment (`otpd token import` reads
+    // the YubiKey personalization CSV); this import carries OATH secrets only.
+    let kind = match TokenKind::parse(&t.kind) {
+        Some(k @ (TokenKind::Hotp | TokenKind::Totp)) => k,
+        _ => {
+            return Err(format!(
+                "type `{}`: allowed are hotp and totp (YubiKeys: otpd token import)",
+                t.kind
+            ))
+        }
+    };
     if !matches!(t.digits, 6 | 8) {
         return Err(format!("digits must be 6 or 8, not {}", t.digits));
     }
@@ -250,15 +259,14 @@ fn parse_token(
         (TokenKind::Totp, None) => 30,
         (TokenKind::Totp, Some(p @ (30 | 60))) => p,
         (TokenKind::Totp, Some(p)) => return Err(format!("period must be 30 or 60, not {p}")),
-        (TokenKind::Hotp, None) => 0,
-        (TokenKind::Hotp, Some(_)) => return Err("period is for totp tokens only".into()),
+        (_, Some(_)) => return Err("period is for totp tokens only".into()),
+        (_, None) => 0,
     };
     let last_counter = match (kind, t.counter) {
-        (TokenKind::Hotp, None) => -1,
         (TokenKind::Hotp, Some(c)) if (0..i64::MAX).contains(&c) => c - 1,
         (TokenKind::Hotp, Some(c)) => return Err(format!("counter must be 0 or more, not {c}")),
-        (TokenKind::Totp, None) => -1,
-        (TokenKind::Totp, Some(_)) => return Err("counter is for hotp tokens only".into()),
+        (_, Some(_)) => return Err("counter is for hotp tokens only".into()),
+        (_, None) => -1,
     };
     if t.label.chars().count() > 64 || t.label.chars().any(char::is_control) {
         return Err("label: at most 64 printable characters".into());
@@ -317,6 +325,7 @@ fn parse_token(
             sealed_secret: sealed,
             label: t.label,
             created_at: now,
+            public_id: None,
         },
         last_counter,
     })

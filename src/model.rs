@@ -4,24 +4,52 @@ use crate::tokens::oath::Algorithm;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TokenKind {
     Totp,
     Hotp,
+    /// Yubico OTP validated here: private id and AES key sealed, public id in clear.
+    Yubikey,
+    /// Yubico OTP checked by a validation server: only the public id is kept.
+    YubikeyRemote,
+    /// Mobile-OTP: secret and mPIN sealed together, 10-second steps.
+    Motp,
+    /// A set of printed one-use backup codes (keyed hashes in `backup_codes`).
+    Backup,
 }
 
 impl TokenKind {
+    pub const ALL: [TokenKind; 6] = [
+        TokenKind::Totp,
+        TokenKind::Hotp,
+        TokenKind::Yubikey,
+        TokenKind::YubikeyRemote,
+        TokenKind::Motp,
+        TokenKind::Backup,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TokenKind::Totp => "totp",
             TokenKind::Hotp => "hotp",
+            TokenKind::Yubikey => "yubikey",
+            TokenKind::YubikeyRemote => "yubikey-remote",
+            TokenKind::Motp => "motp",
+            TokenKind::Backup => "backup",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "totp" => Some(TokenKind::Totp),
-            "hotp" => Some(TokenKind::Hotp),
-            _ => None,
+        TokenKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    /// The start of a new token's serial.
+    pub fn serial_prefix(self) -> &'static str {
+        match self {
+            TokenKind::Totp => "TOTP",
+            TokenKind::Hotp => "HOTP",
+            TokenKind::Yubikey => "YK",
+            TokenKind::YubikeyRemote => "YKR",
+            TokenKind::Motp => "MOTP",
+            TokenKind::Backup => "BKUP",
         }
     }
 }
@@ -89,13 +117,17 @@ pub struct Token {
     pub period: u32,
     #[serde(skip)]
     pub sealed_secret: Vec<u8>,
-    /// Last accepted HOTP counter or TOTP time step; -1 when never used.
+    /// Last accepted HOTP counter, TOTP time step or packed YubiKey counter; -1 when never
+    /// used.
     pub last_counter: i64,
     /// TOTP: measured clock offset of the device, in steps.
     pub drift: i64,
     pub label: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// An identifier that is not secret: a YubiKey's public id (modhex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +142,7 @@ pub struct NewToken {
     pub sealed_secret: Vec<u8>,
     pub label: String,
     pub created_at: i64,
+    pub public_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,4 +189,12 @@ impl AppPassword {
     pub fn allows(&self, class: &str) -> bool {
         self.services.is_empty() || self.services.iter().any(|s| s == class)
     }
+}
+
+/// One stored backup code: a keyed hash, never the code.
+#[derive(Debug, Clone)]
+pub struct BackupCode {
+    pub id: i64,
+    pub salt: Vec<u8>,
+    pub hash: Vec<u8>,
 }

@@ -23,6 +23,8 @@ declare -A needs=(
   [/usr/sbin/dovecot]=dovecot-imapd
   [setpriv]=util-linux
   [systemd-analyze]=systemd
+  [python3]=python3
+  [pip3]=python3-pip
 )
 missing=()
 for what in "${!needs[@]}"; do
@@ -55,6 +57,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ $made_policy = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
 fi
+
+# Python packages from PyPI that tests use to make codes independently of otpd
+# (module -> pip package). Debian's python3 refuses a plain pip install (PEP 668): retry
+# with --break-system-packages, which only adds these small pure-Python packages.
+declare -A py_needs=(
+  [yubiotp]=yubiotp
+)
+for mod in "${!py_needs[@]}"; do
+  python3 -c "import $mod" >/dev/null 2>&1 && continue
+  pkg=${py_needs[$mod]}
+  echo "tests/run.sh: installing Python package $pkg (pip)"
+  python3 -m pip install --quiet "$pkg" >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --break-system-packages "$pkg" >/dev/null 2>&1 \
+    || true
+  if ! python3 -c "import $mod" >/dev/null 2>&1; then
+    echo "tests/run.sh: could not install the Python package $pkg with pip (is PyPI reachable?);" \
+      "install it yourself (python3 -m pip install $pkg) and run again" >&2
+    exit 1
+  fi
+done
 
 if [ $quick = 0 ]; then
   echo "== cargo fmt --check"

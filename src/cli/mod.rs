@@ -2,9 +2,11 @@
 
 mod app_password;
 mod audit;
+mod backup_codes;
 mod check;
 mod input;
 mod serve;
+mod status;
 mod token;
 mod user;
 
@@ -44,9 +46,14 @@ pub enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Printed one-use backup codes (a new set replaces the old one).
+    #[command(subcommand)]
+    BackupCodes(backup_codes::BackupCodesCmd),
     /// Manage app-specific passwords (mail clients once the level asks for them).
     #[command(subcommand)]
     AppPassword(app_password::AppPasswordCmd),
+    /// Ask the running daemon how it is (over its socket): version, uptime, store, counts.
+    Status(status::StatusArgs),
     /// Check a login (PIN + code) as a front-end would; exits 0 only on Accept.
     Check(check::CheckArgs),
     /// Show the audit trail.
@@ -118,8 +125,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCmd::Check) => config_check(&cfg, cli.config.as_deref()),
         Command::User(c) => with_admin(&cfg, |a| user::run(a, c)),
         Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),
+        Command::BackupCodes(c) => with_admin(&cfg, |a| backup_codes::run(a, c)),
         Command::AppPassword(c) => with_admin(&cfg, |a| app_password::run(a, c)),
         Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
+        Command::Status(a) => status::run(&cfg, a),
         Command::Audit(c) => with_admin(&cfg, |a| audit::run(a, c)),
         Command::Key(KeyCmd::Rotate) => key_rotate(&cfg),
         Command::Backup { file } => backup(&cfg, &file),

@@ -1,5 +1,5 @@
 use super::{fmt_time, print_json, CliError, Outcome};
-use crate::admin::{group4, Admin, TokenOptions};
+use crate::admin::{group4, Admin, TokenOptions, YubikeyOptions};
 use crate::model::{Token, TokenKind, TokenState};
 use crate::qr;
 use crate::tokens::oath::Algorithm;
@@ -7,10 +7,23 @@ use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum KindArg {
     Totp,
     Hotp,
+    /// YubiKey in Yubico OTP mode, validated here (needs --public-id, --private-id, --aes-key).
+    Yubikey,
+    /// YubiKey checked by the validation server of [yubico] (needs --public-id).
+    YubikeyRemote,
+    /// Mobile-OTP app (needs --secret HEX and --mpin).
+    Motp,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ImportFormat {
+    /// The CSV log of the YubiKey Personalization Tool / ykpersonalize / ykman
+    /// (`Yubico OTP,...` lines or `SERIAL,PUBLIC_ID,PRIVATE_ID,AES_KEY,...`).
+    YubicoCsv,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -27,9 +40,22 @@ pub enum TokenCmd {
         user: String,
         #[arg(long = "type", value_enum)]
         kind: KindArg,
-        /// Secret in base32 (hardware tokens); a random one is made otherwise.
+        /// Secret in base32 (hardware tokens); a random one is made otherwise. For mOTP: the
+        /// app's init secret in hex.
         #[arg(long)]
         secret: Option<String>,
+        /// mOTP: the app's own PIN (sealed with the secret).
+        #[arg(long)]
+        mpin: Option<String>,
+        /// YubiKey: the public id, 12 modhex characters (the first 12 of every OTP).
+        #[arg(long, value_name = "MODHEX")]
+        public_id: Option<String>,
+        /// YubiKey: the private id, 12 hex characters.
+        #[arg(long, value_name = "HEX")]
+        private_id: Option<String>,
+        /// YubiKey: the AES key, 32 hex characters. Visible in `ps`: prefer `token import`.
+        #[arg(long, value_name = "HEX")]
+        aes_key: Option<String>,
         #[arg(long, default_value_t = 6)]
         digits: u32,
         #[arg(long, value_enum, default_value = "sha1")]
@@ -48,6 +74,23 @@ pub enum TokenCmd {
         /// Do not draw the QR code in the terminal.
         #[arg(long)]
         no_qr: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import YubiKeys from the personalization tool's CSV log.
+    Import {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: ImportFormat,
+        /// Every key in the file goes to this user.
+        #[arg(long, conflicts_with = "users", required_unless_present = "users")]
+        user: Option<String>,
+        /// A CSV file of `PUBLIC_ID,USER` lines saying whose each key is.
+        #[arg(long, value_name = "FILE")]
+        users: Option<PathBuf>,
+        /// Active at once, without a confirming OTP.
+        #[arg(long)]
+        active: bool,
         #[arg(long)]
         json: bool,
     },
@@ -83,8 +126,100 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
     match cmd {
         TokenCmd::Add {
             user,
+            kind: KindArg::Yubikey,
+            secret,
+            public_id,
+            private_id,
+            aes_key,
+            label,
+            active,
+            json,
+            ..
+        } => {
+            if secret.is_some() {
+                return Err(CliError::Other(
+                    "--secret is for totp, hotp and motp tokens; a YubiKey takes --private-id \
+                     and --aes-key"
+                        .into(),
+                ));
+            }
+            let missing = |what: &str| {
+                CliError::Other(format!(
+                    "--type yubikey needs {what} (see otpd token add --help)"
+                ))
+            };
+            let t = a.add_yubikey(
+                &user,
+                YubikeyOptions {
+                    public_id: public_id.ok_or_else(|| missing("--public-id"))?,
+                    private_id: Zeroizing::new(private_id.ok_or_else(|| missing("--private-id"))?),
+                    aes_key: Zeroizing::new(aes_key.ok_or_else(|| missing("--aes-key"))?),
+                    label,
+                    active,
+                },
+            )?;
+            enrolled(&t, json)?;
+        }
+        TokenCmd::Add {
+            user,
+            kind: KindArg::Motp,
+            secret,
+            mpin,
+            public_id,
+            private_id,
+            aes_key,
+            label,
+            active,
+            json,
+            ..
+        } => {
+            if public_id.is_some() || private_id.is_some() || aes_key.is_some() {
+                return Err(CliError::Other(
+                    "--public-id, --private-id and --aes-key are for YubiKeys".into(),
+                ));
+            }
+            let (Some(secret), Some(mpin)) = (secret, mpin) else {
+                return Err(CliError::Other(
+                    "--type motp needs --secret HEX (the app's init secret) and --mpin PIN".into(),
+                ));
+            };
+            let secret = Zeroizing::new(secret);
+            let mpin = Zeroizing::new(mpin);
+            let t = a.add_motp(&user, &secret, &mpin, label, active)?;
+            enrolled(&t, json)?;
+        }
+        TokenCmd::Add {
+            user,
+            kind: KindArg::YubikeyRemote,
+            secret,
+            public_id,
+            private_id,
+            aes_key,
+            label,
+            active,
+            json,
+            ..
+        } => {
+            if secret.is_some() || private_id.is_some() || aes_key.is_some() {
+                return Err(CliError::Other(
+                    "a yubikey-remote token holds only --public-id; its secrets stay at the \
+                     validation server"
+                        .into(),
+                ));
+            }
+            let public_id = public_id
+                .ok_or_else(|| CliError::Other("--type yubikey-remote needs --public-id".into()))?;
+            let t = a.add_yubikey_remote(&user, &public_id, label, active)?;
+            enrolled(&t, json)?;
+        }
+        TokenCmd::Add {
+            user,
             kind,
             secret,
+            mpin,
+            public_id,
+            private_id,
+            aes_key,
             digits,
             algorithm,
             period,
@@ -94,12 +229,20 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
             no_qr,
             json,
         } => {
+            if public_id.is_some() || private_id.is_some() || aes_key.is_some() {
+                return Err(CliError::Other(
+                    "--public-id, --private-id and --aes-key are for --type yubikey".into(),
+                ));
+            }
+            if mpin.is_some() {
+                return Err(CliError::Other("--mpin is for --type motp".into()));
+            }
             let e = a.add_token(
                 &user,
                 TokenOptions {
                     kind: match kind {
-                        KindArg::Totp => TokenKind::Totp,
                         KindArg::Hotp => TokenKind::Hotp,
+                        _ => TokenKind::Totp,
                     },
                     secret_b32: secret.map(Zeroizing::new),
                     digits,
@@ -151,6 +294,50 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }
             }
         }
+        TokenCmd::Import {
+            file,
+            format: ImportFormat::YubicoCsv,
+            user,
+            users,
+            active,
+            json,
+        } => {
+            let text = read_text(&file)?;
+            let map = match &users {
+                Some(p) => Some(read_owner_map(p)?),
+                None => None,
+            };
+            let owner = |public_id: &str| -> Option<String> {
+                match &map {
+                    Some(m) => m.get(public_id).cloned(),
+                    None => user.clone(),
+                }
+            };
+            let r = a.import_yubico_csv(&text, &owner, active)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "imported": r.imported,
+                    "skipped": r.skipped.iter().map(|(line, why)| serde_json::json!({
+                        "line": line, "reason": why
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                for t in &r.imported {
+                    println!(
+                        "imported {} ({} {}) for {}, {}",
+                        t.serial,
+                        t.kind.as_str(),
+                        t.public_id.as_deref().unwrap_or("-"),
+                        t.user,
+                        t.state.as_str()
+                    );
+                }
+                for (line, why) in &r.skipped {
+                    println!("skipped line {line}: {why}");
+                }
+                println!("{} imported, {} skipped", r.imported.len(), r.skipped.len());
+            }
+        }
         TokenCmd::Activate { serial, code } => {
             let t = a.activate(&serial, &code)?;
             println!("token {} is active", t.serial);
@@ -167,7 +354,7 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                     t.serial,
                     t.drift * i64::from(t.period)
                 ),
-                TokenKind::Hotp => println!(
+                _ => println!(
                     "token {} resynchronised at counter {}",
                     t.serial, t.last_counter
                 ),
@@ -181,16 +368,37 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }
                 None => a.store.tokens(None)?,
             };
+            // What each kind adds: a YubiKey's public id, the backup codes left.
+            let mut details = Vec::with_capacity(tokens.len());
+            for t in &tokens {
+                details.push(match t.kind {
+                    TokenKind::Backup => {
+                        let (left, total) = a.store.backup_code_counts(t.id)?;
+                        (format!("{left} of {total} codes left"), Some((left, total)))
+                    }
+                    _ => (t.public_id.clone().unwrap_or_default(), None),
+                });
+            }
             if json {
-                print_json(&tokens)?;
+                let mut out = Vec::with_capacity(tokens.len());
+                for (t, (_, counts)) in tokens.iter().zip(&details) {
+                    let mut v =
+                        serde_json::to_value(t).map_err(|e| CliError::Other(e.to_string()))?;
+                    if let (Some((left, total)), Some(obj)) = (counts, v.as_object_mut()) {
+                        obj.insert("codes_left".into(), (*left).into());
+                        obj.insert("codes_total".into(), (*total).into());
+                    }
+                    out.push(v);
+                }
+                print_json(&out)?;
             } else {
                 println!(
-                    "{:<14} {:<5} {:<24} {:<9} {:<20} {:<20}",
+                    "{:<16} {:<14} {:<20} {:<9} {:<20} {:<24} DETAIL",
                     "SERIAL", "TYPE", "USER", "STATE", "LAST USED", "LABEL"
                 );
-                for t in &tokens {
+                for (t, (detail, _)) in tokens.iter().zip(&details) {
                     println!(
-                        "{:<14} {:<5} {:<24} {:<9} {:<20} {:<20}",
+                        "{:<16} {:<14} {:<20} {:<9} {:<20} {:<24} {}",
                         t.serial,
                         t.kind.as_str(),
                         t.user,
@@ -198,7 +406,8 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                         t.last_used_at
                             .map(fmt_time)
                             .unwrap_or_else(|| "never".into()),
-                        t.label
+                        t.label,
+                        detail
                     );
                 }
             }
@@ -227,18 +436,105 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
     Ok(Outcome::Ok)
 }
 
+/// Reads a whole input file, bounded: an import is never larger than a few megabytes.
+fn read_text(path: &std::path::Path) -> Result<String, CliError> {
+    const MAX: u64 = 16 << 20;
+    let meta =
+        std::fs::metadata(path).map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+    if meta.len() > MAX {
+        return Err(CliError::Other(format!(
+            "{}: larger than 16 MiB; not an import file",
+            path.display()
+        )));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+    String::from_utf8(bytes)
+        .map_err(|_| CliError::Other(format!("{}: not UTF-8 text", path.display())))
+}
+
+/// `PUBLIC_ID,USER` lines (blank lines and `#` comments allowed).
+fn read_owner_map(
+    path: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, String>, CliError> {
+    let text = read_text(path)?;
+    let mut map = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((pid, user)) = line.split_once(',') else {
+            return Err(CliError::Other(format!(
+                "{} line {}: expected PUBLIC_ID,USER",
+                path.display(),
+                i + 1
+            )));
+        };
+        map.insert(pid.trim().to_ascii_lowercase(), user.trim().to_string());
+    }
+    Ok(map)
+}
+
+/// Prints a token enrolled without a QR code (hardware keys, mOTP).
+fn enrolled(t: &Token, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(t);
+    }
+    println!("serial:  {}", t.serial);
+    println!("user:    {}", t.user);
+    println!("type:    {}", t.kind.as_str());
+    println!("state:   {}", t.state.as_str());
+    if let Some(p) = &t.public_id {
+        println!("public id: {p}");
+    }
+    if t.state == TokenState::Pending {
+        println!(
+            "Activate the token with one code from it:\n  otpd token activate {} CODE",
+            t.serial
+        );
+    }
+    Ok(())
+}
+
 fn show(t: &Token) {
     println!("serial:     {}", t.serial);
     println!("user:       {}", t.user);
     println!("type:       {}", t.kind.as_str());
     println!("state:      {}", t.state.as_str());
-    println!("algorithm:  {}", t.algorithm.as_str());
-    println!("digits:     {}", t.digits);
-    if t.kind == TokenKind::Totp {
-        println!("period:     {} s", t.period);
-        println!("clock skew: {} s", t.drift * i64::from(t.period));
-    } else {
-        println!("counter:    {}", t.last_counter);
+    match t.kind {
+        TokenKind::Totp => {
+            println!("algorithm:  {}", t.algorithm.as_str());
+            println!("digits:     {}", t.digits);
+            println!("period:     {} s", t.period);
+            println!("clock skew: {} s", t.drift * i64::from(t.period));
+        }
+        TokenKind::Hotp => {
+            println!("algorithm:  {}", t.algorithm.as_str());
+            println!("digits:     {}", t.digits);
+            println!("counter:    {}", t.last_counter);
+        }
+        TokenKind::Backup => {
+            println!("codes:      see otpd backup-codes status {}", t.user);
+        }
+        TokenKind::Motp => {
+            println!("step:       10 s");
+            println!("clock skew: {} s", t.drift * crate::tokens::motp::STEP_SECS);
+        }
+        TokenKind::YubikeyRemote => {
+            println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
+            println!("checked by: the validation server ([yubico])");
+        }
+        TokenKind::Yubikey => {
+            println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
+            if t.last_counter >= 0 {
+                println!(
+                    "counter:    use {}, session {}",
+                    t.last_counter >> 8,
+                    t.last_counter & 0xff
+                );
+            }
+        }
     }
     println!("label:      {}", t.label);
     println!("created:    {}", fmt_time(t.created_at));

@@ -5,9 +5,11 @@
 mod duration;
 pub mod radius;
 pub mod socket;
+pub mod tokens;
 
 pub use radius::{RadiusClientConfig, RadiusConfig};
 pub use socket::SocketConfig;
+pub use tokens::{MotpConfig, YubicoConfig};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,8 @@ pub struct Config {
     pub levels: BTreeMap<String, BTreeMap<String, Requirement>>,
     pub radius: RadiusConfig,
     pub socket: SocketConfig,
+    pub yubico: YubicoConfig,
+    pub motp: MotpConfig,
     pub metrics: MetricsConfig,
 }
 
@@ -74,6 +78,8 @@ impl Default for Config {
             levels: BTreeMap::new(),
             radius: RadiusConfig::default(),
             socket: SocketConfig::default(),
+            yubico: YubicoConfig::default(),
+            motp: MotpConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -390,7 +396,8 @@ impl Config {
                 .list_separator(",")
                 .with_list_parse_key("radius.listen")
                 .with_list_parse_key("socket.allow_uids")
-                .with_list_parse_key("socket.allow_gids"),
+                .with_list_parse_key("socket.allow_gids")
+                .with_list_parse_key("yubico.api_urls"),
         );
         let raw = b.build().map_err(|e| ConfigError::Parse(e.to_string()))?;
         let cfg: Config = raw
@@ -513,6 +520,8 @@ impl Config {
         }
         self.radius.validate(self)?;
         self.socket.validate()?;
+        self.yubico.validate()?;
+        self.motp.validate()?;
         Ok(())
     }
 
@@ -643,7 +652,7 @@ mod tests {
         missing.retain(|k| {
             ![
                 "pin", "hotp", "totp", "lockout", "log", "audit", "services", "levels", "radius",
-                "socket", "metrics",
+                "socket", "metrics", "yubico", "motp",
             ]
             .contains(&k.as_str())
         });

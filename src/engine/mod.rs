@@ -19,7 +19,7 @@ use crate::config::{Config, Requirement, UnknownUser, ANY_CLASS};
 use crate::crypto::Keys;
 use crate::model::{Account, AuditRecord, TokenState};
 use crate::store::Store;
-use crate::tokens::{match_oath, oath};
+use crate::tokens::{self, oath, Matcher, Redeemed};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -260,63 +260,56 @@ impl Engine {
             return Decision::reject(user, "no active token");
         }
         let password = req.password.as_str();
+        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);
         let mut pin_seen_ok = false;
         let mut hit = None;
+        let mut detail: Option<String> = None;
         // Every token is tried in full, whatever matched before, so the time does not depend
-        // on which part of the password was wrong.
+        // on which part of the password was wrong. Each kind says where its code starts.
         for token in &active {
-            let n = token.digits as usize;
-            if password.len() <= n || !password.is_char_boundary(password.len() - n) {
+            let Some((pin, code)) = tokens::split(password, token) else {
                 continue;
-            }
-            let (pin, code) = password.split_at(password.len() - n);
+            };
             let pin_ok = match (&account.pin_salt, &account.pin_hash) {
                 (Some(salt), Some(hash)) => self.keys.verify_hash(salt, pin.as_bytes(), hash),
                 _ => false,
             };
             pin_seen_ok |= pin_ok;
-            let secret = match self
-                .keys
-                .open(token.serial.as_bytes(), &token.sealed_secret)
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(serial = %token.serial, "token secret: {e}");
-                    continue;
-                }
-            };
-            let m = match_oath(token, &secret, code, now, &self.cfg.hotp, &self.cfg.totp);
-            if pin_ok && hit.is_none() {
-                if let Some(m) = m {
-                    hit = Some((token, m));
+            let result = matcher.check(token, code, now);
+            if pin_ok {
+                match result {
+                    Ok(claim) if hit.is_none() => hit = Some((token, claim)),
+                    Err(Some(why)) if detail.is_none() => detail = Some(why),
+                    _ => {}
                 }
             }
         }
-        let Some((token, m)) = hit else {
+        let Some((token, claim)) = hit else {
             let why = if !account.has_pin {
-                "account has no PIN"
+                "account has no PIN".to_string()
             } else if pin_seen_ok {
-                "wrong or used code"
+                detail.unwrap_or_else(|| "wrong or used code".to_string())
             } else {
-                "wrong PIN"
+                "wrong PIN".to_string()
             };
-            return self.failed(user, account, rhost, now, why);
+            return self.failed(user, account, rhost, now, &why);
         };
-        match self
-            .store
-            .advance_counter(token.id, m.counter, m.drift, now, false)
-        {
-            Ok(true) => {
+        match matcher.redeem(token, &claim, now, false) {
+            Ok(Redeemed::Won(note)) => {
                 self.sources.succeeded(rhost, &user);
                 if account.failures > 0 || account.locked_until.is_some() {
                     if let Err(e) = self.store.clear_failures(account.id) {
                         tracing::warn!("failure count not cleared: {e}");
                     }
                 }
-                Decision::accept(user, token.serial.clone())
+                let mut d = Decision::accept(user, token.serial.clone());
+                d.reason = note;
+                d
             }
             // Another request used this code (or a later one) first: a replay or a race.
-            Ok(false) => Decision::reject(user, "code already used").serial(token.serial.clone()),
+            Ok(Redeemed::Lost) => {
+                Decision::reject(user, "code already used").serial(token.serial.clone())
+            }
             Err(e) => Decision::reject(user, format!("store error: {e}")),
         }
     }

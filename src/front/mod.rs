@@ -6,6 +6,7 @@ use std::sync::Arc;
 pub mod metrics_http;
 pub mod notify;
 pub mod protocol;
+pub mod radius;
 pub mod reload;
 pub mod socket;
 
@@ -16,6 +17,9 @@ pub enum FrontError {
     #[error("{0}")]
     Start(String),
 }
+
+/// How long a stop waits for requests already being worked on.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
 pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
@@ -45,14 +49,25 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
     if let Some(every) = notify::watchdog_interval() {
         tokio::spawn(watchdog(engine.clone(), every / 2));
     }
+    let radius = radius::start(&cfg, handle.clone())
+        .await
+        .map_err(FrontError::Start)?;
     tracing::info!("otpd ready");
     notify::notify("READY=1");
     stop.await;
     notify::notify("STOPPING=1");
     tracing::info!("otpd stopping");
+    // No new work from here on; what is being worked on gets its answer, within a bound.
     if let Some((task, file)) = socket {
         task.abort();
         file.remove();
+    }
+    if let Some(r) = radius {
+        r.stop().await;
+    }
+    let left = handle.drained(DRAIN_LIMIT).await;
+    if left > 0 {
+        tracing::warn!("stopping with {left} requests unanswered after {DRAIN_LIMIT:?}");
     }
     Ok(())
 }

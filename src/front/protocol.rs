@@ -34,6 +34,8 @@ pub enum Request {
         rhost: Option<String>,
     },
     Ping,
+    /// Health and counts, for `otpd status` and monitoring.
+    Status,
 }
 
 /// Why a request line was not understood. `code` is stable for programs, `message` for people.
@@ -117,10 +119,11 @@ pub fn parse(line: &[u8]) -> Result<Request, ProtoError> {
             rhost: w.rhost.map(|r| bounded("rhost", r)).transpose()?,
         }),
         "ping" => Ok(Request::Ping),
+        "status" => Ok(Request::Status),
         other => Err(ProtoError::new(
             codes::UNKNOWN_OP,
             format!(
-                "unknown op `{}`; this daemon knows check, account, ping",
+                "unknown op `{}`; this daemon knows check, account, ping, status",
                 shorten(other)
             ),
         )),
@@ -198,6 +201,24 @@ pub fn account_answer(v: AccountVerdict, message: &str) -> Vec<u8> {
 
 pub fn ping_answer() -> Vec<u8> {
     line(&serde_json::json!({ "pong": true, "version": VERSION }))
+}
+
+/// The answer to `status`: the daemon's health and counts (never a user name or secret).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusAnswer {
+    pub version: String,
+    pub protocol: u32,
+    pub uptime_s: u64,
+    /// "ok", or what the store said when asked.
+    pub store: String,
+    pub accounts: Option<usize>,
+    pub tokens: Option<usize>,
+    /// Logins answered since start, by verdict.
+    pub requests: std::collections::BTreeMap<String, u64>,
+}
+
+pub fn status_answer(s: &StatusAnswer) -> Vec<u8> {
+    line(s)
 }
 
 pub fn error_answer(e: &ProtoError) -> Vec<u8> {

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::engine::Engine;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The engine the front-ends use, swapped whole on reload. A read lock and an `Arc` clone per
@@ -12,6 +13,22 @@ use std::sync::{Arc, RwLock};
 pub struct EngineHandle {
     current: RwLock<Arc<Engine>>,
     config_path: Option<PathBuf>,
+    /// Requests between bytes in and answer out, so a stop can wait for them.
+    in_flight: AtomicUsize,
+    idle: tokio::sync::Notify,
+    /// Counts reloads, so front-ends can rebuild what they derive from the configuration.
+    generation: AtomicU64,
+}
+
+/// Held by a front-end while it works on one request.
+pub struct InFlight<'a>(&'a EngineHandle);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl EngineHandle {
@@ -19,7 +36,37 @@ impl EngineHandle {
         EngineHandle {
             current: RwLock::new(engine),
             config_path,
+            in_flight: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes with every reload that took effect.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Marks one request as being worked on until the guard drops.
+    pub fn begin(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self)
+    }
+
+    /// Waits until no request is being worked on, at most `limit`; returns how many were still
+    /// running then.
+    pub async fn drained(&self, limit: std::time::Duration) -> usize {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+        self.in_flight.load(Ordering::Acquire)
     }
 
     pub fn current(&self) -> Arc<Engine> {
@@ -38,6 +85,7 @@ impl EngineHandle {
         let warnings = needs_restart(old.config(), &new);
         let next = Arc::new(old.reconfigure(Arc::new(new)));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(warnings)
     }
 

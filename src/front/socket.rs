@@ -366,6 +366,8 @@ async fn serve_conn(stream: UnixStream, engine: Arc<EngineHandle>, idle: Duratio
     loop {
         let mut line = Zeroizing::new(Vec::with_capacity(1024));
         let read = tokio::time::timeout(idle, read_line(&mut rd, &mut line)).await;
+        // From a whole line until its answer is written: a stop waits for it (front::serve).
+        let working = engine.begin();
         let (answer, keep_open) = match read {
             // Idle (or a line that trickles in too slowly): close without an answer.
             Err(_) => return,
@@ -383,7 +385,9 @@ async fn serve_conn(stream: UnixStream, engine: Arc<EngineHandle>, idle: Duratio
             Ok(Ok(Line::Full)) => (answer(&engine, &line).await, true),
         };
         drop(line);
-        match tokio::time::timeout(idle, wr.write_all(&answer)).await {
+        let written = tokio::time::timeout(idle, wr.write_all(&answer)).await;
+        drop(working);
+        match written {
             Ok(Ok(())) if keep_open => {}
             _ => return,
         }
@@ -403,6 +407,10 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
     let engine = handle.current();
     match req {
         Request::Ping => protocol::ping_answer(),
+        Request::Status => match tokio::task::spawn_blocking(move || status(&engine)).await {
+            Ok(s) => protocol::status_answer(&s),
+            Err(e) => internal(e),
+        },
         Request::Check {
             user,
             password,
@@ -454,6 +462,32 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
                 Err(e) => internal(e),
             }
         }
+    }
+}
+
+/// Asks the store the way a login would: a daemon whose database does not answer says so.
+fn status(engine: &crate::engine::Engine) -> protocol::StatusAnswer {
+    let store = engine.store();
+    let counts = store
+        .meta("status")
+        .and_then(|_| Ok((store.accounts()?.len(), store.tokens(None)?.len())));
+    let m = metrics::get();
+    let (store, accounts, tokens) = match counts {
+        Ok((a, t)) => ("ok".to_string(), Some(a), Some(t)),
+        Err(e) => (format!("error: {e}"), None, None),
+    };
+    protocol::StatusAnswer {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol: protocol::VERSION,
+        uptime_s: m.uptime().as_secs(),
+        store,
+        accounts,
+        tokens,
+        requests: m
+            .totals_by_verdict()
+            .into_iter()
+            .map(|(v, n)| (v.to_string(), n))
+            .collect(),
     }
 }
 

@@ -10,7 +10,9 @@ pub mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::model::{Account, AppPassword, AuditFilter, AuditRecord, NewToken, Token, TokenState};
+use crate::model::{
+    Account, AppPassword, AuditFilter, AuditRecord, BackupCode, NewToken, Token, TokenState,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -117,4 +119,18 @@ pub trait Store: Send + Sync {
     fn delete_app_password(&self, id: i64) -> StoreResult<()>;
     /// Records a use: when and from where.
     fn touch_app_password(&self, id: i64, now: i64, from: Option<&str>) -> StoreResult<()>;
+    // Added by the tokens issue.
+    /// Records a use of a token whose codes are kept single-use elsewhere (a validation
+    /// server): sets its last use and, when `activate`, turns a pending token active.
+    fn mark_token_used(&self, token_id: i64, now: i64, activate: bool) -> StoreResult<()>;
+    /// Replaces every backup code of a backup token with these (salt, keyed hash) pairs, in
+    /// one transaction: the old set stops working the moment the new one exists.
+    fn replace_backup_codes(&self, token_id: i64, codes: &[(Vec<u8>, Vec<u8>)]) -> StoreResult<()>;
+    /// The unused backup codes of a token.
+    fn backup_codes(&self, token_id: i64) -> StoreResult<Vec<BackupCode>>;
+    /// Marks one backup code used, only if it is still unused, and records the token's use.
+    /// Durable before it returns `true`; `false` means another request used it first.
+    fn use_backup_code(&self, token_id: i64, code_id: i64, now: i64) -> StoreResult<bool>;
+    /// (unused, all) backup codes of a token.
+    fn backup_code_counts(&self, token_id: i64) -> StoreResult<(u32, u32)>;
 }

@@ -63,4 +63,17 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (account_id, label)
     );
     CREATE INDEX app_passwords_account ON app_passwords(account_id);",
+    // 4 (tokens issue): public identifiers of tokens (a YubiKey's public id), unique among
+    // YubiKeys so an OTP finds one token only; backup codes as keyed hashes, each used once.
+    "ALTER TABLE tokens ADD COLUMN public_id TEXT;
+    CREATE UNIQUE INDEX tokens_yubikey_public_id ON tokens(public_id)
+        WHERE kind IN ('yubikey', 'yubikey-remote');
+    CREATE TABLE backup_codes (
+        id        INTEGER PRIMARY KEY,
+        token_id  INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+        salt      BLOB NOT NULL,
+        hash      BLOB NOT NULL,
+        used_at   INTEGER
+    );
+    CREATE INDEX backup_codes_token ON backup_codes(token_id);",
 ];

@@ -8,7 +8,8 @@ use super::commit::{self, Answer, Committer, Op};
 use super::schema::MIGRATIONS;
 use super::{Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AppPassword, AuditFilter, AuditRecord, NewToken, Token, TokenKind, TokenState,
+    Account, AppPassword, AuditFilter, AuditRecord, BackupCode, NewToken, Token, TokenKind,
+    TokenState,
 };
 use crate::tokens::oath::Algorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -135,11 +136,18 @@ impl SqliteStore {
     /// Makes every TOTP code up to `now` used: after a restore, codes used since the backup
     /// must not work again. Returns how many tokens moved.
     pub fn burn_totp_until(&self, now: i64) -> StoreResult<usize> {
-        Ok(self.conn().execute(
+        let conn = self.conn();
+        let totp = conn.execute(
             "UPDATE tokens SET last_counter = MAX(last_counter, ?1 / period)
              WHERE kind = 'totp' AND period > 0",
             [now],
-        )?)
+        )?;
+        // mOTP codes are time-based too: 10-second steps.
+        let motp = conn.execute(
+            "UPDATE tokens SET last_counter = MAX(last_counter, ?1 / 10) WHERE kind = 'motp'",
+            [now],
+        )?;
+        Ok(totp + motp)
     }
 
     pub fn schema_version(&self) -> StoreResult<i64> {
@@ -230,7 +238,8 @@ fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
 }
 
 const TOKEN_COLS: &str = "t.id, t.serial, a.name, t.account_id, t.kind, t.state, t.algorithm, \
-    t.digits, t.period, t.secret, t.last_counter, t.drift, t.label, t.created_at, t.last_used_at";
+    t.digits, t.period, t.secret, t.last_counter, t.drift, t.label, t.created_at, t.last_used_at, \
+    t.public_id";
 
 fn bad(what: &str, v: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -260,6 +269,7 @@ fn token_from_row(r: &Row) -> rusqlite::Result<Token> {
         label: r.get(12)?,
         created_at: r.get(13)?,
         last_used_at: r.get(14)?,
+        public_id: r.get(15)?,
     })
 }
 
@@ -380,8 +390,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let res = conn.execute(
             "INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
-                                 secret, label, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                 secret, label, created_at, public_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 t.serial,
                 t.account_id,
@@ -392,15 +402,23 @@ impl Store for SqliteStore {
                 t.period,
                 t.sealed_secret,
                 t.label,
-                t.created_at
+                t.created_at,
+                t.public_id
             ],
         );
         match res {
             Ok(_) => Ok(conn.last_insert_rowid()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
+            Err(rusqlite::Error::SqliteFailure(e, msg))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(StoreError::Exists(format!("token `{}`", t.serial)))
+                if msg.is_some_and(|m| m.contains("public_id")) {
+                    Err(StoreError::Exists(format!(
+                        "a YubiKey with public id `{}`",
+                        t.public_id.as_deref().unwrap_or("")
+                    )))
+                } else {
+                    Err(StoreError::Exists(format!("token `{}`", t.serial)))
+                }
             }
             Err(e) => Err(e.into()),
         }
@@ -613,6 +631,73 @@ impl Store for SqliteStore {
         )?;
         st.execute(params![id, now, from])?;
         Ok(())
+    }
+
+    fn mark_token_used(&self, token_id: i64, now: i64, activate: bool) -> StoreResult<()> {
+        let n = self.conn().execute(
+            "UPDATE tokens SET last_used_at = ?2,
+                 state = CASE WHEN ?3 THEN 'active' ELSE state END
+             WHERE id = ?1",
+            params![token_id, now, activate],
+        )?;
+        one_row(n, &format!("token id {token_id}"))
+    }
+
+    fn replace_backup_codes(&self, token_id: i64, codes: &[(Vec<u8>, Vec<u8>)]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM backup_codes WHERE token_id = ?1", [token_id])?;
+        for (salt, hash) in codes {
+            tx.execute(
+                "INSERT INTO backup_codes (token_id, salt, hash) VALUES (?1, ?2, ?3)",
+                params![token_id, salt, hash],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn backup_codes(&self, token_id: i64) -> StoreResult<Vec<BackupCode>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT id, salt, hash FROM backup_codes
+             WHERE token_id = ?1 AND used_at IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([token_id], |r| {
+            Ok(BackupCode {
+                id: r.get(0)?,
+                salt: r.get(1)?,
+                hash: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn use_backup_code(&self, token_id: i64, code_id: i64, now: i64) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE backup_codes SET used_at = ?3
+             WHERE id = ?1 AND token_id = ?2 AND used_at IS NULL",
+            params![code_id, token_id, now],
+        )?;
+        if n == 1 {
+            tx.execute(
+                "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
+                params![token_id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn backup_code_counts(&self, token_id: i64) -> StoreResult<(u32, u32)> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FILTER (WHERE used_at IS NULL), COUNT(*)
+             FROM backup_codes WHERE token_id = ?1",
+            [token_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
     }
 }
 

@@ -7,6 +7,30 @@ use md5::{Digest, Md5};
 pub const STEP_SECS: i64 = 10;
 pub const CODE_LEN: usize = 6;
 
+/// A token's sealed secret: the secret (as the app shows it) and the mPIN, length-prefixed.
+pub fn pack_secret(secret: &str, mpin: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let n = u8::try_from(secret.len()).ok()?;
+    let mut v = zeroize::Zeroizing::new(Vec::with_capacity(1 + secret.len() + mpin.len()));
+    v.push(n);
+    v.extend_from_slice(secret.as_bytes());
+    v.extend_from_slice(mpin.as_bytes());
+    Some(v)
+}
+
+/// Secret and mPIN from a token's opened secret.
+pub fn unpack_secret(blob: &[u8]) -> Option<(&str, &str)> {
+    let (&n, rest) = blob.split_first()?;
+    let n = usize::from(n);
+    if rest.len() < n {
+        return None;
+    }
+    let (secret, mpin) = rest.split_at(n);
+    Some((
+        std::str::from_utf8(secret).ok()?,
+        std::str::from_utf8(mpin).ok()?,
+    ))
+}
+
 /// The code for one 10-second step. `secret` is the hex secret as the app shows it.
 pub fn code(step: i64, secret: &str, mpin: &str) -> String {
     let digest = Md5::digest(format!("{step}{secret}{mpin}").as_bytes());
@@ -35,6 +59,14 @@ pub fn find_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_packing_round_trips_and_refuses_damage() {
+        let b = pack_secret("0123456789abcdef", "1234").expect("pack");
+        assert_eq!(unpack_secret(&b), Some(("0123456789abcdef", "1234")));
+        assert_eq!(unpack_secret(&b[..5]), None);
+        assert_eq!(unpack_secret(&[]), None);
+    }
 
     #[test]
     fn matches_the_published_construction() {

@@ -1,8 +1,10 @@
 //! Yubico OTP, validated locally: modhex decoding, AES-128 decryption, CRC check, counters.
 //!
 //! A Yubico OTP is 44 modhex characters: 12 of public id, then one AES-128 block holding
-//! private id (6 bytes), use counter (u16, kept across power cycles), timestamp (3 bytes),
-//! session counter (u8, per power-up), random (2 bytes) and a CRC16 over all 16 bytes.
+//! private id (6 bytes), use counter (u16 little-endian, kept across power cycles; its top
+//! bit is a flag, not part of the count), timestamp (3 bytes), session counter (u8, per
+//! power-up; when it wraps the key moves the use counter on), random (2 bytes) and a CRC16
+//! over all 16 bytes.
 
 use crate::crypto::ct_eq;
 use aes::cipher::{generic_array::GenericArray, BlockDecrypt, KeyInit};
@@ -10,6 +12,9 @@ use aes::cipher::{generic_array::GenericArray, BlockDecrypt, KeyInit};
 pub const OTP_LEN: usize = 44;
 pub const PUBLIC_ID_LEN: usize = 12;
 const MODHEX: &[u8; 16] = b"cbdefghijklnrtuv";
+/// The use counter is 15 bits; the top bit is the key's "used this power-up" flag (Yubico's
+/// libyubikey masks it the same way). Left in, one OTP could compare far above its successors.
+const USE_COUNTER_MASK: u16 = 0x7fff;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum YubicoError {
@@ -84,6 +89,33 @@ impl Decoded {
     }
 }
 
+/// A token's sealed secret: private id followed by the AES key.
+pub const SECRET_LEN: usize = 6 + 16;
+
+pub fn pack_secret(private_id: &[u8; 6], aes_key: &[u8; 16]) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut v = zeroize::Zeroizing::new(Vec::with_capacity(SECRET_LEN));
+    v.extend_from_slice(private_id);
+    v.extend_from_slice(aes_key);
+    v
+}
+
+/// Private id and AES key from a token's opened secret.
+pub fn unpack_secret(secret: &[u8]) -> Option<([u8; 6], zeroize::Zeroizing<[u8; 16]>)> {
+    if secret.len() != SECRET_LEN {
+        return None;
+    }
+    let mut private_id = [0u8; 6];
+    private_id.copy_from_slice(&secret[..6]);
+    let mut key = zeroize::Zeroizing::new([0u8; 16]);
+    key.copy_from_slice(&secret[6..]);
+    Some((private_id, key))
+}
+
+/// True for 12 modhex characters: the public id of a 44-character OTP.
+pub fn is_public_id(s: &str) -> bool {
+    s.len() == PUBLIC_ID_LEN && modhex_decode(s).is_some()
+}
+
 /// The public id of an OTP, if it is shaped like one.
 pub fn public_id(otp: &str) -> Option<&str> {
     (otp.len() == OTP_LEN && otp.is_ascii()).then(|| &otp[..PUBLIC_ID_LEN])
@@ -119,7 +151,7 @@ pub fn decode(
         return Err(YubicoError::PrivateId);
     }
     Ok(Decoded {
-        use_counter: u16::from_le_bytes([pt[6], pt[7]]),
+        use_counter: u16::from_le_bytes([pt[6], pt[7]]) & USE_COUNTER_MASK,
         timestamp: u32::from_le_bytes([pt[8], pt[9], pt[10], 0]),
         session_counter: pt[11],
     })
@@ -179,6 +211,24 @@ mod tests {
             decode(&umlaut, "cbcdcecfcgch", &UID, &KEY),
             Err(YubicoError::Format)
         );
+    }
+
+    #[test]
+    fn use_counter_flag_bit_is_not_part_of_the_count() {
+        use aes::cipher::BlockEncrypt;
+        let mut pt = [0u8; 16];
+        pt[..6].copy_from_slice(&UID);
+        pt[6..8].copy_from_slice(&(0x8000u16 | 7).to_le_bytes());
+        pt[11] = 2;
+        let crc = !crc16(&pt[..14]);
+        pt[14..].copy_from_slice(&crc.to_le_bytes());
+        let cipher = aes::Aes128::new(GenericArray::from_slice(&KEY));
+        let mut block = GenericArray::clone_from_slice(&pt);
+        cipher.encrypt_block(&mut block);
+        let otp = format!("cbcdcecfcgch{}", modhex_encode(&block));
+        let d = decode(&otp, "cbcdcecfcgch", &UID, &KEY).expect("decode");
+        assert_eq!(d.use_counter, 7);
+        assert_eq!(d.packed(), packed_counter(7, 2));
     }
 
     #[test]

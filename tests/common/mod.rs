@@ -267,3 +267,161 @@ impl Daemon {
         alive && !self.log_text().contains("panicked")
     }
 }
+
+/// Requires a Python module (from PyPI); fails, never skips, naming what to install.
+pub fn require_python_module(module: &str, pip_name: &str) {
+    require("python3", "python3");
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Python module `{module}` is missing: `python3 -m pip install {pip_name}` \
+         (tests/run.sh does this)"
+    );
+}
+
+/// Runs a Python script with arguments; returns its trimmed standard output.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A Yubico OTP made by Python's `yubiotp` package (independent of otpd's decoder):
+/// private id and AES key in hex, public id in modhex, use counter and session counter.
+pub fn yubiotp(
+    private_id: &str,
+    aes_key: &str,
+    public_id: &str,
+    use_ctr: u16,
+    session: u8,
+) -> String {
+    require_python_module("yubiotp", "yubiotp");
+    python(
+        "import sys, random\n\
+         from binascii import unhexlify\n\
+         from yubiotp.otp import OTP, encode_otp\n\
+         uid, key, pid, use, ses = sys.argv[1:6]\n\
+         otp = OTP(unhexlify(uid), int(use), random.randrange(0xffffff), int(ses), random.randrange(0xffff))\n\
+         print(encode_otp(otp, unhexlify(key), pid.encode()).decode())\n",
+        &[private_id, aes_key, public_id, &use_ctr.to_string(), &session.to_string()],
+    )
+}
+
+/// The newest audit records of a user, as JSON objects.
+pub fn audit_of(env: &Env, user: &str) -> Vec<serde_json::Value> {
+    env.ok(&["audit", "--user", user, "--json"], None)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("audit json line"))
+        .collect()
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released): nothing listens there afterwards.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// One request over the daemon's Unix socket (wire protocol v1): sends `request` as one line
+/// and returns the parsed response line.
+pub fn socket_call(path: &Path, request: &serde_json::Value) -> serde_json::Value {
+    use std::os::unix::net::UnixStream;
+    let mut s =
+        UnixStream::connect(path).unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(format!("{request}\n").as_bytes())
+        .expect("write request");
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .expect("read response");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("response is not JSON ({e}): {line:?}"))
+}
+
+impl Env {
+    /// Like `Env::new`, for configs with tables: `top_level` keys go first, then `data_dir`,
+    /// then `tables` (which may set `[socket]` or `[radius]`; otherwise the socket goes to the
+    /// temp dir and RADIUS is off, as in `new`).
+    pub fn with_tables(top_level: &str, tables: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("otpd.toml");
+        let mut text = format!(
+            "{top_level}\ndata_dir = \"{}\"\n{tables}\n",
+            dir.path().join("data").display()
+        );
+        if !tables.contains("[socket]") {
+            text.push_str(&format!(
+                "[socket]\npath = \"{}\"\n",
+                dir.path().join("otpd.sock").display()
+            ));
+        }
+        if !tables.contains("[radius]") {
+            text.push_str("[radius]\nlisten = []\n");
+        }
+        std::fs::write(&config, text).expect("write config");
+        let env = Env { dir, config };
+        env.ok(&["init"], None);
+        env
+    }
+}
+
+/// The freshly built `pam_otpd.so`. otpd lists pam_otpd as a dev-dependency so that
+/// `cargo test` builds it; cargo puts the cdylib next to the test binaries in `deps/` (only
+/// `cargo build` copies it one level up, where it may be stale), so `deps/` comes first.
+pub fn pam_module_path() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(deps) = exe.parent() {
+            candidates.push(deps.join("libpam_otpd.so"));
+            if let Some(profile) = deps.parent() {
+                candidates.push(profile.join("libpam_otpd.so"));
+            }
+        }
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("libpam_otpd.so not found in {candidates:?}: run `cargo build -p pam_otpd`")
+        })
+}
+
+/// pam_wrapper (Debian libpam-wrapper): libpam reads service files from a directory of ours.
+pub fn pam_wrapper_lib() -> PathBuf {
+    let p = PathBuf::from("/usr/lib/x86_64-linux-gnu/libpam_wrapper.so");
+    assert!(
+        p.is_file(),
+        "{} is missing: install the Debian package libpam-wrapper",
+        p.display()
+    );
+    p
+}
+
+/// A module shipped with libpam-wrapper: `pam_matrix.so` (a password store in a file, lines
+/// `user:password:service`) or `pam_set_items.so` (sets PAM items from the environment).
+pub fn pam_wrapper_module(name: &str) -> PathBuf {
+    let p = Path::new("/usr/lib/x86_64-linux-gnu/pam_wrapper").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: install the Debian package libpam-wrapper",
+        p.display()
+    );
+    p
+}

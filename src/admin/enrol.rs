@@ -1,0 +1,372 @@
+//! Enrolment of the token kinds that are not OATH: YubiKeys (one by one or from the
+//! personalization tool's log).
+
+use super::{invalid, new_serial, Admin, AdminError};
+use crate::model::{NewToken, Token, TokenKind, TokenState};
+use crate::tokens::{self, motp, oath::Algorithm, yubico};
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// A YubiKey programmed for Yubico OTP, as the personalization tool shows it.
+pub struct YubikeyOptions {
+    /// Modhex, 12 characters.
+    pub public_id: String,
+    /// Hex, 12 characters (6 bytes).
+    pub private_id: Zeroizing<String>,
+    /// Hex, 32 characters (AES-128).
+    pub aes_key: Zeroizing<String>,
+    pub label: String,
+    pub active: bool,
+}
+
+/// What `otpd token import` did.
+pub struct ImportReport {
+    pub imported: Vec<Token>,
+    /// Lines left out on purpose (other modes of the tool), with line number and why.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Hex as tools print it: any case, spaces allowed.
+fn decode_hex<const N: usize>(what: &str, s: &str) -> Result<Zeroizing<[u8; N]>, AdminError> {
+    let clean: Zeroizing<String> = Zeroizing::new(
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| c.to_ascii_lowercase())
+            .collect(),
+    );
+    let bytes = Zeroizing::new(
+        data_encoding::HEXLOWER_PERMISSIVE
+            .decode(clean.as_bytes())
+            .map_err(|_| invalid(format!("{what} is not hex (0-9, a-f)")))?,
+    );
+    if bytes.len() != N {
+        return Err(invalid(format!(
+            "{what} must be {} hex characters ({N} bytes), not {}",
+            2 * N,
+            clean.len()
+        )));
+    }
+    let mut out = Zeroizing::new([0u8; N]);
+    out.copy_from_slice(&bytes);
+    Ok(out)
+}
+
+fn check_public_id(s: &str) -> Result<String, AdminError> {
+    let p = s.trim().to_ascii_lowercase();
+    if !yubico::is_public_id(&p) {
+        return Err(invalid(format!(
+            "public id `{}` must be 12 modhex characters (c b d e f g h i j k l n r t u v); \
+             otpd validates 44-character OTPs",
+            s.trim()
+        )));
+    }
+    Ok(p)
+}
+
+fn check_label(label: &str) -> Result<(), AdminError> {
+    if label.chars().count() > 64 || label.chars().any(char::is_control) {
+        return Err(invalid("--label: at most 64 printable characters"));
+    }
+    Ok(())
+}
+
+/// Checks the shape of a code typed for `token` (activation), so a typo gets a clear message
+/// rather than "does not match".
+pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminError> {
+    let ok = match token.kind {
+        TokenKind::Totp | TokenKind::Hotp => {
+            code.len() == token.digits as usize && code.bytes().all(|b| b.is_ascii_digit())
+        }
+        TokenKind::Yubikey | TokenKind::YubikeyRemote => {
+            code.len() == yubico::OTP_LEN && yubico::modhex_decode(code).is_some()
+        }
+        TokenKind::Motp => {
+            code.len() == motp::CODE_LEN && code.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        TokenKind::Backup => {
+            code.len() == tokens::BACKUP_CODE_LEN && code.bytes().all(|b| b.is_ascii_digit())
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(invalid(match token.kind {
+        TokenKind::Totp | TokenKind::Hotp => {
+            format!("a code for this token is {} digits", token.digits)
+        }
+        TokenKind::Yubikey | TokenKind::YubikeyRemote => format!(
+            "a code for this token is a {}-character Yubico OTP (touch the key)",
+            yubico::OTP_LEN
+        ),
+        TokenKind::Motp => format!("an mOTP code is {} hex digits", motp::CODE_LEN),
+        TokenKind::Backup => format!("a backup code is {} digits", tokens::BACKUP_CODE_LEN),
+    }))
+}
+
+impl Admin {
+    fn public_id_taken(&self, public_id: &str) -> Result<Option<Token>, AdminError> {
+        Ok(self.store.tokens(None)?.into_iter().find(|t| {
+            matches!(t.kind, TokenKind::Yubikey | TokenKind::YubikeyRemote)
+                && t.public_id.as_deref() == Some(public_id)
+        }))
+    }
+
+    pub(super) fn insert_new(
+        &self,
+        account_id: i64,
+        kind: TokenKind,
+        secret: &[u8],
+        label: String,
+        active: bool,
+        public_id: Option<String>,
+    ) -> Result<Token, AdminError> {
+        let serial = new_serial(kind)?;
+        let sealed = self.keys.seal(serial.as_bytes(), secret)?;
+        self.store.insert_token(&NewToken {
+            serial: serial.clone(),
+            account_id,
+            kind,
+            state: if active {
+                TokenState::Active
+            } else {
+                TokenState::Pending
+            },
+            // Not OATH: the algorithm column is unused, digits is the code's length.
+            algorithm: Algorithm::Sha1,
+            digits: tokens::fixed_code_len(kind).unwrap_or(0) as u32,
+            period: 0,
+            sealed_secret: sealed,
+            label,
+            created_at: self.now(),
+            public_id,
+        })?;
+        self.token(&serial)
+    }
+
+    /// Enrols a YubiKey in Yubico OTP mode, validated here. The private id and AES key are
+    /// sealed like every secret; the public id is kept in clear (every OTP shows it).
+    pub fn add_yubikey(&self, raw_user: &str, o: YubikeyOptions) -> Result<Token, AdminError> {
+        let account = self.account(raw_user)?;
+        let public_id = check_public_id(&o.public_id)?;
+        let private_id = decode_hex::<6>("--private-id", &o.private_id)?;
+        let key = decode_hex::<16>("--aes-key", &o.aes_key)?;
+        check_label(&o.label)?;
+        if let Some(t) = self.public_id_taken(&public_id)? {
+            return Err(AdminError::Refused(format!(
+                "the YubiKey {public_id} is already token {} of `{}`; delete that first",
+                t.serial, t.user
+            )));
+        }
+        let secret = yubico::pack_secret(&private_id, &key);
+        let label = if o.label.is_empty() {
+            format!("YubiKey {public_id}")
+        } else {
+            o.label
+        };
+        self.insert_new(
+            account.id,
+            TokenKind::Yubikey,
+            &secret,
+            label,
+            o.active,
+            Some(public_id),
+        )
+    }
+
+    /// Enrols an mOTP token: the secret as the app shows it (hex) and the app's own mPIN,
+    /// sealed together. The account PIN is still typed in front of every code.
+    pub fn add_motp(
+        &self,
+        raw_user: &str,
+        secret: &str,
+        mpin: &str,
+        label: String,
+        active: bool,
+    ) -> Result<Token, AdminError> {
+        let account = self.account(raw_user)?;
+        // The app hashes the secret as text: keep it as typed, in the lower case apps show.
+        let secret: Zeroizing<String> = Zeroizing::new(secret.trim().to_ascii_lowercase());
+        if !(16..=64).contains(&secret.len()) || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(
+                "--secret for mOTP is the app's init secret: 16 to 64 hex characters",
+            ));
+        }
+        if !(4..=16).contains(&mpin.len()) || !mpin.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                "--mpin is the mOTP app's own PIN: 4 to 16 ASCII letters or digits",
+            ));
+        }
+        check_label(&label)?;
+        let blob =
+            motp::pack_secret(&secret, mpin).ok_or_else(|| invalid("--secret is too long"))?;
+        self.insert_new(account.id, TokenKind::Motp, &blob, label, active, None)
+    }
+
+    /// Enrols a YubiKey whose OTPs a validation server checks (`[yubico]`). Only the public
+    /// id is kept: the key's secrets live at the server.
+    pub fn add_yubikey_remote(
+        &self,
+        raw_user: &str,
+        public_id: &str,
+        label: String,
+        active: bool,
+    ) -> Result<Token, AdminError> {
+        let account = self.account(raw_user)?;
+        let public_id = check_public_id(public_id)?;
+        check_label(&label)?;
+        if !self.cfg.yubico.is_configured() {
+            return Err(AdminError::Refused(
+                "a yubikey-remote token needs a validation server: set [yubico] client_id and \
+                 api_key first (see docs/tokens.md)"
+                    .into(),
+            ));
+        }
+        if let Some(t) = self.public_id_taken(&public_id)? {
+            return Err(AdminError::Refused(format!(
+                "the YubiKey {public_id} is already token {} of `{}`; delete that first",
+                t.serial, t.user
+            )));
+        }
+        let label = if label.is_empty() {
+            format!("YubiKey {public_id} (validation server)")
+        } else {
+            label
+        };
+        // Nothing secret to keep; an empty sealed blob keeps every row alike for rotation,
+        // backup checks and the engine.
+        self.insert_new(
+            account.id,
+            TokenKind::YubikeyRemote,
+            &[],
+            label,
+            active,
+            Some(public_id),
+        )
+    }
+
+    /// Imports the Yubico OTP configurations from the CSV log that the YubiKey Personalization
+    /// Tool (and ykpersonalize / ykman) write, in either of its two layouts:
+    ///
+    /// - traditional: `Yubico OTP,DATE,SLOT,PUBLIC_ID,PRIVATE_ID,AES_KEY,...`
+    /// - Yubico format: `SERIAL,PUBLIC_ID,PRIVATE_ID,AES_KEY,ACCESS_CODE,DATE,`
+    ///
+    /// OATH-HOTP and static password lines are skipped and reported. `owner` names the user
+    /// for a public id. Everything is checked before anything is stored: a bad line means
+    /// nothing was imported.
+    pub fn import_yubico_csv(
+        &self,
+        text: &str,
+        owner: &dyn Fn(&str) -> Option<String>,
+        active: bool,
+    ) -> Result<ImportReport, AdminError> {
+        struct Row {
+            line: usize,
+            user: String,
+            public_id: String,
+            private_id: Zeroizing<[u8; 6]>,
+            key: Zeroizing<[u8; 16]>,
+            label: String,
+        }
+        let mut rows = Vec::new();
+        let mut skipped = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, raw) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            let first = cells[0];
+            let at = |msg: String| invalid(format!("line {n}: {msg}; nothing was imported"));
+            let (public_id, private_id, key, label) = if first.eq_ignore_ascii_case("yubico otp") {
+                if cells.len() < 6 {
+                    return Err(at("a `Yubico OTP` line needs at least 6 fields".into()));
+                }
+                (cells[3], cells[4], cells[5], format!("slot {}", cells[2]))
+            } else if first.eq_ignore_ascii_case("oath-hotp")
+                || first.eq_ignore_ascii_case("static password")
+                || first.eq_ignore_ascii_case("challenge-response")
+            {
+                skipped.push((n, format!("{first} configuration, not Yubico OTP")));
+                continue;
+            } else if !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit()) {
+                if cells.len() < 4 {
+                    return Err(at("a line in Yubico format needs at least 4 fields".into()));
+                }
+                match cells[2] {
+                    "0" => {
+                        skipped.push((n, "OATH-HOTP configuration, not Yubico OTP".into()));
+                        continue;
+                    }
+                    "" => {
+                        skipped.push((n, "static password configuration, not Yubico OTP".into()));
+                        continue;
+                    }
+                    _ => {}
+                }
+                (cells[1], cells[2], cells[3], format!("serial {first}"))
+            } else {
+                return Err(at(
+                    "not a line of the personalization tool's log (expected `Yubico OTP,...` \
+                     or `SERIAL,PUBLIC_ID,PRIVATE_ID,AES_KEY,...`)"
+                        .into(),
+                ));
+            };
+            let public_id = check_public_id(public_id).map_err(|e| at(e.to_string()))?;
+            let private_id =
+                decode_hex::<6>("private id", private_id).map_err(|e| at(e.to_string()))?;
+            let key = decode_hex::<16>("AES key", key).map_err(|e| at(e.to_string()))?;
+            if let Some(prev) = seen.insert(public_id.clone(), n) {
+                return Err(at(format!(
+                    "public id {public_id} was already on line {prev} (a key programmed twice?)"
+                )));
+            }
+            if let Some(t) = self.public_id_taken(&public_id)? {
+                return Err(at(format!(
+                    "the YubiKey {public_id} is already token {} of `{}`",
+                    t.serial, t.user
+                )));
+            }
+            let Some(raw_user) = owner(&public_id) else {
+                return Err(at(format!("no user given for the YubiKey {public_id}")));
+            };
+            let user = self.account(&raw_user).map_err(|e| at(e.to_string()))?.name;
+            rows.push(Row {
+                line: n,
+                user,
+                public_id,
+                private_id,
+                key,
+                label,
+            });
+        }
+        if rows.is_empty() {
+            return Err(invalid(
+                "the file holds no Yubico OTP configuration; nothing was imported",
+            ));
+        }
+        let mut imported = Vec::new();
+        for r in rows {
+            let secret = yubico::pack_secret(&r.private_id, &r.key);
+            let account = self.account(&r.user)?;
+            let t = self
+                .insert_new(
+                    account.id,
+                    TokenKind::Yubikey,
+                    &secret,
+                    format!("YubiKey {} ({})", r.public_id, r.label),
+                    active,
+                    Some(r.public_id),
+                )
+                .map_err(|e| {
+                    invalid(format!(
+                        "line {}: {e}; the lines before it were imported",
+                        r.line
+                    ))
+                })?;
+            imported.push(t);
+        }
+        Ok(ImportReport { imported, skipped })
+    }
+}

@@ -1,0 +1,77 @@
+//! `otpd status`: asks the running daemon over its Unix socket how it is.
+
+use super::{print_json, CliError, Outcome};
+use crate::config::Config;
+use crate::front::protocol::StatusAnswer;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// The daemon's socket (default: socket.path of the configuration).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Longest answer we read: a status line is a few hundred bytes.
+const MAX_ANSWER: u64 = 64 * 1024;
+
+pub fn run(cfg: &Config, a: StatusArgs) -> Result<Outcome, CliError> {
+    let path = a.socket.unwrap_or_else(|| cfg.socket.path.clone());
+    let unreachable = |e: std::io::Error| {
+        CliError::Other(format!(
+            "the daemon does not answer on {}: {e} (is it running? is this its socket.path? \
+             only socket.allow_uids/allow_gids may ask)",
+            path.display()
+        ))
+    };
+    let mut s = UnixStream::connect(&path).map_err(unreachable)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .and_then(|_| s.set_write_timeout(Some(Duration::from_secs(5))))
+        .and_then(|_| s.write_all(b"{\"op\":\"status\"}\n"))
+        .map_err(unreachable)?;
+    let mut line = String::new();
+    BufReader::new(std::io::Read::take(&mut s, MAX_ANSWER))
+        .read_line(&mut line)
+        .map_err(unreachable)?;
+    let answer: StatusAnswer = serde_json::from_str(&line).map_err(|_| {
+        let text = line.trim();
+        CliError::Other(match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) if v.get("error").is_some() => format!(
+                "the daemon refused: {}",
+                v["error"].as_str().unwrap_or(text)
+            ),
+            _ => format!("unexpected answer from {}: {text:.200}", path.display()),
+        })
+    })?;
+    if a.json {
+        print_json(&answer)?;
+    } else {
+        println!("otpd {} (protocol {})", answer.version, answer.protocol);
+        println!(
+            "  uptime:   {}",
+            humantime::format_duration(Duration::from_secs(answer.uptime_s))
+        );
+        println!("  store:    {}", answer.store);
+        if let (Some(acc), Some(tok)) = (answer.accounts, answer.tokens) {
+            println!("  accounts: {acc}");
+            println!("  tokens:   {tok}");
+        }
+        let req: Vec<String> = answer
+            .requests
+            .iter()
+            .map(|(v, n)| format!("{v} {n}"))
+            .collect();
+        println!("  logins:   {}", req.join(", "));
+    }
+    Ok(if answer.store == "ok" {
+        Outcome::Ok
+    } else {
+        Outcome::Fail
+    })
+}
