@@ -457,6 +457,7 @@ mod tests {
                 sealed_secret: vec![1, 2, 3],
                 label: String::new(),
                 created_at: 0,
+                public_id: None,
             })
             .expect("token");
         (dir, Arc::new(s), tok)
