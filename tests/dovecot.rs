@@ -305,7 +305,7 @@ fn otpd_env() -> Env {
 }
 
 fn audit(env: &Env) -> String {
-    env.ok(&["audit", "--json", "--limit", "0"], None)
+    common::audit_settled(env, &["audit", "--json", "--limit", "0"])
 }
 
 #[test]

@@ -276,7 +276,7 @@ fn attr_values(attrs: &[(u8, Vec<u8>)], t: u8) -> Vec<Vec<u8>> {
 }
 
 fn audit_lines(env: &Env, user: &str) -> Vec<serde_json::Value> {
-    env.ok(&["audit", "--user", user, "--json", "--limit", "0"], None)
+    common::audit_settled(env, &["audit", "--user", user, "--json", "--limit", "0"])
         .lines()
         .map(|l| serde_json::from_str(l).expect("audit json"))
         .collect()

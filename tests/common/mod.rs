@@ -425,3 +425,20 @@ pub fn pam_wrapper_module(name: &str) -> PathBuf {
     );
     p
 }
+
+/// `otpd ARGS` (an `audit` query) once the daemon's audit has settled: audit records are
+/// committed with the next group commit, a moment after the answer went out (docs/
+/// performance.md), so a test that reads the audit right after an answer reads until two
+/// reads 100 ms apart agree (at most 5 s).
+pub fn audit_settled(env: &Env, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = env.ok(args, None);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = env.ok(args, None);
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}

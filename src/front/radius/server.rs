@@ -1,7 +1,13 @@
-//! Sockets and work. One receive loop per listen address; each PAP login runs on tokio's
-//! blocking pool (the engine and the store are synchronous), at most `max_in_flight` at once.
-//! What does not fit is dropped and counted rather than queued: a RADIUS client retries, and
-//! a queue that grows under a flood only makes every answer late.
+//! Sockets and work. Each listen address has a few worker threads that each receive a
+//! datagram, validate it and send the answer themselves, at most `max_in_flight` validations
+//! at once. What does not fit is dropped and counted rather than queued: a RADIUS client
+//! retries, and a queue that grows under a flood only makes every answer late.
+//!
+//! Plain threads rather than tokio tasks: the engine and the store are synchronous, so a
+//! task had to hand each login to the blocking pool and take it back, two thread switches
+//! per login on top of the one the group commit needs. On the two-core benchmark machine
+//! those switches cost more CPU than the validation itself (docs/performance.md). A thread
+//! that waits for its commit holds no other request up: the other workers keep receiving.
 
 use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
 use super::wire::{Dropped, MAX_PACKET_LEN};
@@ -10,13 +16,11 @@ use crate::config::Config;
 use crate::engine::CheckRequest;
 use crate::front::EngineHandle;
 use crate::metrics::{self, Drop as MDrop, Frontend};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 
 /// Answers kept for retransmissions at most; at 30 s that is over 2,000 logins a second.
 const DUPLICATE_CACHE_MIN: usize = 65_536;
@@ -24,6 +28,15 @@ const DUPLICATE_CACHE_MIN: usize = 65_536;
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a stop waits for validations already running.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Worker threads per listen address at most. Each validates one login at a time and waits
+/// for its durable commit (a fraction of a millisecond to a few), so 64 keep up with tens of
+/// thousands of logins a second while the group commit gathers them into few fsyncs.
+const MAX_WORKERS: usize = 64;
+/// How often an idle worker looks up from its socket to see whether the server stops.
+const STOP_POLL: Duration = Duration::from_millis(200);
+/// Stack of a worker: the engine and SQLite need little; the default 2 MiB is address space
+/// wasted 64 times over.
+const WORKER_STACK: usize = 512 * 1024;
 
 /// Counters of what happened to datagrams; logged when the server stops and with every
 /// rate-limited line.
@@ -138,15 +151,17 @@ struct Shared {
     /// reload brought new clients or secrets.
     clients: std::sync::RwLock<(u64, Arc<Clients>)>,
     cache: Arc<DuplicateCache>,
-    permits: Arc<Semaphore>,
-    max_in_flight: u32,
+    /// Validations running now; never more than `max_in_flight`.
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+    stopping: AtomicBool,
     stats: Stats,
     log: Throttles,
 }
 
 /// The running RADIUS front-end.
 pub struct RadiusServer {
-    loops: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     local: Vec<SocketAddr>,
 }
@@ -161,7 +176,6 @@ pub async fn start(
     if r.listen.is_empty() {
         return Ok(None);
     }
-    let max_in_flight = u32::try_from(r.max_in_flight).unwrap_or(u32::MAX);
     let clients = Clients::from_config(&r.clients);
     if clients.is_empty() {
         tracing::warn!("RADIUS listens but [[radius.clients]] is empty: every packet is dropped");
@@ -173,8 +187,9 @@ pub async fn start(
             r.duplicate_window,
             DUPLICATE_CACHE_MIN.max(8 * r.max_in_flight),
         )),
-        permits: Arc::new(Semaphore::new(max_in_flight as usize)),
-        max_in_flight,
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: r.max_in_flight,
+        stopping: AtomicBool::new(false),
         stats: Stats::default(),
         log: Throttles {
             unknown_source: Throttle::new(),
@@ -184,19 +199,32 @@ pub async fn start(
             io: Throttle::new(),
         },
     });
-    let mut loops = Vec::new();
+    // One more worker than validations may run, so that with every slot taken one worker
+    // still receives, and drops what does not fit instead of leaving it to queue.
+    let per_socket = r.max_in_flight.min(MAX_WORKERS) + 1;
+    let mut workers = Vec::new();
     let mut local = Vec::new();
     for addr in &r.listen {
         let sock = UdpSocket::bind(addr)
-            .await
             .map_err(|e| format!("cannot listen for RADIUS on {addr}: {e}"))?;
+        sock.set_read_timeout(Some(STOP_POLL))
+            .map_err(|e| format!("RADIUS socket {addr}: {e}"))?;
         let bound = sock.local_addr().unwrap_or(*addr);
         tracing::info!("RADIUS listening on {bound}");
         local.push(bound);
-        loops.push(tokio::spawn(recv_loop(Arc::new(sock), shared.clone())));
+        let sock = Arc::new(sock);
+        for i in 0..per_socket {
+            let (sock, shared) = (sock.clone(), shared.clone());
+            let w = std::thread::Builder::new()
+                .name(format!("otpd-radius-{i}"))
+                .stack_size(WORKER_STACK)
+                .spawn(move || worker(&sock, &shared))
+                .map_err(|e| format!("cannot start a RADIUS worker thread: {e}"))?;
+            workers.push(w);
+        }
     }
     Ok(Some(RadiusServer {
-        loops,
+        workers,
         shared,
         local,
     }))
@@ -214,18 +242,18 @@ impl RadiusServer {
     /// Stops receiving, lets running validations finish and send their answers (bounded
     /// wait), then logs the counters.
     pub async fn stop(self) {
-        for l in &self.loops {
-            l.abort();
-        }
-        let drained = tokio::time::timeout(
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let workers = self.workers;
+        let joined = tokio::time::timeout(
             DRAIN_TIMEOUT,
-            self.shared
-                .permits
-                .clone()
-                .acquire_many_owned(self.shared.max_in_flight),
+            tokio::task::spawn_blocking(move || {
+                for w in workers {
+                    let _ = w.join();
+                }
+            }),
         )
         .await;
-        if drained.is_err() {
+        if joined.is_err() {
             tracing::warn!(
                 "RADIUS: validations still running after {DRAIN_TIMEOUT:?}; stopping anyway"
             );
@@ -234,21 +262,38 @@ impl RadiusServer {
     }
 }
 
-async fn recv_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+/// One worker: receive, check, validate, answer; until the server stops.
+fn worker(sock: &UdpSocket, shared: &Arc<Shared>) {
     // One byte more than a RADIUS packet may have, so an oversized datagram is seen as such
     // instead of being cut to a plausible length.
     let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
-    loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((n, src)) => shared.on_datagram(&sock, &buf[..n], src).await,
+    while !shared.stopping.load(Ordering::Relaxed) {
+        match sock.recv_from(&mut buf) {
+            Ok((n, src)) => shared.on_datagram(sock, &buf[..n], src),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => {
                 if let Some(held) = shared.log.io.allow() {
                     tracing::warn!("RADIUS receive error: {e} ({held} more not logged)");
                 }
                 // Never spin on a socket error that repeats.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+}
+
+/// A validation slot, given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -269,7 +314,25 @@ impl Shared {
         fresh
     }
 
-    async fn on_datagram(self: &Arc<Self>, sock: &Arc<UdpSocket>, data: &[u8], src: SocketAddr) {
+    fn slot(&self) -> Option<Slot<'_>> {
+        let mut n = self.in_flight.load(Ordering::Acquire);
+        loop {
+            if n >= self.max_in_flight {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(Slot(&self.in_flight)),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    fn on_datagram(&self, sock: &UdpSocket, data: &[u8], src: SocketAddr) {
         let received = Instant::now();
         inc(&self.stats.received);
         let Some(client) = self.clients().find(src.ip()).cloned() else {
@@ -300,7 +363,7 @@ impl Shared {
         match step {
             Step::Status(bytes) => {
                 metrics::get().radius_status_server();
-                self.send(sock, &bytes, src).await
+                self.send(sock, &bytes, src)
             }
             Step::Refused { answer, why } => {
                 inc(&self.stats.not_pap);
@@ -311,15 +374,15 @@ impl Shared {
                         why.reason()
                     );
                 }
-                self.send(sock, &answer, src).await;
+                self.send(sock, &answer, src);
             }
-            Step::Check(p) => self.begin_check(sock, client, p, src, received).await,
+            Step::Check(p) => self.check(sock, client, p, src, received),
         }
     }
 
-    async fn begin_check(
-        self: &Arc<Self>,
-        sock: &Arc<UdpSocket>,
+    fn check(
+        &self,
+        sock: &UdpSocket,
         client: Arc<Client>,
         p: Box<Pending>,
         src: SocketAddr,
@@ -334,7 +397,7 @@ impl Shared {
             Seen::Answered(bytes) => {
                 inc(&self.stats.duplicates_answered);
                 metrics::get().radius_duplicate();
-                self.send(sock, &bytes, src).await;
+                self.send(sock, &bytes, src);
             }
             Seen::InProgress => {
                 inc(&self.stats.duplicates_in_progress);
@@ -342,7 +405,7 @@ impl Shared {
             }
             Seen::New => {
                 let guard = InProgress::new(self.cache.clone(), key);
-                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                let Some(_slot) = self.slot() else {
                     inc(&self.stats.overload);
                     metrics::get().radius_dropped(MDrop::Overload);
                     if let Some(held) = self.log.overload.allow() {
@@ -354,61 +417,36 @@ impl Shared {
                     }
                     return;
                 };
-                tokio::spawn(self.clone().validate(
-                    (sock.clone(), src, received),
-                    client,
-                    p,
-                    guard,
-                    permit,
-                ));
+                // Until the answer is sent: a stop waits for it (front::serve).
+                let _working = self.handle.begin();
+                let Pending { info, login } = *p;
+                let req = CheckRequest {
+                    user: login.user,
+                    password: login.password,
+                    service: client.service.clone(),
+                    rhost: login.rhost,
+                    client: Some(client.name.clone()),
+                    state: login.state,
+                };
+                let d = self.handle.current().check(&req);
+                match answer(&info, &d, &client) {
+                    Ok(bytes) => {
+                        let bytes: Arc<[u8]> = bytes.into();
+                        guard.finish(bytes.clone());
+                        self.send(sock, &bytes, src);
+                        metrics::get().request(Frontend::Radius, d.verdict, received.elapsed());
+                    }
+                    Err(e) => {
+                        inc(&self.stats.failed);
+                        tracing::error!(client = %client.name, "RADIUS: no answer to {src}: {e}");
+                    }
+                }
             }
         }
     }
 
-    async fn validate(
-        self: Arc<Self>,
-        (sock, src, received): (Arc<UdpSocket>, SocketAddr, Instant),
-        client: Arc<Client>,
-        p: Box<Pending>,
-        guard: InProgress,
-        _permit: OwnedSemaphorePermit,
-    ) {
-        // Until the answer is sent: a stop waits for it (front::serve).
-        let _working = self.handle.begin();
-        let Pending { info, login } = *p;
-        let req = CheckRequest {
-            user: login.user,
-            password: login.password,
-            service: client.service.clone(),
-            rhost: login.rhost,
-            client: Some(client.name.clone()),
-            state: login.state,
-        };
-        let engine = self.handle.current();
-        let d = match tokio::task::spawn_blocking(move || engine.check(&req)).await {
-            Ok(d) => d,
-            Err(e) => {
-                inc(&self.stats.failed);
-                tracing::error!("RADIUS: validation task failed: {e}");
-                return;
-            }
-        };
-        match answer(&info, &d, &client) {
-            Ok(bytes) => {
-                let bytes: Arc<[u8]> = bytes.into();
-                guard.finish(bytes.clone());
-                self.send(&sock, &bytes, src).await;
-                metrics::get().request(Frontend::Radius, d.verdict, received.elapsed());
-            }
-            Err(e) => {
-                inc(&self.stats.failed);
-                tracing::error!(client = %client.name, "RADIUS: no answer to {src}: {e}");
-            }
-        }
-    }
-
-    async fn send(&self, sock: &UdpSocket, bytes: &[u8], dst: SocketAddr) {
-        match sock.send_to(bytes, dst).await {
+    fn send(&self, sock: &UdpSocket, bytes: &[u8], dst: SocketAddr) {
+        match sock.send_to(bytes, dst) {
             Ok(_) => inc(&self.stats.answered),
             Err(e) => {
                 inc(&self.stats.failed);
