@@ -376,7 +376,7 @@ impl Shared {
                 }
                 self.send(sock, &answer, src);
             }
-            Step::Check(p) => self.check(sock, client, p, src, received),
+            Step::Check(p) => self.check(sock, client, *p, src, received),
         }
     }
 
@@ -384,7 +384,7 @@ impl Shared {
         &self,
         sock: &UdpSocket,
         client: Arc<Client>,
-        p: Box<Pending>,
+        p: Pending,
         src: SocketAddr,
         received: Instant,
     ) {
@@ -419,7 +419,7 @@ impl Shared {
                 };
                 // Until the answer is sent: a stop waits for it (front::serve).
                 let _working = self.handle.begin();
-                let Pending { info, login } = *p;
+                let Pending { info, login } = p;
                 let req = CheckRequest {
                     user: login.user,
                     password: login.password,
