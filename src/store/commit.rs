@@ -28,7 +28,6 @@ use crate::model::AuditRecord;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -294,21 +293,10 @@ impl Committer {
         // FULL: the commit that answers an advance must be on disk, not just in the OS cache.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Checkpoints move off the commit path: an automatic one runs inside the commit that
-        // crosses 1,000 WAL pages and holds up every login of that batch for milliseconds.
-        // The checkpointer thread does it beside the writer instead (WAL lets them overlap).
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let ckpt_conn = Connection::open(path).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        ckpt_conn.busy_timeout(Duration::from_secs(10))?;
-        ckpt_conn.pragma_update(None, "synchronous", "FULL")?;
-        let (ckpt_tx, ckpt_rx) = mpsc::sync_channel::<()>(1);
-        let checkpointer = std::thread::Builder::new()
-            .name("otpd-checkpoint".into())
-            .spawn(move || checkpointer(ckpt_conn, ckpt_rx))
-            .map_err(|e| StoreError::Commit(format!("cannot start the checkpointer: {e}")))?;
+        // Checkpoints stay SQLite's automatic ones, in the writer's commit that crosses 1,000
+        // WAL pages. (A checkpointer thread beside the writer was tried: it never catches up
+        // with a writer that keeps appending, so the WAL was never restarted and grew to
+        // gigabytes in a minute of load.)
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
                 jobs: VecDeque::with_capacity(MAX_BATCH),
@@ -322,14 +310,7 @@ impl Committer {
         let q = queue.clone();
         let thread = std::thread::Builder::new()
             .name("otpd-commit".into())
-            .spawn(move || {
-                writer(conn, &q, &ckpt_tx);
-                // Closing its channel ends the checkpointer after a last checkpoint.
-                drop(ckpt_tx);
-                if checkpointer.join().is_err() {
-                    tracing::error!("the store's checkpointer thread panicked");
-                }
-            })
+            .spawn(move || writer(conn, &q))
             .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
         Ok(Committer {
             queue,
@@ -377,13 +358,8 @@ impl Drop for Committer {
 /// How long audit records alone wait for a write to share their commit with.
 const AUDIT_LINGER: Duration = Duration::from_millis(2);
 
-/// Commits between two checkpoint requests: at 10 to 20 pages a commit about the 1,000
-/// pages after which SQLite would checkpoint on its own.
-const CHECKPOINT_EVERY: u32 = 64;
-
-fn writer(mut conn: Connection, queue: &Queue, ckpt: &SyncSender<()>) {
+fn writer(mut conn: Connection, queue: &Queue) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut commits = 0u32;
     // Sleeps until there is a write; takes whatever queued meanwhile, up to the cap. No timer:
     // under load the batch fills while the previous commit waits for the disk.
     while queue.take(&mut batch, MAX_BATCH) {
@@ -394,27 +370,7 @@ fn writer(mut conn: Connection, queue: &Queue, ckpt: &SyncSender<()>) {
             queue.take_within(&mut batch, MAX_BATCH, AUDIT_LINGER);
         }
         commit(&mut conn, &mut batch);
-        commits += 1;
-        if commits >= CHECKPOINT_EVERY {
-            commits = 0;
-            // Full: a checkpoint is still running and will see these pages too.
-            let _ = ckpt.try_send(());
-        }
     }
-}
-
-/// PASSIVE checkpoints on request: copies committed WAL pages into the database file without
-/// blocking the writer or readers, so the WAL can start over instead of growing.
-fn checkpointer(conn: Connection, rx: Receiver<()>) {
-    let run = || {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!("WAL checkpoint failed: {e}");
-        }
-    };
-    while rx.recv().is_ok() {
-        run();
-    }
-    run();
 }
 
 /// One transaction for the whole batch, one commit, then the answers.
