@@ -118,3 +118,47 @@ fn parallel_logins_of_many_users_share_commits_and_are_all_durable() {
         "every audit record committed by the clean shutdown"
     );
 }
+
+#[test]
+fn the_wal_starts_over_under_steady_writes_and_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, store) = world(dir.path(), 16);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Readers that never pause, as the login threads of a busy daemon.
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = s.tokens(Some("user3")).expect("read");
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let e = engine.clone();
+            std::thread::spawn(move || {
+                for c in 0..225u64 {
+                    assert_eq!(
+                        e.check(&req(&format!("user{i}"), c)).verdict,
+                        Verdict::Accept
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.join().expect("reader");
+    }
+    // 3,600 logins wrote far more than 1,000 pages: without checkpoints that complete and
+    // let the WAL start over it would keep growing (it once reached gigabytes).
+    let wal = std::fs::metadata(dir.path().join("otpd.db-wal"))
+        .expect("wal")
+        .len();
+    assert!(wal < 8 << 20, "WAL of {wal} bytes");
+}
