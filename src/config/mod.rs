@@ -3,10 +3,12 @@
 //! trust these values.
 
 mod duration;
+pub mod email;
 pub mod radius;
 pub mod socket;
 pub mod tokens;
 
+pub use email::{EmailConfig, EmailTls};
 pub use radius::{RadiusClientConfig, RadiusConfig};
 pub use socket::SocketConfig;
 pub use tokens::{MotpConfig, YubicoConfig};
@@ -58,6 +60,7 @@ pub struct Config {
     pub yubico: YubicoConfig,
     pub motp: MotpConfig,
     pub metrics: MetricsConfig,
+    pub email: EmailConfig,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             yubico: YubicoConfig::default(),
             motp: MotpConfig::default(),
             metrics: MetricsConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -522,6 +526,7 @@ impl Config {
         self.socket.validate()?;
         self.yubico.validate()?;
         self.motp.validate()?;
+        self.email.validate()?;
         Ok(())
     }
 
@@ -652,7 +657,7 @@ mod tests {
         missing.retain(|k| {
             ![
                 "pin", "hotp", "totp", "lockout", "log", "audit", "services", "levels", "radius",
-                "socket", "metrics", "yubico", "motp",
+                "socket", "metrics", "yubico", "motp", "email",
             ]
             .contains(&k.as_str())
         });
