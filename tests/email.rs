@@ -1,0 +1,472 @@
+//! E-mailed codes end to end: the real daemon sends through a real SMTP server on 127.0.0.1
+//! (tests/fake_smtp.py on Python's aiosmtpd), the test reads the code from the received
+//! message and completes the login over the Unix socket (challenge + State, and PIN+code in
+//! one field) and over PAM (the real pam_otpd.so under pam_wrapper, pamtester answering the
+//! conversation). Expired, reused and replaced codes, the hourly limit and relays that are
+//! down, hang or refuse are refused with clear audit reasons.
+
+mod common;
+use common::{audit_of, socket_request, Env, SmtpSink};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// alice: PIN 1234, level everywhere, an active e-mail token. Returns its serial.
+fn alice(env: &Env) -> String {
+    env.ok(&["user", "add", "alice", "--pin-stdin"], Some("1234\n"));
+    let out = env.ok(
+        &[
+            "token",
+            "add",
+            "alice",
+            "--type",
+            "email",
+            "--address",
+            "alice@example.org",
+            "--active",
+            "--json",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&out).expect("token json");
+    assert_eq!(v["address"], "a***@example.org", "{v}");
+    env.ok(&["user", "set", "alice", "--level", "everywhere"], None);
+    v["serial"].as_str().expect("serial").to_string()
+}
+
+fn check(env: &Env, password: &str, state: Option<&str>) -> Value {
+    let mut req = json!({"op": "check", "user": "alice", "password": password,
+                         "service": "vpn", "client": "pam"});
+    if let Some(s) = state {
+        req["state"] = json!(s);
+    }
+    socket_request(env, &req)
+}
+
+fn last_reason(env: &Env) -> String {
+    audit_of(env, "alice")
+        .last()
+        .and_then(|r| r["reason"].as_str().map(str::to_string))
+        .expect("an audit record")
+}
+
+#[test]
+fn socket_challenge_one_field_reuse_and_replacement() {
+    let sink = SmtpSink::start("ok");
+    let env = Env::new(&sink.config(""));
+    let serial = alice(&env);
+    let daemon = env.start();
+
+    // The PIN alone: a code goes out, the answer is a Challenge with a State.
+    let d = check(&env, "1234", None);
+    assert_eq!(d["verdict"], "challenge", "{d}");
+    assert_eq!(
+        d["message"],
+        "A code was sent to a***@example.org; enter it"
+    );
+    let state = d["state"].as_str().expect("state").to_string();
+    let m = sink.wait_for(1);
+    assert_eq!(m["to"], json!(["alice@example.org"]), "{m}");
+    assert_eq!(m["from"], "otpd@example.org", "{m}");
+    assert_eq!(m["subject"], "Login code for alice", "{m}");
+    assert!(
+        m["body"].as_str().expect("body").contains("valid for 1h"),
+        "{m}"
+    );
+    let code = sink.code(1);
+    assert_eq!(code.len(), 8, "{m}");
+
+    // The State and the code alone log in.
+    let d = check(&env, &code, Some(&state));
+    assert_eq!(d["verdict"], "accept", "{d}");
+    let rec = audit_of(&env, "alice");
+    let last = rec.last().expect("audit");
+    assert_eq!(last["serial"], serial.as_str());
+    assert_eq!(last["reason"], "ok: e-mail code used");
+
+    // Used once: PIN+code in one field is refused now.
+    let d = check(&env, &format!("1234{code}"), None);
+    assert_eq!(d["verdict"], "reject", "{d}");
+    assert!(last_reason(&env).contains("e-mail code already used"));
+
+    // A new code replaces the old one: of two sent, only the second works, typed in one
+    // field as a mail client would.
+    assert_eq!(check(&env, "1234", None)["verdict"], "challenge");
+    let second = sink.code(2);
+    assert_eq!(check(&env, "1234", None)["verdict"], "challenge");
+    let third = sink.code(3);
+    assert_ne!(second, third);
+    let d = check(&env, &format!("1234{second}"), None);
+    assert_eq!(d["verdict"], "reject", "replaced code: {d}");
+    let d = check(&env, &format!("1234{third}"), None);
+    assert_eq!(d["verdict"], "accept", "{d}");
+
+    // No code in the audit or the log; the list shows the address masked.
+    let audit = env.ok(&["audit", "--user", "alice", "--json"], None);
+    let log = daemon.log_text();
+    for c in [&code, &second, &third] {
+        assert!(!audit.contains(c.as_str()), "code in the audit:\n{audit}");
+        assert!(!log.contains(c.as_str()), "code in the log:\n{log}");
+    }
+    let list = env.ok(&["token", "list", "alice"], None);
+    assert!(list.contains("email"), "{list}");
+    assert!(list.contains("a***@example.org"), "{list}");
+    assert!(!list.contains("alice@example.org"), "{list}");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn parallel_logins_with_one_code_accept_exactly_once() {
+    let sink = SmtpSink::start("ok");
+    let env = Env::new(&sink.config(""));
+    alice(&env);
+    let _daemon = env.start();
+    assert_eq!(check(&env, "1234", None)["verdict"], "challenge");
+    let password = format!("1234{}", sink.code(1));
+    let env = std::sync::Arc::new(env);
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (env, pw) = (env.clone(), password.clone());
+            std::thread::spawn(move || check(&env, &pw, None)["verdict"].clone())
+        })
+        .collect();
+    let verdicts: Vec<Value> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    let accepts = verdicts.iter().filter(|v| **v == "accept").count();
+    assert_eq!(accepts, 1, "{verdicts:?}");
+}
+
+#[test]
+fn an_expired_code_is_rejected() {
+    let sink = SmtpSink::start("ok");
+    let env = Env::new(&sink.config("email.validity = \"2s\"\n"));
+    alice(&env);
+    let _daemon = env.start();
+    let d = check(&env, "1234", None);
+    assert_eq!(d["verdict"], "challenge", "{d}");
+    let code = sink.code(1);
+    assert!(sink.wait_for(1)["body"]
+        .as_str()
+        .expect("body")
+        .contains("valid for 2s"));
+    std::thread::sleep(Duration::from_millis(3100));
+    let d = check(&env, &code, d["state"].as_str());
+    assert_eq!(d["verdict"], "reject", "{d}");
+    assert_eq!(d["message"], "Login failed");
+    let why = last_reason(&env);
+    assert!(why.contains("e-mail code expired"), "{why}");
+}
+
+#[test]
+fn the_sixth_send_within_the_hour_is_refused() {
+    let sink = SmtpSink::start("ok");
+    let env = Env::new(&sink.config(""));
+    alice(&env);
+    let _daemon = env.start();
+    for i in 1..=5 {
+        let d = check(&env, "1234", None);
+        assert_eq!(d["verdict"], "challenge", "send {i}: {d}");
+    }
+    let d = check(&env, "1234", None);
+    assert_eq!(d["verdict"], "reject", "{d}");
+    assert_eq!(d["message"], "Login failed");
+    let why = last_reason(&env);
+    assert_eq!(
+        why,
+        "e-mail code not sent: rate limit, 5 codes within the hour already (email.max_per_hour)"
+    );
+    sink.wait_for(5);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.messages().len(), 5, "no sixth message");
+    // The last code sent still works.
+    let d = check(&env, &format!("1234{}", sink.code(5)), None);
+    assert_eq!(d["verdict"], "accept", "{d}");
+}
+
+#[test]
+fn a_relay_that_is_down_hangs_or_refuses_gives_a_clear_reject_in_time() {
+    // Nothing listens on the port: over the socket of the real daemon.
+    let port = common::free_tcp_port();
+    let env = Env::new(&format!(
+        "email.host = \"127.0.0.1\"\nemail.port = {port}\nemail.tls = \"none\"\n\
+         email.from = \"otpd@example.org\"\nemail.timeout = \"2s\"\n"
+    ));
+    alice(&env);
+    let daemon = env.start();
+    let start = Instant::now();
+    let d = check(&env, "1234", None);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(d["verdict"], "reject", "{d}");
+    assert_eq!(
+        d["message"], "Login failed",
+        "the user sees nothing of the relay"
+    );
+    assert_eq!(
+        last_reason(&env),
+        format!("e-mail code not sent: connection refused by 127.0.0.1:{port}")
+    );
+    // The PIN was right: not a failure.
+    let users = env.ok(&["user", "show", "alice", "--json"], None);
+    let u: Value = serde_json::from_str(&users).expect("user json");
+    assert_eq!(u["failures"], 0, "{u}");
+    drop(daemon);
+
+    // A relay that takes the connection and never answers: Reject within email.timeout.
+    let hang = SmtpSink::start("hang");
+    let env = Env::new(&hang.config("email.timeout = \"1s\"\n"));
+    alice(&env);
+    let start = Instant::now();
+    let d = env.check("alice", "vpn", "1234");
+    let took = start.elapsed();
+    assert_eq!(d["verdict"], "reject", "{d}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    let why = d["reason"].as_str().expect("reason");
+    assert_eq!(
+        why,
+        format!(
+            "e-mail code not sent: the relay 127.0.0.1:{} did not finish within 1s",
+            hang.port
+        )
+    );
+
+    // A relay that says no.
+    let refuse = SmtpSink::start("refuse");
+    let env = Env::new(&refuse.config(""));
+    alice(&env);
+    let d = env.check("alice", "vpn", "1234");
+    assert_eq!(d["verdict"], "reject", "{d}");
+    let why = d["reason"].as_str().expect("reason");
+    assert!(
+        why.starts_with(&format!(
+            "e-mail code not sent: the relay 127.0.0.1:{} refused: permanent error (550)",
+            refuse.port
+        )),
+        "{why}"
+    );
+}
+
+#[test]
+fn without_email_config_the_login_is_refused_and_config_check_says_so() {
+    let env = Env::new("");
+    alice(&env);
+    let d = env.check("alice", "vpn", "1234");
+    assert_eq!(d["verdict"], "reject", "{d}");
+    assert_eq!(
+        d["reason"],
+        "e-mail code not sent: [email] is not configured (no email.host)"
+    );
+    let out = env.ok(&["config", "check"], None);
+    assert!(
+        out.contains("e-mail:    not configured (no [email] host)"),
+        "{out}"
+    );
+    // A pending token needs a code sent to it: refused, with the way out named.
+    let out = env.run(
+        &[
+            "token",
+            "add",
+            "alice",
+            "--type",
+            "email",
+            "--address",
+            "alice@example.org",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("enrol with --active"), "{err}");
+
+    let sink = SmtpSink::start("ok");
+    let env = Env::new(&sink.config(""));
+    let out = env.ok(&["config", "check"], None);
+    assert!(
+        out.contains(&format!(
+            "e-mail:    configured: relay 127.0.0.1:{} (none)",
+            sink.port
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_pending_token_is_activated_with_the_code_sent_at_enrolment() {
+    let sink = SmtpSink::start("ok");
+    let env = Env::new(&sink.config(""));
+    env.ok(&["user", "add", "bob", "--pin-stdin"], Some("1234\n"));
+    for bad in [
+        "bob",
+        "bob@@example.org",
+        "bob @example.org",
+        "Bob <bob@example.org>",
+    ] {
+        let out = env.run(
+            &["token", "add", "bob", "--type", "email", "--address", bad],
+            None,
+        );
+        assert!(!out.status.success(), "{bad} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--address"), "{bad}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = env.ok(
+        &[
+            "token",
+            "add",
+            "bob",
+            "--type",
+            "email",
+            "--address",
+            "bob@example.org",
+            "--json",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["state"], "pending", "{v}");
+    assert_eq!(v["code_sent_to"], "b***@example.org", "{v}");
+    let serial = v["serial"].as_str().expect("serial");
+    let first = sink.code(1);
+    // A new code replaces the first one.
+    let out = env.ok(&["token", "send-code", serial], None);
+    assert!(out.contains("b***@example.org"), "{out}");
+    let second = sink.code(2);
+    let out = env.run(&["token", "activate", serial, &first], None);
+    assert!(!out.status.success(), "the replaced code activated");
+    env.ok(&["token", "activate", serial, &second], None);
+    let show = env.ok(&["token", "show", serial], None);
+    assert!(show.contains("state:      active"), "{show}");
+    assert!(show.contains("address:    bob@example.org"), "{show}");
+}
+
+// --- PAM: the real module, driven by pamtester under pam_wrapper, against the daemon ---
+
+fn pam_wrapper_lib() -> PathBuf {
+    let p = PathBuf::from("/usr/lib/x86_64-linux-gnu/libpam_wrapper.so");
+    assert!(
+        p.is_file(),
+        "{} not found: install the Debian package libpam-wrapper",
+        p.display()
+    );
+    p
+}
+
+/// libpam_otpd.so, built next to this test binary (pam_otpd is a dev-dependency).
+fn pam_module() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let p = exe.parent().expect("deps dir").join("libpam_otpd.so");
+    assert!(p.is_file(), "{} not built", p.display());
+    p
+}
+
+struct Pamtester {
+    child: std::process::Child,
+}
+
+impl Pamtester {
+    /// `pamtester -I rhost=... otpd-email alice authenticate` with the module alone in the
+    /// stack; its standard input stays open for the answers.
+    fn start(env: &Env) -> Pamtester {
+        common::require("pamtester", "pamtester");
+        let services = env.path().join("pam.d");
+        std::fs::create_dir_all(&services).expect("pam.d");
+        std::fs::write(
+            services.join("otpd-email"),
+            format!(
+                "auth required {} socket={} service=vpn timeout=20000\n",
+                pam_module().display(),
+                env.socket_path().display()
+            ),
+        )
+        .expect("service file");
+        let child = Command::new("pamtester")
+            .args([
+                "-I",
+                "rhost=192.0.2.7",
+                "otpd-email",
+                "alice",
+                "authenticate",
+            ])
+            .env("LD_PRELOAD", pam_wrapper_lib())
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", &services)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pamtester");
+        Pamtester { child }
+    }
+
+    fn answer(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("answer pamtester");
+        stdin.flush().expect("flush");
+    }
+
+    fn finish(mut self) -> (bool, String) {
+        drop(self.child.stdin.take());
+        let out = self.child.wait_with_output().expect("pamtester");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+#[test]
+fn pam_conversation_asks_for_the_mailed_code() {
+    let sink = SmtpSink::start("ok");
+    let env = Env::new(&sink.config(""));
+    alice(&env);
+    let _daemon = env.start();
+
+    // Two steps: the PIN at the password prompt, then the code at the module's prompt,
+    // typed only once the message has arrived.
+    let mut p = Pamtester::start(&env);
+    p.answer("1234");
+    let code = sink.code(1);
+    p.answer(&code);
+    let (ok, out) = p.finish();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("pamtester: successfully authenticated"),
+        "{out}"
+    );
+    assert!(
+        out.contains("A code was sent to a***@example.org; enter it"),
+        "{out}"
+    );
+
+    // A wrong code at the prompt fails.
+    let mut p = Pamtester::start(&env);
+    p.answer("1234");
+    sink.wait_for(2);
+    p.answer("00000000");
+    let (ok, out) = p.finish();
+    assert!(!ok, "{out}");
+    assert!(out.contains("Authentication failure"), "{out}");
+
+    // One field, as a mail client through Dovecot would: PIN followed by the code that the
+    // login before sent.
+    let code = sink.code(2);
+    let mut p = Pamtester::start(&env);
+    p.answer(&format!("1234{code}"));
+    let (ok, out) = p.finish();
+    assert!(ok, "{out}");
+    assert!(!out.contains("A code was sent"), "no second code: {out}");
+}
