@@ -6,10 +6,9 @@
 //! down, hang or refuse are refused with clear audit reasons.
 
 mod common;
-use common::{audit_of, socket_request, Env, SmtpSink};
+use common::{audit_of, pam_module_path, pam_wrapper_lib, socket_call, Env, SmtpSink};
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,7 +41,7 @@ fn check(env: &Env, password: &str, state: Option<&str>) -> Value {
     if let Some(s) = state {
         req["state"] = json!(s);
     }
-    socket_request(env, &req)
+    socket_call(&env.socket_path(), &req)
 }
 
 fn last_reason(env: &Env) -> String {
@@ -349,24 +348,6 @@ fn a_pending_token_is_activated_with_the_code_sent_at_enrolment() {
 
 // --- PAM: the real module, driven by pamtester under pam_wrapper, against the daemon ---
 
-fn pam_wrapper_lib() -> PathBuf {
-    let p = PathBuf::from("/usr/lib/x86_64-linux-gnu/libpam_wrapper.so");
-    assert!(
-        p.is_file(),
-        "{} not found: install the Debian package libpam-wrapper",
-        p.display()
-    );
-    p
-}
-
-/// libpam_otpd.so, built next to this test binary (pam_otpd is a dev-dependency).
-fn pam_module() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let p = exe.parent().expect("deps dir").join("libpam_otpd.so");
-    assert!(p.is_file(), "{} not built", p.display());
-    p
-}
-
 struct Pamtester {
     child: std::process::Child,
 }
@@ -382,7 +363,7 @@ impl Pamtester {
             services.join("otpd-email"),
             format!(
                 "auth required {} socket={} service=vpn timeout=20000\n",
-                pam_module().display(),
+                pam_module_path().display(),
                 env.socket_path().display()
             ),
         )

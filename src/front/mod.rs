@@ -6,6 +6,7 @@ use std::sync::Arc;
 pub mod metrics_http;
 pub mod notify;
 pub mod protocol;
+pub mod radius;
 pub mod reload;
 pub mod socket;
 
@@ -48,6 +49,9 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
     if let Some(every) = notify::watchdog_interval() {
         tokio::spawn(watchdog(engine.clone(), every / 2));
     }
+    let radius = radius::start(&cfg, handle.clone())
+        .await
+        .map_err(FrontError::Start)?;
     tracing::info!("otpd ready");
     notify::notify("READY=1");
     stop.await;
@@ -57,6 +61,9 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
     if let Some((task, file)) = socket {
         task.abort();
         file.remove();
+    }
+    if let Some(r) = radius {
+        r.stop().await;
     }
     let left = handle.drained(DRAIN_LIMIT).await;
     if left > 0 {

@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::engine::Engine;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The engine the front-ends use, swapped whole on reload. A read lock and an `Arc` clone per
@@ -16,6 +16,8 @@ pub struct EngineHandle {
     /// Requests between bytes in and answer out, so a stop can wait for them.
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
+    /// Counts reloads, so front-ends can rebuild what they derive from the configuration.
+    generation: AtomicU64,
 }
 
 /// Held by a front-end while it works on one request.
@@ -36,7 +38,13 @@ impl EngineHandle {
             config_path,
             in_flight: AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes with every reload that took effect.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Marks one request as being worked on until the guard drops.
@@ -77,6 +85,7 @@ impl EngineHandle {
         let warnings = needs_restart(old.config(), &new);
         let next = Arc::new(old.reconfigure(Arc::new(new)));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(warnings)
     }
 

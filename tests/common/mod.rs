@@ -337,6 +337,95 @@ pub fn free_tcp_port() -> u16 {
         .port()
 }
 
+/// One request over the daemon's Unix socket (wire protocol v1): sends `request` as one line
+/// and returns the parsed response line.
+pub fn socket_call(path: &Path, request: &serde_json::Value) -> serde_json::Value {
+    use std::os::unix::net::UnixStream;
+    let mut s =
+        UnixStream::connect(path).unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(format!("{request}\n").as_bytes())
+        .expect("write request");
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .expect("read response");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("response is not JSON ({e}): {line:?}"))
+}
+
+impl Env {
+    /// Like `Env::new`, for configs with tables: `top_level` keys go first, then `data_dir`,
+    /// then `tables` (which may set `[socket]` or `[radius]`; otherwise the socket goes to the
+    /// temp dir and RADIUS is off, as in `new`).
+    pub fn with_tables(top_level: &str, tables: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("otpd.toml");
+        let mut text = format!(
+            "{top_level}\ndata_dir = \"{}\"\n{tables}\n",
+            dir.path().join("data").display()
+        );
+        if !tables.contains("[socket]") {
+            text.push_str(&format!(
+                "[socket]\npath = \"{}\"\n",
+                dir.path().join("otpd.sock").display()
+            ));
+        }
+        if !tables.contains("[radius]") {
+            text.push_str("[radius]\nlisten = []\n");
+        }
+        std::fs::write(&config, text).expect("write config");
+        let env = Env { dir, config };
+        env.ok(&["init"], None);
+        env
+    }
+}
+
+/// The freshly built `pam_otpd.so`. otpd lists pam_otpd as a dev-dependency so that
+/// `cargo test` builds it; cargo puts the cdylib next to the test binaries in `deps/` (only
+/// `cargo build` copies it one level up, where it may be stale), so `deps/` comes first.
+pub fn pam_module_path() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(deps) = exe.parent() {
+            candidates.push(deps.join("libpam_otpd.so"));
+            if let Some(profile) = deps.parent() {
+                candidates.push(profile.join("libpam_otpd.so"));
+            }
+        }
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("libpam_otpd.so not found in {candidates:?}: run `cargo build -p pam_otpd`")
+        })
+}
+
+/// pam_wrapper (Debian libpam-wrapper): libpam reads service files from a directory of ours.
+pub fn pam_wrapper_lib() -> PathBuf {
+    let p = PathBuf::from("/usr/lib/x86_64-linux-gnu/libpam_wrapper.so");
+    assert!(
+        p.is_file(),
+        "{} is missing: install the Debian package libpam-wrapper",
+        p.display()
+    );
+    p
+}
+
+/// A module shipped with libpam-wrapper: `pam_matrix.so` (a password store in a file, lines
+/// `user:password:service`) or `pam_set_items.so` (sets PAM items from the environment).
+pub fn pam_wrapper_module(name: &str) -> PathBuf {
+    let p = Path::new("/usr/lib/x86_64-linux-gnu/pam_wrapper").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: install the Debian package libpam-wrapper",
+        p.display()
+    );
+    p
+}
+
 /// The fake SMTP relay (tests/fake_smtp.py on Python's aiosmtpd), killed by its pid when
 /// dropped. Modes: "ok", "refuse" (550 to every message), "hang" (never says a word).
 pub struct SmtpSink {
@@ -433,16 +522,4 @@ impl Drop for SmtpSink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One JSON request over the daemon's Unix socket; returns the JSON answer.
-pub fn socket_request(env: &Env, request: &serde_json::Value) -> serde_json::Value {
-    let mut s = std::os::unix::net::UnixStream::connect(env.socket_path()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    s.write_all(format!("{request}\n").as_bytes())
-        .expect("send");
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).expect("answer");
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("answer {line:?}: {e}"))
 }

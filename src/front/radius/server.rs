@@ -1,0 +1,423 @@
+//! Sockets and work. One receive loop per listen address; each PAP login runs on tokio's
+//! blocking pool (the engine and the store are synchronous), at most `max_in_flight` at once.
+//! What does not fit is dropped and counted rather than queued: a RADIUS client retries, and
+//! a queue that grows under a flood only makes every answer late.
+
+use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
+use super::wire::{Dropped, MAX_PACKET_LEN};
+use super::{answer, handle_datagram_bytes, Client, Clients, Pending, Step};
+use crate::config::Config;
+use crate::engine::CheckRequest;
+use crate::front::EngineHandle;
+use crate::metrics::{self, Drop as MDrop, Frontend};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+/// Answers kept for retransmissions at most; at 30 s that is over 2,000 logins a second.
+const DUPLICATE_CACHE_MIN: usize = 65_536;
+/// One log line per kind of trouble per this interval; the rest are counted.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long a stop waits for validations already running.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counters of what happened to datagrams; logged when the server stops and with every
+/// rate-limited line.
+#[derive(Default)]
+pub struct Stats {
+    pub received: AtomicU64,
+    pub answered: AtomicU64,
+    pub unknown_source: AtomicU64,
+    pub malformed: AtomicU64,
+    pub unknown_code: AtomicU64,
+    pub no_message_authenticator: AtomicU64,
+    pub bad_message_authenticator: AtomicU64,
+    pub duplicates_answered: AtomicU64,
+    pub duplicates_in_progress: AtomicU64,
+    pub overload: AtomicU64,
+    pub not_pap: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Stats {
+    pub fn summary(&self) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "received {}, answered {}, unknown source {}, malformed {}, unknown code {}, \
+             no Message-Authenticator {}, bad Message-Authenticator {}, duplicates answered \
+             from cache {}, duplicates dropped while in progress {}, dropped for load {}, \
+             refused as not PAP {}, failed {}",
+            g(&self.received),
+            g(&self.answered),
+            g(&self.unknown_source),
+            g(&self.malformed),
+            g(&self.unknown_code),
+            g(&self.no_message_authenticator),
+            g(&self.bad_message_authenticator),
+            g(&self.duplicates_answered),
+            g(&self.duplicates_in_progress),
+            g(&self.overload),
+            g(&self.not_pap),
+            g(&self.failed),
+        )
+    }
+
+    fn count_drop(&self, d: Dropped) {
+        let m = metrics::get();
+        match d {
+            Dropped::UnknownCode(_) => {
+                inc(&self.unknown_code);
+                m.radius_dropped(MDrop::Malformed);
+            }
+            Dropped::NoMessageAuthenticator => {
+                inc(&self.no_message_authenticator);
+                m.radius_dropped(MDrop::BadAuthenticator);
+            }
+            Dropped::BadMessageAuthenticator => {
+                inc(&self.bad_message_authenticator);
+                m.radius_dropped(MDrop::BadAuthenticator);
+            }
+            Dropped::Encode => inc(&self.failed),
+            _ => {
+                inc(&self.malformed);
+                m.radius_dropped(MDrop::Malformed);
+            }
+        }
+    }
+}
+
+/// At most one log line per interval; says how many were held back.
+struct Throttle {
+    last: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    fn new() -> Throttle {
+        Throttle {
+            last: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line may be written now.
+    fn allow(&self) -> Option<u64> {
+        let mut g = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match g.0 {
+            Some(t) if now.saturating_duration_since(t) < LOG_EVERY => {
+                g.1 += 1;
+                None
+            }
+            _ => {
+                let held = g.1;
+                *g = (Some(now), 0);
+                Some(held)
+            }
+        }
+    }
+}
+
+struct Throttles {
+    unknown_source: Throttle,
+    dropped: Throttle,
+    overload: Throttle,
+    not_pap: Throttle,
+    io: Throttle,
+}
+
+struct Shared {
+    handle: Arc<EngineHandle>,
+    /// The client table of the configuration generation it was built from: rebuilt when a
+    /// reload brought new clients or secrets.
+    clients: std::sync::RwLock<(u64, Arc<Clients>)>,
+    cache: Arc<DuplicateCache>,
+    permits: Arc<Semaphore>,
+    max_in_flight: u32,
+    stats: Stats,
+    log: Throttles,
+}
+
+/// The running RADIUS front-end.
+pub struct RadiusServer {
+    loops: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    local: Vec<SocketAddr>,
+}
+
+/// Binds every `[radius] listen` address; `None` when the list is empty (RADIUS off). A
+/// bind failure is an error, so the daemon does not report ready without its port.
+pub async fn start(
+    cfg: &Config,
+    handle: Arc<EngineHandle>,
+) -> Result<Option<RadiusServer>, String> {
+    let r = &cfg.radius;
+    if r.listen.is_empty() {
+        return Ok(None);
+    }
+    let max_in_flight = u32::try_from(r.max_in_flight).unwrap_or(u32::MAX);
+    let clients = Clients::from_config(&r.clients);
+    if clients.is_empty() {
+        tracing::warn!("RADIUS listens but [[radius.clients]] is empty: every packet is dropped");
+    }
+    let shared = Arc::new(Shared {
+        clients: std::sync::RwLock::new((handle.generation(), Arc::new(clients))),
+        handle,
+        cache: Arc::new(DuplicateCache::new(
+            r.duplicate_window,
+            DUPLICATE_CACHE_MIN.max(8 * r.max_in_flight),
+        )),
+        permits: Arc::new(Semaphore::new(max_in_flight as usize)),
+        max_in_flight,
+        stats: Stats::default(),
+        log: Throttles {
+            unknown_source: Throttle::new(),
+            dropped: Throttle::new(),
+            overload: Throttle::new(),
+            not_pap: Throttle::new(),
+            io: Throttle::new(),
+        },
+    });
+    let mut loops = Vec::new();
+    let mut local = Vec::new();
+    for addr in &r.listen {
+        let sock = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for RADIUS on {addr}: {e}"))?;
+        let bound = sock.local_addr().unwrap_or(*addr);
+        tracing::info!("RADIUS listening on {bound}");
+        local.push(bound);
+        loops.push(tokio::spawn(recv_loop(Arc::new(sock), shared.clone())));
+    }
+    Ok(Some(RadiusServer {
+        loops,
+        shared,
+        local,
+    }))
+}
+
+impl RadiusServer {
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Stops receiving, lets running validations finish and send their answers (bounded
+    /// wait), then logs the counters.
+    pub async fn stop(self) {
+        for l in &self.loops {
+            l.abort();
+        }
+        let drained = tokio::time::timeout(
+            DRAIN_TIMEOUT,
+            self.shared
+                .permits
+                .clone()
+                .acquire_many_owned(self.shared.max_in_flight),
+        )
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "RADIUS: validations still running after {DRAIN_TIMEOUT:?}; stopping anyway"
+            );
+        }
+        tracing::info!("RADIUS stopped: {}", self.shared.stats.summary());
+    }
+}
+
+async fn recv_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+    // One byte more than a RADIUS packet may have, so an oversized datagram is seen as such
+    // instead of being cut to a plausible length.
+    let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, src)) => shared.on_datagram(&sock, &buf[..n], src).await,
+            Err(e) => {
+                if let Some(held) = shared.log.io.allow() {
+                    tracing::warn!("RADIUS receive error: {e} ({held} more not logged)");
+                }
+                // Never spin on a socket error that repeats.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The clients as configured now.
+    fn clients(&self) -> Arc<Clients> {
+        let generation = self.handle.generation();
+        {
+            let g = self.clients.read().unwrap_or_else(|p| p.into_inner());
+            if g.0 == generation {
+                return g.1.clone();
+            }
+        }
+        let fresh = Arc::new(Clients::from_config(
+            &self.handle.current().config().radius.clients,
+        ));
+        *self.clients.write().unwrap_or_else(|p| p.into_inner()) = (generation, fresh.clone());
+        fresh
+    }
+
+    async fn on_datagram(self: &Arc<Self>, sock: &Arc<UdpSocket>, data: &[u8], src: SocketAddr) {
+        let received = Instant::now();
+        inc(&self.stats.received);
+        let Some(client) = self.clients().find(src.ip()).cloned() else {
+            inc(&self.stats.unknown_source);
+            metrics::get().radius_dropped(MDrop::UnknownClient);
+            if let Some(held) = self.log.unknown_source.allow() {
+                tracing::warn!(
+                    "RADIUS packet from {src}, which is not a configured client: dropped \
+                     ({held} more such drops not logged; add it to [[radius.clients]] if it \
+                     is yours)"
+                );
+            }
+            return;
+        };
+        let step = match handle_datagram_bytes(data, &client) {
+            Ok(s) => s,
+            Err(d) => {
+                self.stats.count_drop(d);
+                if let Some(held) = self.log.dropped.allow() {
+                    tracing::warn!(
+                        client = %client.name,
+                        "RADIUS packet from {src} dropped: {d} ({held} more drops not logged)"
+                    );
+                }
+                return;
+            }
+        };
+        match step {
+            Step::Status(bytes) => {
+                metrics::get().radius_status_server();
+                self.send(sock, &bytes, src).await
+            }
+            Step::Refused { answer, why } => {
+                inc(&self.stats.not_pap);
+                if let Some(held) = self.log.not_pap.allow() {
+                    tracing::info!(
+                        client = %client.name,
+                        "RADIUS Access-Request from {src} rejected: {} ({held} more not logged)",
+                        why.reason()
+                    );
+                }
+                self.send(sock, &answer, src).await;
+            }
+            Step::Check(p) => self.begin_check(sock, client, p, src, received).await,
+        }
+    }
+
+    async fn begin_check(
+        self: &Arc<Self>,
+        sock: &Arc<UdpSocket>,
+        client: Arc<Client>,
+        p: Box<Pending>,
+        src: SocketAddr,
+        received: Instant,
+    ) {
+        let key = Key {
+            src,
+            identifier: p.info.identifier,
+            authenticator: p.info.authenticator,
+        };
+        match self.cache.begin(key, Instant::now()) {
+            Seen::Answered(bytes) => {
+                inc(&self.stats.duplicates_answered);
+                metrics::get().radius_duplicate();
+                self.send(sock, &bytes, src).await;
+            }
+            Seen::InProgress => {
+                inc(&self.stats.duplicates_in_progress);
+                metrics::get().radius_dropped(MDrop::InProgress);
+            }
+            Seen::New => {
+                let guard = InProgress::new(self.cache.clone(), key);
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    inc(&self.stats.overload);
+                    metrics::get().radius_dropped(MDrop::Overload);
+                    if let Some(held) = self.log.overload.allow() {
+                        tracing::warn!(
+                            "RADIUS: {} validations in flight, request from {src} dropped \
+                             ({held} more not logged)",
+                            self.max_in_flight
+                        );
+                    }
+                    return;
+                };
+                tokio::spawn(self.clone().validate(
+                    (sock.clone(), src, received),
+                    client,
+                    p,
+                    guard,
+                    permit,
+                ));
+            }
+        }
+    }
+
+    async fn validate(
+        self: Arc<Self>,
+        (sock, src, received): (Arc<UdpSocket>, SocketAddr, Instant),
+        client: Arc<Client>,
+        p: Box<Pending>,
+        guard: InProgress,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        // Until the answer is sent: a stop waits for it (front::serve).
+        let _working = self.handle.begin();
+        let Pending { info, login } = *p;
+        let req = CheckRequest {
+            user: login.user,
+            password: login.password,
+            service: client.service.clone(),
+            rhost: login.rhost,
+            client: Some(client.name.clone()),
+            state: login.state,
+        };
+        let engine = self.handle.current();
+        let d = match tokio::task::spawn_blocking(move || engine.check(&req)).await {
+            Ok(d) => d,
+            Err(e) => {
+                inc(&self.stats.failed);
+                tracing::error!("RADIUS: validation task failed: {e}");
+                return;
+            }
+        };
+        match answer(&info, &d, &client) {
+            Ok(bytes) => {
+                let bytes: Arc<[u8]> = bytes.into();
+                guard.finish(bytes.clone());
+                self.send(&sock, &bytes, src).await;
+                metrics::get().request(Frontend::Radius, d.verdict, received.elapsed());
+            }
+            Err(e) => {
+                inc(&self.stats.failed);
+                tracing::error!(client = %client.name, "RADIUS: no answer to {src}: {e}");
+            }
+        }
+    }
+
+    async fn send(&self, sock: &UdpSocket, bytes: &[u8], dst: SocketAddr) {
+        match sock.send_to(bytes, dst).await {
+            Ok(_) => inc(&self.stats.answered),
+            Err(e) => {
+                inc(&self.stats.failed);
+                if let Some(held) = self.log.io.allow() {
+                    tracing::warn!(
+                        "RADIUS: answer to {dst} not sent: {e} ({held} more not logged)"
+                    );
+                }
+            }
+        }
+    }
+}
