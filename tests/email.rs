@@ -451,3 +451,94 @@ fn pam_conversation_asks_for_the_mailed_code() {
     assert!(ok, "{out}");
     assert!(!out.contains("A code was sent"), "no second code: {out}");
 }
+
+// --- RADIUS: radclient as the NAS, Access-Challenge with State and Reply-Message ---
+
+/// radclient's answer to one Access-Request: (accepted, everything it printed).
+fn radclient(port: u16, secret: &str, input: &str) -> (bool, String) {
+    common::require("radclient", "freeradius-utils");
+    let mut child = Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", "15"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["auth", secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn radclient");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("radclient input");
+    let out = child.wait_with_output().expect("radclient");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn radius_access_challenge_carries_the_mail_round_trip() {
+    const SECRET: &str = "email-test-radius-secret";
+    let sink = SmtpSink::start("ok");
+    let port = common::free_udp_port();
+    // No challenge_on_pin_only for vpn: the e-mail token alone brings the Access-Challenge.
+    let env = Env::with_tables(
+        &sink.config(""),
+        &format!(
+            "[radius]\nlisten = [\"127.0.0.1:{port}\"]\n\n[[radius.clients]]\nname = \"nas\"\n\
+             address = \"127.0.0.1\"\nsecret = \"{SECRET}\"\nservice = \"vpn\"\n\
+             require_message_authenticator = true\n"
+        ),
+    );
+    alice(&env);
+    let _daemon = env.start();
+    let pin_only =
+        "User-Name = \"alice\", User-Password = \"1234\", Message-Authenticator = 0x00\n";
+
+    let (ok, out) = radclient(port, SECRET, pin_only);
+    assert!(!ok && out.contains("Received Access-Challenge"), "{out}");
+    assert!(
+        out.contains("Reply-Message = \"A code was sent to a***@example.org; enter it\""),
+        "{out}"
+    );
+    let state = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("State = "))
+        .unwrap_or_else(|| panic!("no State in {out}"))
+        .to_string();
+    let code = sink.code(1);
+    let answer = |code: &str, state: &str| {
+        format!(
+            "User-Name = \"alice\", User-Password = \"{code}\", State = {state}, \
+             Message-Authenticator = 0x00\n"
+        )
+    };
+    let (ok, out) = radclient(port, SECRET, &answer(&code, &state));
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+
+    // The code works once: a fresh State with the used code is refused.
+    let (_, out) = radclient(port, SECRET, pin_only);
+    let state = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("State = "))
+        .unwrap_or_else(|| panic!("no State in {out}"))
+        .to_string();
+    let (ok, out) = radclient(port, SECRET, &answer(&code, &state));
+    assert!(!ok && out.contains("Received Access-Reject"), "{out}");
+    // The mail that second challenge sent has the code that works.
+    let (_, out) = radclient(port, SECRET, pin_only);
+    let state = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("State = "))
+        .unwrap_or_else(|| panic!("no State in {out}"))
+        .to_string();
+    let (ok, out) = radclient(port, SECRET, &answer(&sink.code(3), &state));
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+}
