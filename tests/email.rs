@@ -542,3 +542,33 @@ fn radius_access_challenge_carries_the_mail_round_trip() {
     let (ok, out) = radclient(port, SECRET, &answer(&sink.code(3), &state));
     assert!(ok && out.contains("Received Access-Accept"), "{out}");
 }
+
+#[test]
+fn restore_warns_about_old_counters_and_drops_pending_codes() {
+    let sink = SmtpSink::start("ok");
+    let env = Env::new(&sink.config(""));
+    alice(&env);
+    // A code is pending when the backup is taken; it must not come back with the restore.
+    assert_eq!(env.check("alice", "vpn", "1234")["verdict"], "challenge");
+    let code = sink.code(1);
+    let backup = env.path().join("backup.db");
+    env.ok(&["backup", backup.to_str().expect("path")], None);
+    let out = env.ok(&["restore", backup.to_str().expect("path"), "--yes"], None);
+    assert!(
+        out.contains(
+            "warning: local YubiKey counters, mOTP and HOTP counters and backup codes are as \
+             old as the backup"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("e-mailed codes were dropped"), "{out}");
+    let d = env.check("alice", "vpn", &format!("1234{code}"));
+    assert_eq!(d["verdict"], "reject", "{d}");
+    assert!(
+        d["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("no e-mail code was sent"),
+        "{d}"
+    );
+}
