@@ -572,3 +572,119 @@ fn restore_warns_about_old_counters_and_drops_pending_codes() {
         "{d}"
     );
 }
+
+/// A test CA and a relay certificate for 127.0.0.1 signed by it, made with the openssl
+/// command: (CA certificate, relay certificate, relay key).
+fn test_pki(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    common::require("openssl", "openssl");
+    let ext = dir.join("relay.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext file");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=otpd test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    run(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "relay.key", "-out", "relay.csr"]);
+    run(&csr);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "relay.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "relay.ext",
+        "-out",
+        "relay.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("relay.pem"),
+        dir.join("relay.key"),
+    )
+}
+
+#[test]
+fn starttls_and_smtps_with_an_internal_ca() {
+    let pki = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(pki.path());
+    for (mode, tls) in [("starttls", "starttls"), ("tls", "tls")] {
+        let sink = SmtpSink::start_with(mode, &[&cert, &key]);
+        // Trusted through ca_file: the code arrives and logs in.
+        let env = Env::new(&sink.config(&format!(
+            "email.tls = \"{tls}\"\nemail.ca_file = \"{}\"\nemail.username = \"otpd\"\n\
+             email.password = \"relay-secret\"\n",
+            ca.display()
+        )));
+        alice(&env);
+        let d = env.check("alice", "vpn", "1234");
+        assert_eq!(d["verdict"], "challenge", "{mode}: {d}");
+        let d = env.check("alice", "vpn", &format!("1234{}", sink.code(1)));
+        assert_eq!(d["verdict"], "accept", "{mode}: {d}");
+
+        // Without the CA the relay's certificate is not trusted: a clear TLS reason.
+        let env = Env::new(&sink.config(&format!("email.tls = \"{tls}\"\n")));
+        alice(&env);
+        let d = env.check("alice", "vpn", "1234");
+        assert_eq!(d["verdict"], "reject", "{mode}: {d}");
+        let why = d["reason"].as_str().expect("reason");
+        assert!(
+            why.starts_with(&format!(
+                "e-mail code not sent: TLS with 127.0.0.1:{} failed",
+                sink.port
+            )),
+            "{mode}: {why}"
+        );
+        assert_eq!(sink.messages().len(), 1, "{mode}: nothing sent untrusted");
+
+        // A wrong relay password: the relay's refusal is named.
+        let env = Env::new(&sink.config(&format!(
+            "email.tls = \"{tls}\"\nemail.ca_file = \"{}\"\nemail.username = \"otpd\"\n\
+             email.password = \"wrong\"\n",
+            ca.display()
+        )));
+        alice(&env);
+        let d = env.check("alice", "vpn", "1234");
+        assert_eq!(d["verdict"], "reject", "{mode}: {d}");
+        let why = d["reason"].as_str().expect("reason");
+        assert!(
+            why.contains("refused: permanent error (535)"),
+            "{mode}: {why}"
+        );
+        assert!(
+            !why.contains("wrong"),
+            "{mode}: the password is not echoed: {why}"
+        );
+    }
+}

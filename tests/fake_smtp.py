@@ -6,10 +6,13 @@ DIR as NNNN.json ({"from", "to", "subject", "body"}, the body decoded as a mail 
 would show it), first under a temporary name and then renamed, so a reader never sees half
 a file.
 
-usage: fake_smtp.py DIR MODE
-  ok       accepts every message
-  refuse   answers 550 to every message (a relay that says no)
-  hang     accepts the TCP connection and never says a word
+usage: fake_smtp.py DIR MODE [CERT KEY]
+  ok        accepts every message
+  starttls  accepts every message, after STARTTLS and AUTH only (CERT and KEY in PEM)
+  tls       the same over TLS from the first byte (SMTPS)
+            AUTH takes the user "otpd" with the password "relay-secret", nothing else
+  refuse    answers 550 to every message (a relay that says no)
+  hang      accepts the TCP connection and never says a word
 """
 import asyncio
 import email
@@ -17,6 +20,7 @@ import email.policy
 import json
 import os
 import socket
+import ssl
 import sys
 
 DIR = sys.argv[1]
@@ -57,14 +61,49 @@ def hang():
         held.append(c)
 
 
+def authenticator(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        b"otpd",
+        b"relay-secret",
+    )
+    # handled=False: aiosmtpd answers 235 or 535 itself.
+    return AuthResult(success=ok, handled=False)
+
+
 async def serve():
     from aiosmtpd.smtp import SMTP
 
     handler = Handler()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(handler, hostname="fake-relay.test"), "127.0.0.1", 0
-    )
+    ctx = None
+    if MODE in ("starttls", "tls"):
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    if MODE == "starttls":
+        factory = lambda: SMTP(  # noqa: E731
+            handler,
+            hostname="fake-relay.test",
+            tls_context=ctx,
+            require_starttls=True,
+            authenticator=authenticator,
+            auth_required=True,
+        )
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+    elif MODE == "tls":
+        factory = lambda: SMTP(  # noqa: E731
+            handler,
+            hostname="fake-relay.test",
+            authenticator=authenticator,
+            auth_required=True,
+            # The connection is TLS from the start; aiosmtpd only knows STARTTLS as TLS.
+            auth_require_tls=False,
+        )
+        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=ctx)
+    else:
+        factory = lambda: SMTP(handler, hostname="fake-relay.test")  # noqa: E731
+        server = await loop.create_server(factory, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

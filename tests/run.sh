@@ -25,6 +25,7 @@ declare -A needs=(
   [systemd-analyze]=systemd
   [python3]=python3
   [pip3]=python3-pip
+  [openssl]=openssl
 )
 missing=()
 for what in "${!needs[@]}"; do

@@ -259,6 +259,12 @@ fn classify(cfg: &EmailConfig, e: &lettre::transport::smtp::Error) -> SendError 
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             return match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => SendError::ConnectionRefused(relay(cfg)),
+                // rustls reports a failed handshake (an untrusted certificate, a name that
+                // does not match) through the socket as InvalidData; TCP never does.
+                std::io::ErrorKind::InvalidData => SendError::Tls {
+                    relay: relay(cfg),
+                    msg: io.to_string(),
+                },
                 _ => SendError::Connect {
                     relay: relay(cfg),
                     msg: io.to_string(),

@@ -436,6 +436,11 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start(mode: &str) -> SmtpSink {
+        SmtpSink::start_with(mode, &[])
+    }
+
+    /// `args` follow the mode: the certificate and key files for "starttls" and "tls".
+    pub fn start_with(mode: &str, args: &[&Path]) -> SmtpSink {
         if mode != "hang" {
             require_python_module("aiosmtpd", "aiosmtpd");
         }
@@ -445,6 +450,7 @@ impl SmtpSink {
             .arg(script)
             .arg(dir.path())
             .arg(mode)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -463,8 +469,14 @@ impl SmtpSink {
     /// `[email]` keys (dotted, for `Env::new`) that point otpd at this relay; `extra` adds
     /// or overrides keys (`email.validity = "2s"\n`).
     pub fn config(&self, extra: &str) -> String {
+        // TOML refuses a key twice: the plain connection only unless `extra` sets one.
+        let tls = if extra.contains("email.tls") {
+            ""
+        } else {
+            "email.tls = \"none\"\n"
+        };
         format!(
-            "email.host = \"127.0.0.1\"\nemail.port = {}\nemail.tls = \"none\"\n\
+            "email.host = \"127.0.0.1\"\nemail.port = {}\n{tls}\
              email.from = \"otpd <otpd@example.org>\"\nemail.subject = \"Login code for {{user}}\"\n\
              email.body = \"Your code: {{code}}\\nvalid for {{validity}}\\n\"\n{extra}",
             self.port
