@@ -3,6 +3,8 @@
 //! The store stores: it makes no decisions, except that `advance_counter` is a conditional
 //! write, the one primitive single-use codes rest on.
 
+pub mod commit;
+pub mod import;
 mod schema;
 pub mod sqlite;
 
@@ -30,6 +32,9 @@ pub enum StoreError {
     Reseal { serial: String, msg: String },
     #[error("database holds a bad value: {0}")]
     Corrupt(String),
+    /// A group commit failed (nothing of its batch is on disk) or the writer stopped.
+    #[error("database commit: {0}")]
+    Commit(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
