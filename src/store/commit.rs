@@ -49,6 +49,9 @@ pub(super) const SQL_FAILURE: &str =
 pub(super) const SQL_CLEAR: &str =
     "UPDATE accounts SET failures = 0, last_failure = NULL, locked_until = NULL
      WHERE id = ?1 AND (failures != 0 OR locked_until IS NOT NULL)";
+pub(super) const SQL_UNKNOWN: &str =
+    "INSERT INTO meta (name, value) VALUES ('unknown_user_last_failure', ?1)
+     ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 pub(super) const SQL_AUDIT: &str =
     "INSERT INTO audit (ts_ms, user, service, rhost, client, verdict, reason, serial)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -71,6 +74,9 @@ pub(super) enum Op {
     },
     ClearFailures {
         account_id: i64,
+    },
+    UnknownFailure {
+        now: i64,
     },
     Audit(AuditRecord),
     /// A statement that fails, to test that a failed batch answers every waiter with an error.
@@ -119,6 +125,11 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<
         }
         Op::ClearFailures { account_id } => {
             conn.prepare_cached(SQL_CLEAR)?.execute([account_id])?;
+            Answer::Done
+        }
+        Op::UnknownFailure { now } => {
+            conn.prepare_cached(SQL_UNKNOWN)?
+                .execute(params![now.to_string().into_bytes()])?;
             Answer::Done
         }
         Op::Audit(r) => {
@@ -237,6 +248,9 @@ impl Drop for Committer {
     }
 }
 
+/// How long audit records alone wait for a durable write to share a commit with.
+const AUDIT_LINGER: Duration = Duration::from_millis(2);
+
 /// Commits between two checkpoint requests: at 10 to 20 pages a commit about the 1,000
 /// pages after which SQLite would checkpoint on its own.
 const CHECKPOINT_EVERY: u32 = 64;
@@ -248,9 +262,21 @@ fn writer(mut conn: Connection, rx: Receiver<Job>, ckpt: &SyncSender<()>) {
     // under load the batch fills while the previous commit waits for the disk.
     while let Ok(first) = rx.recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
+        drain(&rx, &mut batch);
+        // A batch of audit records alone waits a moment for a write that somebody waits for:
+        // they share its fsync instead of costing one of their own right before it. Without
+        // this, a login that follows closely waits for two fsyncs, and whether it does
+        // depends on how long the login before it took (a timing signal, docs/security.md).
+        let lingering = Instant::now();
+        while batch.iter().all(|j| j.reply.is_none())
+            && batch.len() < MAX_BATCH
+            && lingering.elapsed() < AUDIT_LINGER
+        {
+            match rx.recv_timeout(AUDIT_LINGER.saturating_sub(lingering.elapsed())) {
+                Ok(job) => {
+                    batch.push(job);
+                    drain(&rx, &mut batch);
+                }
                 Err(_) => break,
             }
         }
@@ -260,6 +286,16 @@ fn writer(mut conn: Connection, rx: Receiver<Job>, ckpt: &SyncSender<()>) {
             commits = 0;
             // Full: a checkpoint is still running and will see these pages too.
             let _ = ckpt.try_send(());
+        }
+    }
+}
+
+/// Takes whatever is queued now, up to the batch cap.
+fn drain(rx: &Receiver<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
     }
 }

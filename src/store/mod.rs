@@ -133,4 +133,8 @@ pub trait Store: Send + Sync {
     fn use_backup_code(&self, token_id: i64, code_id: i64, now: i64) -> StoreResult<bool>;
     /// (unused, all) backup codes of a token.
     fn backup_code_counts(&self, token_id: i64) -> StoreResult<(u32, u32)>;
+    /// A failed login of a user otpd does not know, with `unknown_user = "reject"`: one
+    /// durable write, as a wrong PIN's failure count costs, so the answer time does not tell
+    /// whether the account exists. Records the time of the latest such failure.
+    fn record_unknown_failure(&self, now: i64) -> StoreResult<()>;
 }

@@ -386,6 +386,10 @@ impl Store for SqliteStore {
         self.write(Op::ClearFailures { account_id }).map(|_| ())
     }
 
+    fn record_unknown_failure(&self, now: i64) -> StoreResult<()> {
+        self.write(Op::UnknownFailure { now }).map(|_| ())
+    }
+
     fn insert_token(&self, t: &NewToken) -> StoreResult<i64> {
         let conn = self.conn();
         let res = conn.execute(
