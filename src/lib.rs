@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod front;
+pub mod import;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -44,11 +44,30 @@ fn check(env: &Env, password: &str, state: Option<&str>) -> Value {
     socket_call(&env.socket_path(), &req)
 }
 
-fn last_reason(env: &Env) -> String {
-    audit_of(env, "alice")
-        .last()
-        .and_then(|r| r["reason"].as_str().map(str::to_string))
-        .expect("an audit record")
+/// alice's audit once it holds at least `n` records. The daemon queues audit records for its
+/// next group commit rather than waiting for them, so one can land just after the answer.
+fn settled(env: &Env, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let recs = audit_of(env, "alice");
+        if recs.len() >= n || Instant::now() > deadline {
+            assert!(
+                recs.len() >= n,
+                "{} audit records, not {n}: {recs:?}",
+                recs.len()
+            );
+            return recs;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The reason of alice's `n`th audit record (1-based).
+fn reason_at(env: &Env, n: usize) -> String {
+    settled(env, n)[n - 1]["reason"]
+        .as_str()
+        .expect("reason")
+        .to_string()
 }
 
 #[test]
@@ -80,15 +99,15 @@ fn socket_challenge_one_field_reuse_and_replacement() {
     // The State and the code alone log in.
     let d = check(&env, &code, Some(&state));
     assert_eq!(d["verdict"], "accept", "{d}");
-    let rec = audit_of(&env, "alice");
-    let last = rec.last().expect("audit");
+    let rec = settled(&env, 2);
+    let last = &rec[1];
     assert_eq!(last["serial"], serial.as_str());
     assert_eq!(last["reason"], "ok: e-mail code used");
 
     // Used once: PIN+code in one field is refused now.
     let d = check(&env, &format!("1234{code}"), None);
     assert_eq!(d["verdict"], "reject", "{d}");
-    assert!(last_reason(&env).contains("e-mail code already used"));
+    assert!(reason_at(&env, 3).contains("e-mail code already used"));
 
     // A new code replaces the old one: of two sent, only the second works, typed in one
     // field as a mail client would.
@@ -103,6 +122,7 @@ fn socket_challenge_one_field_reuse_and_replacement() {
     assert_eq!(d["verdict"], "accept", "{d}");
 
     // No code in the audit or the log; the list shows the address masked.
+    settled(&env, 7);
     let audit = env.ok(&["audit", "--user", "alice", "--json"], None);
     let log = daemon.log_text();
     for c in [&code, &second, &third] {
@@ -156,7 +176,7 @@ fn an_expired_code_is_rejected() {
     let d = check(&env, &code, d["state"].as_str());
     assert_eq!(d["verdict"], "reject", "{d}");
     assert_eq!(d["message"], "Login failed");
-    let why = last_reason(&env);
+    let why = reason_at(&env, 2);
     assert!(why.contains("e-mail code expired"), "{why}");
 }
 
@@ -173,7 +193,7 @@ fn the_sixth_send_within_the_hour_is_refused() {
     let d = check(&env, "1234", None);
     assert_eq!(d["verdict"], "reject", "{d}");
     assert_eq!(d["message"], "Login failed");
-    let why = last_reason(&env);
+    let why = reason_at(&env, 6);
     assert_eq!(
         why,
         "e-mail code not sent: rate limit, 5 codes within the hour already (email.max_per_hour)"
@@ -209,7 +229,7 @@ fn a_relay_that_is_down_hangs_or_refuses_gives_a_clear_reject_in_time() {
         "the user sees nothing of the relay"
     );
     assert_eq!(
-        last_reason(&env),
+        reason_at(&env, 1),
         format!("e-mail code not sent: connection refused by 127.0.0.1:{port}")
     );
     // The PIN was right: not a failure.

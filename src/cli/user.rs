@@ -43,6 +43,14 @@ pub enum UserCmd {
     Delete { user: String },
     /// Clear failed-login counters and a lock at once.
     Unlock { user: String },
+    /// Create many accounts with their tokens from JSON lines (one account per line), all in
+    /// one transaction: if any line is wrong, nothing is imported.
+    Import {
+        /// The file to read; `-` reads standard input.
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +143,7 @@ pub fn run(a: &Admin, cmd: UserCmd) -> Result<Outcome, CliError> {
             a.unlock(&user)?;
             println!("user {user} unlocked");
         }
+        UserCmd::Import { file, json } => return import(a, &file, json),
     }
     Ok(Outcome::Ok)
 }
@@ -183,4 +192,33 @@ fn show(a: &Admin, acc: &Account, json: bool, what: &str) -> Result<(), CliError
         );
     }
     Ok(())
+}
+
+fn import(a: &Admin, file: &std::path::Path, json: bool) -> Result<Outcome, CliError> {
+    let store = crate::store::SqliteStore::open(&a.cfg.database_path())?;
+    let started = std::time::Instant::now();
+    let fail = |e: crate::import::ImportError| CliError::Other(format!("{}: {e}", file.display()));
+    let r = if file.as_os_str() == "-" {
+        crate::import::import(a, &store, std::io::stdin().lock()).map_err(fail)?
+    } else {
+        let f = std::fs::File::open(file)
+            .map_err(|e| CliError::Other(format!("{}: {e}", file.display())))?;
+        crate::import::import(a, &store, std::io::BufReader::new(f)).map_err(fail)?
+    };
+    if json {
+        print_json(&serde_json::json!({
+            "accounts": r.accounts,
+            "tokens": r.tokens,
+            "seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else {
+        println!(
+            "imported {} accounts with {} tokens from {} in {:.1} s",
+            r.accounts,
+            r.tokens,
+            file.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(Outcome::Ok)
 }

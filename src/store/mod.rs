@@ -3,6 +3,8 @@
 //! The store stores: it makes no decisions, except that `advance_counter` is a conditional
 //! write, the one primitive single-use codes rest on.
 
+pub mod commit;
+pub mod import;
 mod schema;
 pub mod sqlite;
 
@@ -31,6 +33,9 @@ pub enum StoreError {
     Reseal { serial: String, msg: String },
     #[error("database holds a bad value: {0}")]
     Corrupt(String),
+    /// A group commit failed (nothing of its batch is on disk) or the writer stopped.
+    #[error("database commit: {0}")]
+    Commit(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -129,6 +134,10 @@ pub trait Store: Send + Sync {
     fn use_backup_code(&self, token_id: i64, code_id: i64, now: i64) -> StoreResult<bool>;
     /// (unused, all) backup codes of a token.
     fn backup_code_counts(&self, token_id: i64) -> StoreResult<(u32, u32)>;
+    /// A failed login of a user otpd does not know, with `unknown_user = "reject"`: one
+    /// durable write, as a wrong PIN's failure count costs, so the answer time does not tell
+    /// whether the account exists. Records the time of the latest such failure.
+    fn record_unknown_failure(&self, now: i64) -> StoreResult<()>;
     // Added by the e-mail codes work (issue 5).
     /// Counts one e-mail send for the account, only if fewer than `max` were counted since
     /// `since` (older counts are dropped). Atomic; `false` means the limit is reached and

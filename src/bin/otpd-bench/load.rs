@@ -1,0 +1,612 @@
+//! The load: workers that keep a window of requests outstanding, over RADIUS (several UDP
+//! sockets, each with its own window and identifiers) or the Unix socket (one request per
+//! connection at a time: protocol v1 answers in order).
+
+use crate::accounts::Accounts;
+use crate::radius;
+use crate::stats::Counts;
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// PIN + a fresh HOTP code: every Accept needs a counter write.
+    Otp,
+    /// A fixed password per user (the FreeRADIUS users-file comparison).
+    Static,
+    /// Resend each account's last accepted code once: every answer must be Reject.
+    Replay,
+}
+
+pub struct Shared {
+    pub accounts: Accounts,
+    /// Next HOTP counter per account.
+    pub counters: Vec<AtomicU64>,
+    /// Counter of the last accepted code per account (-1: none).
+    pub last_accepted: Vec<AtomicI64>,
+    pub service: String,
+}
+
+impl Shared {
+    pub fn new(accounts: Accounts, service: String, start: &[u64]) -> Shared {
+        let n = accounts.len();
+        Shared {
+            counters: (0..n)
+                .map(|i| AtomicU64::new(start.get(i).copied().unwrap_or(0)))
+                .collect(),
+            last_accepted: (0..n).map(|_| AtomicI64::new(-1)).collect(),
+            accounts,
+            service,
+        }
+    }
+}
+
+pub enum Target {
+    Radius {
+        server: SocketAddr,
+        secret: Vec<u8>,
+        /// Refuse replies without Message-Authenticator.
+        require_ma: bool,
+    },
+    Unix {
+        path: PathBuf,
+    },
+}
+
+pub struct Plan {
+    pub mode: Mode,
+    /// Requests sent before this are not counted (warm-up).
+    pub measure_from: Instant,
+    /// No new requests after this (timed modes).
+    pub end: Instant,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// Stop sending after this many measured requests (0: only the clock stops).
+    pub stop_after: u64,
+    pub issued: AtomicU64,
+    pub stopped: OnceLock<Instant>,
+}
+
+impl Plan {
+    /// Whether new requests may still be sent.
+    fn open(&self, now: Instant) -> bool {
+        now < self.end && self.stopped.get().is_none()
+    }
+
+    /// Counts one measured request against `stop_after`.
+    fn issue(&self) {
+        if self.stop_after > 0 && self.issued.fetch_add(1, Relaxed) + 1 >= self.stop_after {
+            let _ = self.stopped.set(Instant::now());
+        }
+    }
+
+    /// When sending stopped: the clock's end or the moment the count was reached.
+    pub fn stop_at(&self) -> Instant {
+        self.stopped.get().copied().unwrap_or(self.end)
+    }
+}
+
+/// Which account a worker asks for next; never one with a request outstanding.
+struct Picker {
+    mine: Vec<usize>,
+    busy: Vec<bool>,
+    pos: usize,
+    /// Replay: each account once, then done.
+    once: bool,
+}
+
+struct Pick {
+    local: usize,
+    account: usize,
+    counter: u64,
+    password: String,
+}
+
+impl Picker {
+    fn new(sh: &Shared, mode: Mode, worker: usize, workers: usize) -> Picker {
+        let mine: Vec<usize> = (worker..sh.accounts.len())
+            .step_by(workers)
+            .filter(|&i| mode != Mode::Replay || sh.last_accepted[i].load(Relaxed) >= 0)
+            .collect();
+        Picker {
+            busy: vec![false; mine.len()],
+            mine,
+            pos: 0,
+            once: mode == Mode::Replay,
+        }
+    }
+
+    fn next(&mut self, sh: &Shared, mode: Mode) -> Option<Pick> {
+        if self.mine.is_empty() || (self.once && self.pos >= self.mine.len()) {
+            return None;
+        }
+        for _ in 0..self.mine.len() {
+            let local = self.pos % self.mine.len();
+            self.pos += 1;
+            if self.busy[local] {
+                continue;
+            }
+            self.busy[local] = true;
+            let account = self.mine[local];
+            let (counter, password) = match mode {
+                Mode::Otp => {
+                    let c = sh.counters[account].fetch_add(1, Relaxed);
+                    (c, sh.accounts.otp_password(account, c))
+                }
+                Mode::Static => (0, sh.accounts.statics[account].clone()),
+                Mode::Replay => {
+                    let c = sh.last_accepted[account].load(Relaxed) as u64;
+                    (c, sh.accounts.otp_password(account, c))
+                }
+            };
+            return Some(Pick {
+                local,
+                account,
+                counter,
+                password,
+            });
+        }
+        None
+    }
+
+    fn done(&self) -> bool {
+        self.once && self.pos >= self.mine.len()
+    }
+
+    fn release(&mut self, local: usize) {
+        self.busy[local] = false;
+    }
+}
+
+/// A tiny xorshift generator for Request Authenticators: unpredictability does not matter
+/// in a benchmark, a syscall per request would.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn auth(&mut self) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[..8].copy_from_slice(&self.next().to_le_bytes());
+        a[8..].copy_from_slice(&self.next().to_le_bytes());
+        a
+    }
+}
+
+fn poll_in(fds: &mut [libc::pollfd], ms: i32) {
+    // SAFETY: fds is a valid slice of pollfd for the duration of the call.
+    unsafe {
+        libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
+    }
+}
+
+struct Slot {
+    pick: Pick,
+    auth: [u8; 16],
+    packet: Vec<u8>,
+    first_sent: Instant,
+    last_sent: Instant,
+    tries: u32,
+    counted: bool,
+}
+
+fn record(c: &mut Counts, sh: &Shared, mode: Mode, pick: &Pick, code: u8, took: Duration) {
+    match code {
+        radius::ACCESS_ACCEPT => {
+            c.accepted += 1;
+            if mode == Mode::Otp {
+                sh.last_accepted[pick.account].store(pick.counter as i64, Relaxed);
+            }
+        }
+        radius::ACCESS_REJECT => c.rejected += 1,
+        _ => c.other += 1,
+    }
+    c.latencies_us
+        .push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+}
+
+/// One UDP socket with up to `window` requests outstanding.
+#[allow(clippy::too_many_arguments)]
+pub fn radius_worker(
+    sh: &Shared,
+    plan: &Plan,
+    server: SocketAddr,
+    secret: &[u8],
+    require_ma: bool,
+    window: usize,
+    worker: usize,
+    workers: usize,
+) -> std::io::Result<Counts> {
+    let sock = UdpSocket::bind(if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    })?;
+    sock.connect(server)?;
+    sock.set_nonblocking(true)?;
+    let mut c = Counts::default();
+    let mut picker = Picker::new(sh, plan.mode, worker, workers);
+    let mut slots: Vec<Option<Slot>> = (0..256).map(|_| None).collect();
+    // Authenticators of requests given up, so a late answer is told from a forged one.
+    let mut retired: Vec<Option<[u8; 16]>> = vec![None; 256];
+    let mut free: VecDeque<u8> = (0..=255u8).collect();
+    let mut outstanding = 0usize;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((worker as u64 + 1) << 32) ^ plan_seed(plan));
+    let mut buf = vec![0u8; 4096];
+    let mut last_sweep = Instant::now();
+    let drain_after = plan.timeout * (plan.retries + 1) + Duration::from_millis(200);
+    let window = window.clamp(1, 255);
+    loop {
+        let now = Instant::now();
+        let sending = if plan.mode == Mode::Replay {
+            !picker.done()
+        } else {
+            plan.open(now)
+        };
+        if sending {
+            while outstanding < window {
+                let Some(pick) = picker.next(sh, plan.mode) else {
+                    break;
+                };
+                let Some(id) = free.pop_front() else {
+                    picker.release(pick.local);
+                    break;
+                };
+                let auth = rng.auth();
+                let mut packet = Vec::with_capacity(96);
+                radius::access_request(
+                    &mut packet,
+                    id,
+                    &auth,
+                    &sh.accounts.users[pick.account],
+                    pick.password.as_bytes(),
+                    secret,
+                );
+                let t = Instant::now();
+                if let Err(e) = sock.send(&packet) {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        // ECONNREFUSED from an earlier ICMP error: the request is still
+                        // tracked and times out like a lost one.
+                    }
+                }
+                let counted = t >= plan.measure_from;
+                if counted {
+                    c.sent += 1;
+                    plan.issue();
+                }
+                retired[id as usize] = None;
+                slots[id as usize] = Some(Slot {
+                    pick,
+                    auth,
+                    packet,
+                    first_sent: t,
+                    last_sent: t,
+                    tries: 0,
+                    counted,
+                });
+                outstanding += 1;
+            }
+        } else if outstanding == 0
+            || (plan.mode != Mode::Replay && now > plan.stop_at() + drain_after)
+        {
+            break;
+        }
+        let mut pfd = [libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        poll_in(&mut pfd, 5);
+        loop {
+            let n = match sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            };
+            let now = Instant::now();
+            if n < 20 {
+                c.bad_replies += 1;
+                continue;
+            }
+            let id = buf[1] as usize;
+            let verdict = match &slots[id] {
+                Some(s) => radius::verify_reply(&buf[..n], &s.auth, secret, require_ma),
+                None => Err(radius::BadReply::Code(0)),
+            };
+            match verdict {
+                Ok(code) => {
+                    if let Some(s) = slots[id].take() {
+                        if s.counted {
+                            record(&mut c, sh, plan.mode, &s.pick, code, now - s.first_sent);
+                        } else if code == radius::ACCESS_ACCEPT && plan.mode == Mode::Otp {
+                            sh.last_accepted[s.pick.account].store(s.pick.counter as i64, Relaxed);
+                        }
+                        picker.release(s.pick.local);
+                        free.push_back(id as u8);
+                        outstanding -= 1;
+                    }
+                }
+                Err(_) => {
+                    let late = retired[id]
+                        .as_ref()
+                        .is_some_and(|a| radius::verify_reply(&buf[..n], a, secret, false).is_ok());
+                    if late {
+                        c.late += 1;
+                    } else {
+                        c.bad_replies += 1;
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        if now - last_sweep >= Duration::from_millis(5) {
+            last_sweep = now;
+            for (id, slot) in slots.iter_mut().enumerate() {
+                let Some(s) = slot else { continue };
+                if now - s.last_sent < plan.timeout {
+                    continue;
+                }
+                if s.tries < plan.retries {
+                    let _ = sock.send(&s.packet);
+                    s.tries += 1;
+                    s.last_sent = now;
+                    if s.counted {
+                        c.retransmits += 1;
+                    }
+                } else if let Some(s) = slot.take() {
+                    if s.counted {
+                        c.lost += 1;
+                    }
+                    retired[id] = Some(s.auth);
+                    picker.release(s.pick.local);
+                    free.push_back(id as u8);
+                    outstanding -= 1;
+                }
+            }
+        }
+    }
+    for s in slots.into_iter().flatten() {
+        if s.counted {
+            c.lost += 1;
+        }
+    }
+    Ok(c)
+}
+
+fn plan_seed(_plan: &Plan) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    // xorshift must not start at zero.
+    (t ^ 0x5851_f42d_4c95_7f2d) | 1
+}
+
+struct Conn {
+    stream: Option<UnixStream>,
+    buf: Vec<u8>,
+    pending: Option<(Pick, Instant, bool)>,
+}
+
+fn connect(path: &std::path::Path) -> Option<UnixStream> {
+    let s = UnixStream::connect(path).ok()?;
+    s.set_nonblocking(true).ok()?;
+    Some(s)
+}
+
+#[derive(serde::Serialize)]
+struct CheckLine<'a> {
+    op: &'static str,
+    user: &'a str,
+    password: &'a str,
+    service: &'a str,
+    client: &'static str,
+}
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    verdict: Option<String>,
+}
+
+/// `conns` connections to the Unix socket, one request outstanding on each.
+pub fn unix_worker(
+    sh: &Shared,
+    plan: &Plan,
+    path: &std::path::Path,
+    conns: usize,
+    worker: usize,
+    workers: usize,
+) -> std::io::Result<Counts> {
+    let mut c = Counts::default();
+    let mut picker = Picker::new(sh, plan.mode, worker, workers);
+    let mut cs: Vec<Conn> = (0..conns.max(1))
+        .map(|_| Conn {
+            stream: connect(path),
+            buf: Vec::with_capacity(512),
+            pending: None,
+        })
+        .collect();
+    if cs.iter().all(|c| c.stream.is_none()) {
+        return Err(std::io::Error::other(format!(
+            "cannot connect to {}",
+            path.display()
+        )));
+    }
+    let drain_after = plan.timeout + Duration::from_millis(200);
+    let mut line = Vec::with_capacity(256);
+    let mut rbuf = [0u8; 4096];
+    let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(cs.len());
+    loop {
+        let now = Instant::now();
+        let sending = if plan.mode == Mode::Replay {
+            !picker.done()
+        } else {
+            plan.open(now)
+        };
+        let outstanding = cs.iter().filter(|k| k.pending.is_some()).count();
+        if !sending
+            && (outstanding == 0
+                || (plan.mode != Mode::Replay && now > plan.stop_at() + drain_after))
+        {
+            break;
+        }
+        for k in cs.iter_mut() {
+            if !sending || k.pending.is_some() {
+                continue;
+            }
+            if k.stream.is_none() {
+                k.stream = connect(path);
+            }
+            let Some(stream) = k.stream.as_mut() else {
+                continue;
+            };
+            let Some(pick) = picker.next(sh, plan.mode) else {
+                break;
+            };
+            line.clear();
+            let req = CheckLine {
+                op: "check",
+                user: &sh.accounts.users[pick.account],
+                password: &pick.password,
+                service: &sh.service,
+                client: "otpd-bench",
+            };
+            if serde_json::to_writer(&mut line, &req).is_err() {
+                picker.release(pick.local);
+                continue;
+            }
+            line.push(b'\n');
+            let t = Instant::now();
+            let counted = t >= plan.measure_from;
+            if counted {
+                c.sent += 1;
+                plan.issue();
+            }
+            if write_all_nb(stream, &line).is_err() {
+                if counted {
+                    c.lost += 1;
+                }
+                picker.release(pick.local);
+                k.stream = None;
+                continue;
+            }
+            k.buf.clear();
+            k.pending = Some((pick, t, counted));
+        }
+        pfds.clear();
+        for k in &cs {
+            pfds.push(libc::pollfd {
+                fd: k.stream.as_ref().map_or(-1, |s| s.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        poll_in(&mut pfds, 5);
+        let now = Instant::now();
+        for (k, p) in cs.iter_mut().zip(&pfds) {
+            if p.revents == 0 {
+                if let Some((_, t, _)) = &k.pending {
+                    if now - *t > plan.timeout {
+                        // No answer in time: give up on it and on this connection, whose
+                        // next line would be that late answer.
+                        if let Some((pick, _, counted)) = k.pending.take() {
+                            if counted {
+                                c.lost += 1;
+                            }
+                            picker.release(pick.local);
+                        }
+                        k.stream = None;
+                    }
+                }
+                continue;
+            }
+            let Some(stream) = k.stream.as_mut() else {
+                continue;
+            };
+            let closed = loop {
+                match stream.read(&mut rbuf) {
+                    Ok(0) => break true,
+                    Ok(n) => k.buf.extend_from_slice(&rbuf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                    Err(_) => break true,
+                }
+            };
+            if let Some(nl) = k.buf.iter().position(|b| *b == b'\n') {
+                let verdict = serde_json::from_slice::<Answer>(&k.buf[..nl])
+                    .ok()
+                    .and_then(|a| a.verdict);
+                k.buf.drain(..=nl);
+                if let Some((pick, t, counted)) = k.pending.take() {
+                    let code = match verdict.as_deref() {
+                        Some("accept") => radius::ACCESS_ACCEPT,
+                        Some("reject") => radius::ACCESS_REJECT,
+                        None => {
+                            c.bad_replies += 1;
+                            0
+                        }
+                        Some(_) => 0,
+                    };
+                    if counted {
+                        record(&mut c, sh, plan.mode, &pick, code, now - t);
+                    } else if code == radius::ACCESS_ACCEPT && plan.mode == Mode::Otp {
+                        sh.last_accepted[pick.account].store(pick.counter as i64, Relaxed);
+                    }
+                    picker.release(pick.local);
+                } else {
+                    c.late += 1;
+                }
+            }
+            if closed {
+                if let Some((pick, _, counted)) = k.pending.take() {
+                    if counted {
+                        c.lost += 1;
+                    }
+                    picker.release(pick.local);
+                }
+                k.stream = None;
+                if sending {
+                    // The daemon went away or refused us: do not spin on reconnects.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    for k in cs {
+        if let Some((_, _, true)) = k.pending {
+            c.lost += 1;
+        }
+    }
+    Ok(c)
+}
+
+fn write_all_nb(s: &mut UnixStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match s.write(data) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut p = [libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                }];
+                // SAFETY: p is a valid pollfd array for the duration of the call.
+                unsafe {
+                    libc::poll(p.as_mut_ptr(), 1, 1000);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

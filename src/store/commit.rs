@@ -1,0 +1,560 @@
+//! Group commit: one writer thread turns many small writes into one durable transaction.
+//!
+//! Every login that changes the database (a counter advance, an audit record, a failure
+//! count) used to commit on its own, and each commit with `synchronous=FULL` costs one fsync:
+//! a few thousand commits per second at most, whatever the CPU. The writer thread takes
+//! everything queued (up to [`MAX_BATCH`]), runs it in one `BEGIN IMMEDIATE … COMMIT`, pays
+//! one fsync, and only then answers each waiter. While it waits for the disk, the next batch
+//! queues up, so the batch grows with the load and the fsync rate stays bounded.
+//!
+//! What this keeps:
+//! - `advance_counter` returns only after the commit that holds its update is durable: an
+//!   Accept never leaves before its code is used on disk.
+//! - All writes go through one FIFO queue and one connection, in order: an audit record queued
+//!   after a counter update is committed with it or after it, never before.
+//! - The statements are the same conditional writes as before and run one after another in
+//!   the transaction: of two advances to the same counter in one batch, the second sees the
+//!   first and changes nothing (`false`, "code already used").
+//! - A batch whose statements or commit fail is rolled back as a whole and every waiter in it
+//!   gets the error: the engine answers Reject, never Accept.
+//!
+//! What a crash can lose: audit records are queued without waiting, so a crash (SIGKILL,
+//! power cut) can lose the audit records of the last batch, which was not yet committed.
+//! Never a counter: no Accept left for a counter update that was not durable.
+
+use super::{StoreError, StoreResult};
+use crate::model::AuditRecord;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Most writes in one transaction. Large enough that one fsync serves every request a busy
+/// front-end can have in flight; small enough that one batch's latency stays short.
+pub const MAX_BATCH: usize = 512;
+/// Writes waiting for the writer thread at most. When full, callers block (back-pressure on
+/// the front-ends' bounded worker pools) instead of growing memory.
+pub const QUEUE_BOUND: usize = 4096;
+
+pub(super) const SQL_ADVANCE: &str =
+    "UPDATE tokens SET last_counter = ?2, drift = ?3, last_used_at = ?4,
+         state = CASE WHEN ?5 THEN 'active' ELSE state END
+     WHERE id = ?1 AND last_counter < ?2";
+pub(super) const SQL_FAILURE: &str =
+    "UPDATE accounts SET failures = failures + 1, last_failure = ?2,
+         locked_until = CASE WHEN ?3 > 0 AND failures + 1 >= ?3 THEN ?4
+                             ELSE locked_until END
+     WHERE id = ?1 RETURNING failures";
+pub(super) const SQL_CLEAR: &str =
+    "UPDATE accounts SET failures = 0, last_failure = NULL, locked_until = NULL
+     WHERE id = ?1 AND (failures != 0 OR locked_until IS NOT NULL)";
+pub(super) const SQL_UNKNOWN: &str =
+    "INSERT INTO meta (name, value) VALUES ('unknown_user_last_failure', ?1)
+     ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+pub(super) const SQL_AUDIT: &str =
+    "INSERT INTO audit (ts_ms, user, service, rhost, client, verdict, reason, serial)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// One write.
+#[derive(Debug)]
+pub(super) enum Op {
+    Advance {
+        token_id: i64,
+        counter: i64,
+        drift: i64,
+        now: i64,
+        activate: bool,
+    },
+    Failure {
+        account_id: i64,
+        now: i64,
+        lock_at: u32,
+        lock_until: i64,
+    },
+    ClearFailures {
+        account_id: i64,
+    },
+    UnknownFailure {
+        now: i64,
+    },
+    Audit(AuditRecord),
+    /// A statement that fails, to test that a failed batch answers every waiter with an error.
+    #[cfg(test)]
+    Poison,
+}
+
+/// What a write reports back.
+#[derive(Debug)]
+pub(super) enum Answer {
+    Done,
+    Advanced(bool),
+    Failures(u32),
+}
+
+/// Runs one write on `conn` (inside the caller's transaction, or on its own in autocommit
+/// mode). `Ok(Err(_))` is this write's own answer (the account vanished); `Err(_)` is a
+/// database error that must fail the whole batch.
+pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<Answer>> {
+    Ok(Ok(match op {
+        Op::Advance {
+            token_id,
+            counter,
+            drift,
+            now,
+            activate,
+        } => {
+            let mut st = conn.prepare_cached(SQL_ADVANCE)?;
+            Answer::Advanced(st.execute(params![token_id, counter, drift, now, activate])? == 1)
+        }
+        Op::Failure {
+            account_id,
+            now,
+            lock_at,
+            lock_until,
+        } => {
+            let mut st = conn.prepare_cached(SQL_FAILURE)?;
+            let n: Option<u32> = st
+                .query_row(params![account_id, now, lock_at, lock_until], |r| r.get(0))
+                .optional()?;
+            match n {
+                Some(n) => Answer::Failures(n),
+                // Deleted while its login was being checked: nothing to count.
+                None => return Ok(Err(StoreError::NotFound(format!("account {account_id}")))),
+            }
+        }
+        Op::ClearFailures { account_id } => {
+            conn.prepare_cached(SQL_CLEAR)?.execute([account_id])?;
+            Answer::Done
+        }
+        Op::UnknownFailure { now } => {
+            conn.prepare_cached(SQL_UNKNOWN)?
+                .execute(params![now.to_string().into_bytes()])?;
+            Answer::Done
+        }
+        Op::Audit(r) => {
+            conn.prepare_cached(SQL_AUDIT)?.execute(params![
+                r.ts_ms, r.user, r.service, r.rhost, r.client, r.verdict, r.reason, r.serial
+            ])?;
+            Answer::Done
+        }
+        #[cfg(test)]
+        Op::Poison => {
+            conn.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Answer::Done
+        }
+    }))
+}
+
+type Reply = SyncSender<StoreResult<Answer>>;
+
+struct Job {
+    op: Op,
+    /// `None`: nobody waits (audit records).
+    reply: Option<Reply>,
+}
+
+/// The handle the store keeps: the queue's sending end and the writer thread.
+pub(super) struct Committer {
+    tx: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Commit("the store's writer thread has stopped".into())
+}
+
+impl Committer {
+    /// Opens the writer's own connection to `path` and starts its thread.
+    pub(super) fn start(path: &Path) -> StoreResult<Committer> {
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: the commit that answers an advance must be on disk, not just in the OS cache.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints move off the commit path: an automatic one runs inside the commit that
+        // crosses 1,000 WAL pages and holds up every login of that batch for milliseconds.
+        // The checkpointer thread does it beside the writer instead (WAL lets them overlap).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let ckpt_conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        ckpt_conn.busy_timeout(Duration::from_secs(10))?;
+        ckpt_conn.pragma_update(None, "synchronous", "FULL")?;
+        let (ckpt_tx, ckpt_rx) = mpsc::sync_channel::<()>(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("otpd-checkpoint".into())
+            .spawn(move || checkpointer(ckpt_conn, ckpt_rx))
+            .map_err(|e| StoreError::Commit(format!("cannot start the checkpointer: {e}")))?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE_BOUND);
+        let thread = std::thread::Builder::new()
+            .name("otpd-commit".into())
+            .spawn(move || {
+                writer(conn, rx, &ckpt_tx);
+                // Closing its channel ends the checkpointer after a last checkpoint.
+                drop(ckpt_tx);
+                if checkpointer.join().is_err() {
+                    tracing::error!("the store's checkpointer thread panicked");
+                }
+            })
+            .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
+        Ok(Committer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `op` and waits until the batch that holds it is committed (or failed).
+    pub(super) fn write(&self, op: Op) -> StoreResult<Answer> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.queue(Job {
+            op,
+            reply: Some(reply),
+        })?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
+    /// Queues `op` without waiting for it to be durable. Blocks only while the queue is full.
+    pub(super) fn write_later(&self, op: Op) -> StoreResult<()> {
+        self.queue(Job { op, reply: None })
+    }
+
+    fn queue(&self, job: Job) -> StoreResult<()> {
+        let tx = self.tx.as_ref().ok_or_else(stopped)?;
+        match tx.try_send(job) {
+            Ok(()) => Ok(()),
+            // Full: wait for room, bounded by the writer's progress.
+            Err(TrySendError::Full(job)) => tx.send(job).map_err(|_| stopped()),
+            Err(TrySendError::Disconnected(_)) => Err(stopped()),
+        }
+    }
+}
+
+impl Drop for Committer {
+    /// Closes the queue and waits for the writer to commit what is left in it, so audit
+    /// records queued by a short-lived command (`otpd check`) are not lost on a clean exit.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the store's writer thread panicked");
+            }
+        }
+    }
+}
+
+/// How long audit records alone wait for a durable write to share a commit with.
+const AUDIT_LINGER: Duration = Duration::from_millis(2);
+
+/// Commits between two checkpoint requests: at 10 to 20 pages a commit about the 1,000
+/// pages after which SQLite would checkpoint on its own.
+const CHECKPOINT_EVERY: u32 = 64;
+
+fn writer(mut conn: Connection, rx: Receiver<Job>, ckpt: &SyncSender<()>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut commits = 0u32;
+    // Blocks for the first write; whatever queued meanwhile joins it, up to the cap. No timer:
+    // under load the batch fills while the previous commit waits for the disk.
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        drain(&rx, &mut batch);
+        // A batch of audit records alone waits a moment for a write that somebody waits for:
+        // they share its fsync instead of costing one of their own right before it. Without
+        // this, a login that follows closely waits for two fsyncs, and whether it does
+        // depends on how long the login before it took (a timing signal, docs/security.md).
+        let lingering = Instant::now();
+        while batch.iter().all(|j| j.reply.is_none())
+            && batch.len() < MAX_BATCH
+            && lingering.elapsed() < AUDIT_LINGER
+        {
+            match rx.recv_timeout(AUDIT_LINGER.saturating_sub(lingering.elapsed())) {
+                Ok(job) => {
+                    batch.push(job);
+                    drain(&rx, &mut batch);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&mut conn, &mut batch);
+        commits += 1;
+        if commits >= CHECKPOINT_EVERY {
+            commits = 0;
+            // Full: a checkpoint is still running and will see these pages too.
+            let _ = ckpt.try_send(());
+        }
+    }
+}
+
+/// Takes whatever is queued now, up to the batch cap.
+fn drain(rx: &Receiver<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// PASSIVE checkpoints on request: copies committed WAL pages into the database file without
+/// blocking the writer or readers, so the WAL can start over instead of growing.
+fn checkpointer(conn: Connection, rx: Receiver<()>) {
+    let run = || {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!("WAL checkpoint failed: {e}");
+        }
+    };
+    while rx.recv().is_ok() {
+        run();
+    }
+    run();
+}
+
+/// One transaction for the whole batch, one commit, then the answers.
+fn commit(conn: &mut Connection, batch: &mut Vec<Job>) {
+    let m = crate::metrics::get();
+    let started = Instant::now();
+    // BEGIN and COMMIT as cached statements: thousands of commits a second would otherwise
+    // parse them anew each time.
+    let result = (|| -> rusqlite::Result<Vec<StoreResult<Answer>>> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let run = || -> rusqlite::Result<Vec<StoreResult<Answer>>> {
+            let mut answers = Vec::with_capacity(batch.len());
+            for job in batch.iter() {
+                answers.push(apply(conn, &job.op)?);
+            }
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(answers)
+        };
+        run().inspect_err(|_| {
+            // Whatever the batch did is undone; if SQLite already rolled back, this fails
+            // harmlessly.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        })
+    })();
+    m.store_commit.observe_duration(started.elapsed());
+    m.store_batch.observe(batch.len() as f64);
+    match result {
+        Ok(answers) => {
+            for (job, answer) in batch.drain(..).zip(answers) {
+                if let Some(reply) = job.reply {
+                    // The waiter may have given up (its thread ended): nothing to do then.
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+        Err(e) => {
+            // The transaction was rolled back (dropped uncommitted): nothing of this batch is
+            // on disk, and everyone who waits for it hears so.
+            let lost = batch.iter().filter(|j| j.reply.is_none()).count();
+            tracing::error!(
+                "store commit of {} writes failed: {e}; {lost} audit records lost",
+                batch.len()
+            );
+            let msg = e.to_string();
+            for job in batch.drain(..) {
+                if let Some(reply) = job.reply {
+                    let _ = reply.send(Err(StoreError::Commit(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SqliteStore, Store};
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, Arc<SqliteStore>, i64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SqliteStore::open(&dir.path().join("c.db")).expect("open");
+        let acct = s
+            .create_account("alice", "everywhere", None, 0)
+            .expect("account");
+        let tok = s
+            .insert_token(&crate::model::NewToken {
+                serial: "HOTP0001".into(),
+                account_id: acct,
+                kind: crate::model::TokenKind::Hotp,
+                state: crate::model::TokenState::Active,
+                algorithm: crate::tokens::oath::Algorithm::Sha1,
+                digits: 6,
+                period: 0,
+                sealed_secret: vec![1, 2, 3],
+                label: String::new(),
+                created_at: 0,
+                public_id: None,
+            })
+            .expect("token");
+        (dir, Arc::new(s), tok)
+    }
+
+    fn rec(ts_ms: i64) -> AuditRecord {
+        AuditRecord {
+            ts_ms,
+            user: "alice".into(),
+            service: "vpn".into(),
+            rhost: None,
+            client: None,
+            verdict: "accept".into(),
+            reason: "ok".into(),
+            serial: None,
+        }
+    }
+
+    #[test]
+    fn sixteen_parallel_advances_to_one_counter_win_once() {
+        let (_d, s, tok) = store();
+        for round in 0..20 {
+            let wins: usize = (0..16)
+                .map(|_| {
+                    let s = s.clone();
+                    std::thread::spawn(move || s.advance_counter(tok, round, 0, 1, false))
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().expect("join").expect("advance"))
+                .filter(|won| *won)
+                .count();
+            assert_eq!(wins, 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn an_advance_is_on_disk_when_it_returns() {
+        let (d, s, tok) = store();
+        assert!(s.advance_counter(tok, 7, 0, 1, false).expect("advance"));
+        // Another connection (another process would see the same) reads the new counter.
+        let other = Connection::open(d.path().join("c.db")).expect("open");
+        let c: i64 = other
+            .query_row(
+                "SELECT last_counter FROM tokens WHERE id = ?1",
+                [tok],
+                |r| r.get(0),
+            )
+            .expect("read");
+        assert_eq!(c, 7);
+        assert!(!s.advance_counter(tok, 7, 0, 1, false).expect("replay"));
+        assert!(!s.advance_counter(tok, 3, 0, 1, false).expect("older"));
+    }
+
+    #[test]
+    fn audit_records_keep_their_order_across_threads_and_batches() {
+        let (d, s, tok) = store();
+        // Each thread's records must come out in the order that thread queued them.
+        let handles: Vec<_> = (0..4i64)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500i64 {
+                        s.append_audit(&rec(t * 1_000_000 + i)).expect("append");
+                        if i % 50 == 0 {
+                            s.advance_counter(tok, t * 1000 + i, 0, 1, false)
+                                .expect("advance");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("join");
+        }
+        drop(Arc::try_unwrap(s).ok().expect("last reference"));
+        let s2 = SqliteStore::open(&d.path().join("c.db")).expect("reopen");
+        let all = s2.audit(&Default::default()).expect("audit");
+        assert_eq!(all.len(), 2000, "every queued record is committed on drop");
+        for t in 0..4i64 {
+            let mine: Vec<i64> = all
+                .iter()
+                .map(|r| r.ts_ms)
+                .filter(|ts| ts / 1_000_000 == t)
+                .collect();
+            let mut sorted = mine.clone();
+            sorted.sort_unstable();
+            assert_eq!(mine, sorted, "thread {t} out of order");
+        }
+    }
+
+    #[test]
+    fn an_audit_record_queued_before_an_advance_is_durable_with_it() {
+        let (d, s, tok) = store();
+        s.append_audit(&rec(42)).expect("append");
+        assert!(s.advance_counter(tok, 1, 0, 1, false).expect("advance"));
+        let other = Connection::open(d.path().join("c.db")).expect("open");
+        let n: i64 = other
+            .query_row("SELECT count(*) FROM audit WHERE ts_ms = 42", [], |r| {
+                r.get(0)
+            })
+            .expect("read");
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn failures_count_atomically_under_parallel_calls() {
+        let (_d, s, _tok) = store();
+        let id = s.account("alice").expect("a").expect("alice").id;
+        let mut seen: Vec<u32> = (0..32)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || s.record_failure(id, 5, 0, 0))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().expect("join").expect("failure"))
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (1..=32).collect::<Vec<u32>>(),
+            "each call saw its own count"
+        );
+        s.clear_failures(id).expect("clear");
+        assert_eq!(s.account("alice").expect("a").expect("alice").failures, 0);
+    }
+
+    #[test]
+    fn a_failed_batch_answers_every_waiter_with_an_error() {
+        let (d, s, tok) = store();
+        let c = s.committer().expect("a file store has a committer");
+        // Another connection holds the write lock: the writer's next batch (one advance)
+        // waits in BEGIN IMMEDIATE, and everything queued meanwhile forms the batch after it.
+        let other = Connection::open(d.path().join("c.db")).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let first = std::thread::spawn({
+            let s = s.clone();
+            move || s.advance_counter(tok, 1, 0, 1, false)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        c.write_later(Op::Poison).expect("queue poison");
+        let waiters: Vec<_> = (10..14)
+            .map(|n| {
+                let s = s.clone();
+                std::thread::spawn(move || s.advance_counter(tok, n, 0, 1, false))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        other.execute_batch("COMMIT").expect("unlock");
+        assert!(first.join().expect("join").expect("first batch commits"));
+        for w in waiters {
+            let r = w.join().expect("join");
+            assert!(
+                matches!(r, Err(StoreError::Commit(_))),
+                "a waiter in the failed batch must get an error, got {r:?}"
+            );
+        }
+        // Nothing of the failed batch reached the disk, and the writer goes on working.
+        assert_eq!(
+            s.token("HOTP0001").expect("t").expect("token").last_counter,
+            1
+        );
+        assert!(s.advance_counter(tok, 2, 0, 1, false).expect("after"));
+    }
+}
