@@ -60,8 +60,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages from PyPI that tests use to make codes independently of otpd, and the SMTP
-# server that receives e-mailed codes (module -> pip package). Debian's python3 refuses a plain pip install (PEP 668): retry
-# with --break-system-packages, which only adds these small pure-Python packages.
+# server that receives e-mailed codes (module -> pip package). Debian's python3 refuses a
+# plain pip install (PEP 668): retry with --break-system-packages, which only adds these small
+# pure-Python packages.
 declare -A py_needs=(
   [yubiotp]=yubiotp
   [aiosmtpd]=aiosmtpd
