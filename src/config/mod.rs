@@ -53,6 +53,9 @@ pub struct Config {
     pub lockout: LockoutConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
+    /// A table names only what it changes: `[services.web] rhosts = [...]` keeps the built-in
+    /// class's PAM names and re-login cache.
+    #[serde(deserialize_with = "services_over_builtin")]
     pub services: BTreeMap<String, ServiceConfig>,
     pub levels: BTreeMap<String, BTreeMap<String, Requirement>>,
     pub radius: RadiusConfig,
@@ -322,6 +325,33 @@ impl Requirement {
 pub const BUILTIN_CLASSES: [&str; 4] = ["web", "mail", "ssh", "vpn"];
 /// The cell of a level that applies to classes it does not name.
 pub const ANY_CLASS: &str = "*";
+
+/// Reads `[services.NAME]` tables as changes to the built-in class of that name (or to an
+/// empty class for a new name): each key given wins, every other key keeps its value.
+fn services_over_builtin<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, ServiceConfig>, D::Error> {
+    use serde::de::Error;
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    let builtin = default_services();
+    let mut out = BTreeMap::new();
+    for (name, given) in raw {
+        let base = builtin.get(&name).cloned().unwrap_or_default();
+        let mut merged = serde_json::to_value(&base).map_err(D::Error::custom)?;
+        match (given, &mut merged) {
+            (serde_json::Value::Object(keys), serde_json::Value::Object(m)) => m.extend(keys),
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "services.{name}: must be a table of settings"
+                )))
+            }
+        }
+        let svc = ServiceConfig::deserialize(merged)
+            .map_err(|e| D::Error::custom(format!("services.{name}: {e}")))?;
+        out.insert(name, svc);
+    }
+    Ok(out)
+}
 
 fn default_services() -> BTreeMap<String, ServiceConfig> {
     let mk = |pam: &[&str], relogin: bool| ServiceConfig {
@@ -617,6 +647,20 @@ mod tests {
         assert!(e.to_string().contains("levels.web-otp.dav"), "{e}");
         let e = load_str("[lockout]\ndelay = \"soon\"\n").expect_err("duration");
         assert!(e.to_string().contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn a_service_table_changes_only_the_keys_it_names() {
+        let c = load_str("[services.web]\nrhosts = [\"192.0.2.10/32\"]\n").expect("load");
+        let web = &c.services["web"];
+        assert_eq!(web.rhosts.len(), 1);
+        assert!(web.relogin_cache, "built-in value kept");
+        assert!(web.pam_services.iter().any(|p| p == "roundcube"));
+        let c = load_str("[services.dav]\npam_services = [\"dav\"]\n").expect("load");
+        assert!(!c.services["dav"].relogin_cache);
+        let e = load_str("[services.web]\nrelogin_cahce = true\n").expect_err("typo");
+        assert!(e.to_string().contains("relogin_cahce"), "{e}");
+        assert!(e.to_string().contains("services.web"), "{e}");
     }
 
     #[test]
