@@ -89,7 +89,7 @@ impl Default for EmailConfig {
                 .into(),
             digits: 8,
             validity: Duration::from_secs(3600),
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
             max_per_hour: 5,
         }
     }
