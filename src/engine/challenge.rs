@@ -295,25 +295,12 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::{Admin, TokenOptions};
     use crate::config::Config;
-    use crate::crypto::{Keys, MasterKey};
-    use crate::engine::{Clock, Verdict};
+    use crate::engine::testkit::{self, oath_token, TestClock, SECRET};
+    use crate::engine::Verdict;
     use crate::model::TokenKind;
-    use crate::store::{SqliteStore, Store};
     use crate::tokens::oath::{hotp, Algorithm};
-    use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::Arc;
-
-    const SECRET: &[u8] = b"12345678901234567890";
-    const SECRET_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-
-    struct TestClock(AtomicI64);
-    impl Clock for TestClock {
-        fn now_ms(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
 
     struct World {
         engine: Engine,
@@ -326,35 +313,20 @@ mod tests {
             if let Some(vpn) = cfg.services.get_mut("vpn") {
                 vpn.challenge_on_pin_only = two_step;
             }
-            let cfg = Arc::new(cfg);
-            let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
-            let keys = Arc::new(Keys::new(&MasterKey::from_bytes([5u8; 32])));
-            let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)));
-            let mut admin = Admin::new(cfg.clone(), store.clone(), keys.clone());
-            admin.clock = clock.clone();
+            let p = testkit::parts(Arc::new(cfg));
             for user in ["alice", "bob"] {
-                admin.add_user(user, Some("1234"), None).expect("user");
-                admin
-                    .add_token(
-                        user,
-                        TokenOptions {
-                            kind: TokenKind::Hotp,
-                            secret_b32: Some(SECRET_B32.to_string().into()),
-                            digits: 6,
-                            algorithm: Algorithm::Sha1,
-                            period: 30,
-                            label: String::new(),
-                            active: true,
-                        },
-                    )
+                p.admin.add_user(user, Some("1234"), None).expect("user");
+                p.admin
+                    .add_token(user, oath_token(TokenKind::Hotp, true))
                     .expect("token");
-                admin
+                p.admin
                     .set_user(user, None, Some("everywhere"))
                     .expect("level");
             }
-            let engine = Engine::with_clock(cfg, store, keys, clock.clone())
-                .with_challenge_lifetime(Duration::from_secs(60));
-            World { engine, clock }
+            World {
+                engine: p.engine.with_challenge_lifetime(Duration::from_secs(60)),
+                clock: p.clock,
+            }
         }
 
         fn check(&self, user: &str, password: &str, client: &str, state: Option<&str>) -> Decision {
@@ -432,7 +404,7 @@ mod tests {
     fn state_expires() {
         let w = World::new(true);
         let s = w.check("alice", "1234", "nas", None).state.expect("state");
-        w.clock.0.fetch_add(61_000, Ordering::SeqCst);
+        w.clock.advance(61);
         let d = w.check("alice", &World::code(0), "nas", Some(&s));
         assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
         assert!(d.reason.contains("expired"), "{d:?}");

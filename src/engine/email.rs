@@ -67,20 +67,12 @@ mod tests {
     use super::*;
     use crate::admin::Admin;
     use crate::config::Config;
-    use crate::crypto::{Keys, MasterKey};
-    use crate::engine::{CheckRequest, Clock, Decision, Verdict};
+    use crate::engine::testkit::{self, TestClock};
+    use crate::engine::{CheckRequest, Decision, Verdict};
     use crate::model::AuditFilter;
-    use crate::store::{SqliteStore, Store};
+    use crate::store::Store;
     use crate::tokens::email::{Outgoing, SendError};
-    use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::Mutex;
-
-    struct TestClock(AtomicI64);
-    impl Clock for TestClock {
-        fn now_ms(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
 
     /// Keeps every message; fails with `fail` when set.
     #[derive(Default)]
@@ -135,23 +127,15 @@ mod tests {
 
     impl World {
         fn new(toml: &str) -> World {
-            let cfg = Arc::new(Config::from_toml_str(toml).expect("config"));
-            let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
-            let keys = Arc::new(Keys::new(&MasterKey::from_bytes([7u8; 32])));
-            let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)));
+            let mut p = testkit::parts(Arc::new(Config::from_toml_str(toml).expect("config")));
             let mail = Arc::new(Recorder::default());
-            let engine =
-                Engine::with_clock(cfg.clone(), store.clone(), keys.clone(), clock.clone())
-                    .with_mailer(mail.clone());
-            let mut admin = Admin::new(cfg, store.clone(), keys);
-            admin.clock = clock.clone();
-            admin.mailer = mail.clone();
+            p.admin.mailer = mail.clone();
             World {
-                engine,
-                admin,
-                clock,
+                engine: p.engine.with_mailer(mail.clone()),
+                admin: p.admin,
+                clock: p.clock,
                 mail,
-                store,
+                store: p.store,
             }
         }
 
@@ -187,7 +171,7 @@ mod tests {
         }
 
         fn advance(&self, secs: i64) {
-            self.clock.0.fetch_add(secs * 1000, Ordering::SeqCst);
+            self.clock.advance(secs);
         }
     }
 

@@ -404,6 +404,8 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]
