@@ -4,6 +4,7 @@
 mod app_password;
 mod challenge;
 mod clock;
+mod email;
 mod lockout;
 pub mod relogin;
 mod request;
@@ -19,6 +20,7 @@ use crate::config::{Config, Requirement, UnknownUser, ANY_CLASS};
 use crate::crypto::Keys;
 use crate::model::{Account, AuditRecord, Token, TokenKind, TokenState};
 use crate::store::Store;
+use crate::tokens::email::{Mailer, Smtp};
 use crate::tokens::{self, oath, Matcher, Redeemed};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -62,6 +64,8 @@ pub struct Engine {
     challenges: Arc<challenge::Challenges>,
     /// Webmail re-logins (relogin.rs); carried over on reload.
     relogin: Arc<relogin::ReloginCache>,
+    /// Sends e-mailed codes (email.rs); SMTP unless a test puts a recorder here.
+    mailer: Arc<dyn Mailer>,
     /// A TOTP token with a random secret that belongs to nobody: checked in place of real
     /// tokens where there are none (unknown user, no active token), so those answers cost
     /// what a wrong code costs.
@@ -86,6 +90,7 @@ impl Engine {
             sources: Arc::new(SourceLimiter::new()),
             challenges: Arc::new(challenge::Challenges::new(challenge::DEFAULT_LIFETIME)),
             relogin: Arc::new(relogin::ReloginCache::new(relogin::MAX_ENTRIES)),
+            mailer: Arc::new(Smtp),
             decoy: Arc::new(decoy_token(&keys)),
             keys,
         }
@@ -102,6 +107,7 @@ impl Engine {
             sources: self.sources.clone(),
             challenges: self.challenges.clone(),
             relogin: self.relogin.clone(),
+            mailer: self.mailer.clone(),
             decoy: self.decoy.clone(),
         }
     }
