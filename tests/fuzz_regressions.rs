@@ -98,7 +98,14 @@ fn engine_check_account_has_every_token_kind() {
     // split is on the fuzzer's path; the seeds then reach each split with a well-formed code.
     let e = bodies::engine();
     let toks = e.store().tokens(Some("alice")).expect("tokens");
-    for seed in ["yubikey", "yubikey_remote", "motp", "backup", "pin_code"] {
+    for seed in [
+        "yubikey",
+        "yubikey_remote",
+        "motp",
+        "backup",
+        "email",
+        "pin_code",
+    ] {
         let data = std::fs::read(root().join("corpus/engine_check").join(seed)).expect(seed);
         let pw = data.split(|b| *b == 0).nth(1).expect("password");
         let pw = std::str::from_utf8(pw).expect("utf8");

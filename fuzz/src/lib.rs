@@ -33,7 +33,7 @@ pub const YK_REMOTE_PUBLIC_ID: &str = "vvcbcdcecfcg";
 /// The engine the engine_check target drives: account `alice` (PIN 1234, level everywhere)
 /// with one active token of every kind, so every kind's PIN/code split is reached: TOTP (6
 /// digits), HOTP (8 digits), YubiKey and YubiKey validated remotely (44 modhex), mOTP (6 hex),
-/// backup codes (8 digits).
+/// backup codes (8 digits), e-mailed codes.
 pub fn engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
     E.get_or_init(|| {
@@ -74,6 +74,11 @@ pub fn engine() -> &'static Engine {
             .add_motp("alice", "0123456789abcdef", "5555", String::new(), true)
             .expect("motp");
         admin.generate_backup_codes("alice").expect("backup codes");
+        // Active at once, so nothing is sent; [email] is not configured, so a PIN alone
+        // never tries to send a code either: the fuzzer stays off the network.
+        admin
+            .add_email("alice", "alice@example.org", String::new(), true)
+            .expect("e-mail token");
         // Admin refuses a remote YubiKey without a validation server; the store does not.
         let serial = "UBRMFUZZ0001";
         store
