@@ -96,6 +96,8 @@ level = "warn,otpd::front=info"
 path = ""
 [radius]
 listen = ["127.0.0.1:$otpd_port"]
+# All load comes from one address here; the per-source share protects NASes from each other.
+max_in_flight_per_source = 1024
 [[radius.clients]]
 name = "bench"
 address = "127.0.0.1"

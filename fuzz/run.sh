@@ -2,7 +2,9 @@
 # Runs every fuzz target for SECONDS each (default 60) with libFuzzer and AddressSanitizer.
 # The seed corpus is fuzz/corpus/TARGET; what a run finds that is new is kept beside it in a
 # scratch copy, and a crash leaves its input in fuzz/artifacts/TARGET/ and fails the run.
-# Turn every crash into a regression test (tests/fuzz_regressions.rs) before fixing it.
+# Turn every crash into a regression test before fixing it: copy the input to
+# fuzz/regressions/TARGET/, and tests/fuzz_regressions.rs replays it on every cargo test
+# (through the same body, fuzz/src/lib.rs).
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
 set -euo pipefail
@@ -25,7 +27,8 @@ for t in "${targets[@]}"; do
   grep -E '(DONE|stat::number_of_executed_units|ERROR|SUMMARY|panicked)' "$log" || tail -20 "$log"
   rm -rf "$scratch" "$log"
   if [ "$rc" -ne 0 ]; then
-    echo "fuzz target $t failed (exit $rc); the input is in fuzz/artifacts/$t/" >&2
+    echo "fuzz target $t failed (exit $rc); the input is in fuzz/artifacts/$t/:" \
+      "copy it to fuzz/regressions/$t/ (tests/fuzz_regressions.rs replays it)" >&2
     exit 1
   fi
 done

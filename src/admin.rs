@@ -263,6 +263,9 @@ pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, Adm
     let live = SqliteStore::open(&cfg.database_path())?;
     let now = SystemClock.now_ms().div_euclid(1000);
     let totp_burned = live.burn_totp_until(now)?;
+    // A code e-mailed (and maybe used) since the backup must not work again; a user whose
+    // code is dropped asks for a new one with the PIN.
+    live.clear_email_codes()?;
     let hotp = live
         .tokens(None)?
         .into_iter()
@@ -281,6 +284,8 @@ pub struct Admin {
     pub store: Arc<dyn Store>,
     pub keys: Arc<Keys>,
     pub clock: Arc<dyn Clock>,
+    /// Sends e-mailed codes (activation of e-mail tokens); tests put a recorder here.
+    pub mailer: Arc<dyn crate::tokens::email::Mailer>,
 }
 
 /// A token just enrolled: everything the user needs to set up the app, shown once.
@@ -307,6 +312,7 @@ impl Admin {
             store,
             keys,
             clock: Arc::new(SystemClock),
+            mailer: Arc::new(crate::tokens::email::Smtp),
         }
     }
 

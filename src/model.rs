@@ -16,16 +16,20 @@ pub enum TokenKind {
     Motp,
     /// A set of printed one-use backup codes (keyed hashes in `backup_codes`).
     Backup,
+    /// Codes sent by e-mail on request: the address in `public_id`, the current code as a
+    /// keyed hash in `email_codes`.
+    Email,
 }
 
 impl TokenKind {
-    pub const ALL: [TokenKind; 6] = [
+    pub const ALL: [TokenKind; 7] = [
         TokenKind::Totp,
         TokenKind::Hotp,
         TokenKind::Yubikey,
         TokenKind::YubikeyRemote,
         TokenKind::Motp,
         TokenKind::Backup,
+        TokenKind::Email,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +40,7 @@ impl TokenKind {
             TokenKind::YubikeyRemote => "yubikey-remote",
             TokenKind::Motp => "motp",
             TokenKind::Backup => "backup",
+            TokenKind::Email => "email",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -50,6 +55,7 @@ impl TokenKind {
             TokenKind::YubikeyRemote => "YKR",
             TokenKind::Motp => "MOTP",
             TokenKind::Backup => "BKUP",
+            TokenKind::Email => "MAIL",
         }
     }
 }
@@ -125,7 +131,8 @@ pub struct Token {
     pub label: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
-    /// An identifier that is not secret: a YubiKey's public id (modhex).
+    /// An identifier that is not secret: a YubiKey's public id (modhex), an e-mail token's
+    /// address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_id: Option<String>,
 }
@@ -197,4 +204,16 @@ pub struct BackupCode {
     pub id: i64,
     pub salt: Vec<u8>,
     pub hash: Vec<u8>,
+}
+
+/// The code last sent for an e-mail token: a keyed hash, never the code.
+#[derive(Debug, Clone)]
+pub struct EmailCode {
+    /// Never reused: a replaced code's claim cannot redeem its successor.
+    pub id: i64,
+    pub salt: Vec<u8>,
+    pub hash: Vec<u8>,
+    /// Unix seconds; the code works before this.
+    pub expires_at: i64,
+    pub used: bool,
 }

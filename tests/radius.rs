@@ -282,6 +282,19 @@ fn audit_lines(env: &Env, user: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The audit once at least `n` records are there and a further moment has passed. The daemon
+/// queues audit records for its next group commit instead of waiting for them (store/commit.rs),
+/// so a record can land a little after the answer; the pause lets an unwanted extra record
+/// land too, so a count that is too high still fails.
+fn audit_settled(env: &Env, user: &str, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while audit_lines(env, user).len() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    audit_lines(env, user)
+}
+
 /// A six-digit code that is none of the codes valid around now.
 fn wrong_totp_code() -> String {
     let near = oathtool(&[
@@ -334,7 +347,7 @@ fn radclient_pin_totp_accepted_and_wrong_code_rejected() {
     );
     assert!(!ok && out.contains("Received Access-Reject"), "{out}");
     assert!(out.contains("Reply-Message = \"Login failed\""), "{out}");
-    let audit = audit_lines(&r.env, "alice");
+    let audit = audit_settled(&r.env, "alice", 2);
     assert_eq!(audit.len(), 2, "{audit:?}");
     assert!(audit
         .iter()
@@ -427,7 +440,7 @@ fn answers_are_signed_and_carry_proxy_state() {
         vec![b"proxy-one".to_vec(), b"proxy-two".to_vec()],
         "Proxy-State copied back in order"
     );
-    let audit = audit_lines(&r.env, "bob");
+    let audit = audit_settled(&r.env, "bob", 1);
     assert_eq!(audit.len(), 1);
     assert_eq!(
         audit[0]["rhost"], "198.51.100.23",
@@ -439,7 +452,7 @@ fn answers_are_signed_and_carry_proxy_state() {
     assert_eq!(answer[0], 3, "Access-Reject");
     let attrs = verify_answer(&answer, &req);
     assert_eq!(attr_values(&attrs, 18), vec![b"Login failed".to_vec()]);
-    let audit = audit_lines(&r.env, "bob");
+    let audit = audit_settled(&r.env, "bob", 2);
     let newest = audit.last().expect("audit");
     assert_eq!(newest["rhost"], "192.0.2.9", "NAS-IP-Address");
 }
@@ -459,7 +472,7 @@ fn retransmission_gets_identical_answer_and_one_validation() {
     assert_eq!(first[0], 2, "Access-Accept");
     assert_eq!(first, again, "byte-identical answers");
     verify_answer(&again, &req);
-    assert_eq!(audit_lines(&r.env, "bob").len(), 1, "validated once");
+    assert_eq!(audit_settled(&r.env, "bob", 1).len(), 1, "validated once");
 
     // Copies sent back to back, while the first is still being validated.
     let req = access_request(43, "bob", &format!("5678{}", hotp_code(1)), &[]);
@@ -479,7 +492,7 @@ fn retransmission_gets_identical_answer_and_one_validation() {
     );
     assert_eq!(answers[0][0], 2, "Access-Accept, not 'code already used'");
     assert_eq!(
-        audit_lines(&r.env, "bob").len(),
+        audit_settled(&r.env, "bob", 2).len(),
         2,
         "one validation per login"
     );
@@ -488,7 +501,7 @@ fn retransmission_gets_identical_answer_and_one_validation() {
     let req = access_request(43, "bob", &format!("5678{}", hotp_code(1)), &[]);
     let answer = nas.exchange(&req.bytes).expect("answer");
     assert_eq!(answer[0], 3, "a used code is rejected");
-    assert_eq!(audit_lines(&r.env, "bob").len(), 3);
+    assert_eq!(audit_settled(&r.env, "bob", 3).len(), 3);
     let summary = stop_summary(r);
     assert!(
         !summary.contains("duplicates answered from cache 0,"),
@@ -657,7 +670,7 @@ fn malformed_packets_dropped_and_daemon_keeps_answering() {
     verify_answer(&answer, &good);
     let (ok, out) = radclient(r.port, "status", SECRET, "Message-Authenticator = 0x00\n");
     assert!(ok, "{out}");
-    assert_eq!(audit_lines(&r.env, "bob").len(), 1);
+    assert_eq!(audit_settled(&r.env, "bob", 1).len(), 1);
     let summary = stop_summary(r);
     // 10 malformed, 3 with a code that is not a request to this server.
     assert!(summary.contains("malformed 11"), "{summary}");

@@ -25,6 +25,7 @@ declare -A needs=(
   [systemd-analyze]=systemd
   [python3]=python3
   [pip3]=python3-pip
+  [openssl]=openssl
 )
 missing=()
 for what in "${!needs[@]}"; do
@@ -58,11 +59,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ $made_policy = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
-# Python packages from PyPI that tests use to make codes independently of otpd
-# (module -> pip package). Debian's python3 refuses a plain pip install (PEP 668): retry
-# with --break-system-packages, which only adds these small pure-Python packages.
+# Python packages from PyPI that tests use to make codes independently of otpd, and the SMTP
+# server that receives e-mailed codes (module -> pip package). Debian's python3 refuses a
+# plain pip install (PEP 668): retry with --break-system-packages, which only adds these small
+# pure-Python packages.
 declare -A py_needs=(
   [yubiotp]=yubiotp
+  [aiosmtpd]=aiosmtpd
 )
 for mod in "${!py_needs[@]}"; do
   python3 -c "import $mod" >/dev/null 2>&1 && continue

@@ -1,9 +1,6 @@
 //! Any text as a configuration file: an error or a valid config, never a panic.
+//! The body is in fuzz/src/lib.rs, shared with tests/fuzz_regressions.rs.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = otpd::config::Config::from_toml_str(text);
-    }
-});
+fuzz_target!(|data: &[u8]| otpd_fuzz::config_toml(data));

@@ -1,11 +1,6 @@
 //! Any string as a Yubico OTP, and as modhex.
+//! The body is in fuzz/src/lib.rs, shared with tests/fuzz_regressions.rs.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use otpd::tokens::yubico;
 
-fuzz_target!(|data: &[u8]| {
-    let s = String::from_utf8_lossy(data);
-    let _ = yubico::modhex_decode(&s);
-    let _ = yubico::public_id(&s);
-    let _ = yubico::decode(&s, "cbcdcecfcgch", &[0u8; 6], &[0u8; 16]);
-});
+fuzz_target!(|data: &[u8]| otpd_fuzz::yubico_otp(data));

@@ -3,7 +3,7 @@
 
 use super::{invalid, new_serial, Admin, AdminError};
 use crate::model::{NewToken, Token, TokenKind, TokenState};
-use crate::tokens::{self, motp, oath::Algorithm, yubico};
+use crate::tokens::{self, email, motp, oath::Algorithm, yubico};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -86,6 +86,9 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
         TokenKind::Backup => {
             code.len() == tokens::BACKUP_CODE_LEN && code.bytes().all(|b| b.is_ascii_digit())
         }
+        TokenKind::Email => {
+            code.len() == token.digits as usize && code.bytes().all(|b| b.is_ascii_digit())
+        }
     };
     if ok {
         return Ok(());
@@ -100,6 +103,10 @@ pub(super) fn check_code_shape(token: &Token, code: &str) -> Result<(), AdminErr
         ),
         TokenKind::Motp => format!("an mOTP code is {} hex digits", motp::CODE_LEN),
         TokenKind::Backup => format!("a backup code is {} digits", tokens::BACKUP_CODE_LEN),
+        TokenKind::Email => format!(
+            "a code sent to this token is {} digits (see the e-mail)",
+            token.digits
+        ),
     }))
 }
 
@@ -120,6 +127,10 @@ impl Admin {
         active: bool,
         public_id: Option<String>,
     ) -> Result<Token, AdminError> {
+        let digits = match kind {
+            TokenKind::Email => self.cfg.email.digits,
+            _ => tokens::fixed_code_len(kind).unwrap_or(0) as u32,
+        };
         let serial = new_serial(kind)?;
         let sealed = self.keys.seal(serial.as_bytes(), secret)?;
         self.store.insert_token(&NewToken {
@@ -133,7 +144,7 @@ impl Admin {
             },
             // Not OATH: the algorithm column is unused, digits is the code's length.
             algorithm: Algorithm::Sha1,
-            digits: tokens::fixed_code_len(kind).unwrap_or(0) as u32,
+            digits,
             period: 0,
             sealed_secret: sealed,
             label,
@@ -242,6 +253,77 @@ impl Admin {
             active,
             Some(public_id),
         )
+    }
+
+    /// Enrols an e-mail token: codes go to `address` on request. Active at once with
+    /// `active` (the admin vouches for the address); otherwise a first code is sent now and
+    /// the token becomes active when it is typed back (`otpd token activate SERIAL CODE`),
+    /// which proves the address reaches the user. If that first code cannot be sent, nothing
+    /// is stored.
+    pub fn add_email(
+        &self,
+        raw_user: &str,
+        address: &str,
+        label: String,
+        active: bool,
+    ) -> Result<(Token, Option<String>), AdminError> {
+        let account = self.account(raw_user)?;
+        let address =
+            email::check_address(address).map_err(|e| invalid(format!("--address: {e}")))?;
+        check_label(&label)?;
+        if !active && !self.cfg.email.is_configured() {
+            return Err(AdminError::Refused(
+                "a pending e-mail token is activated with a code sent to it, but [email] is \
+                 not configured (email.host, email.from); configure it, or enrol with --active"
+                    .into(),
+            ));
+        }
+        let label = if label.is_empty() {
+            format!("e-mail {}", email::mask(&address))
+        } else {
+            label
+        };
+        let token = self.insert_new(
+            account.id,
+            TokenKind::Email,
+            &[],
+            label,
+            active,
+            Some(address),
+        )?;
+        if active {
+            return Ok((token, None));
+        }
+        match self.send_email_code(&token.serial) {
+            Ok(masked) => Ok((token, Some(masked))),
+            Err(e) => {
+                let _ = self.store.delete_token(&token.serial);
+                Err(AdminError::Refused(format!("{e}; nothing was stored")))
+            }
+        }
+    }
+
+    /// Sends a fresh code to an e-mail token's address (it replaces the one sent before;
+    /// the account's hourly limit counts it). For activating a pending token whose first code
+    /// was lost or ran out; an active token gets its codes at login.
+    pub fn send_email_code(&self, serial: &str) -> Result<String, AdminError> {
+        let token = self.token(serial)?;
+        if token.kind != TokenKind::Email {
+            return Err(invalid(format!(
+                "token {serial} is a {} token; only e-mail tokens are sent codes",
+                token.kind.as_str()
+            )));
+        }
+        email::issue(
+            &self.cfg.email,
+            self.store.as_ref(),
+            &self.keys,
+            self.mailer.as_ref(),
+            &token,
+            &token.user,
+            self.now(),
+        )
+        .map_err(|e| AdminError::Refused(e.to_string()))
     }
 
     /// Imports the Yubico OTP configurations from the CSV log that the YubiKey Personalization

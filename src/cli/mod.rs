@@ -231,6 +231,11 @@ fn restore(cfg: &Config, file: &std::path::Path, yes: bool) -> Result<Outcome, C
         file.display(),
         r.totp_burned
     );
+    println!(
+        "warning: local YubiKey counters, mOTP and HOTP counters and backup codes are as old as \
+         the backup: a YubiKey OTP, HOTP code or backup code used since then could work once \
+         more (TOTP and mOTP codes up to now were marked used; e-mailed codes were dropped)"
+    );
     if !r.hotp.is_empty() {
         println!(
             "warning: HOTP counters are as in the backup: codes used since then on these tokens \
@@ -256,6 +261,21 @@ fn config_check(cfg: &Config, path: Option<&std::path::Path>) -> Result<Outcome,
         cfg.radius.listen.len(),
         cfg.radius.clients.len()
     );
+    if cfg.email.is_configured() {
+        println!(
+            "  e-mail:    configured: relay {}:{} ({}), from {}, codes of {} digits valid {}, \
+             at most {} per account and hour",
+            cfg.email.host,
+            cfg.email.port(),
+            cfg.email.tls.as_str(),
+            cfg.email.from,
+            cfg.email.digits,
+            humantime::format_duration(cfg.email.validity),
+            cfg.email.max_per_hour
+        );
+    } else {
+        println!("  e-mail:    not configured (no [email] host): e-mail tokens cannot log in");
+    }
     Ok(Outcome::Ok)
 }
 

@@ -70,5 +70,12 @@ fn quick_start_socket(cfg: &mut Config, config_path: Option<&std::path::Path>) {
             fallback.display()
         );
         cfg.socket.path = fallback;
+        // A trial run as a normal user: that user may ask its own daemon (`otpd status`);
+        // it can read the key file anyway.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !cfg.socket.allow_uids.contains(&me) {
+            cfg.socket.allow_uids.push(me);
+        }
     }
 }

@@ -22,7 +22,15 @@ pub struct StatusArgs {
 const MAX_ANSWER: u64 = 64 * 1024;
 
 pub fn run(cfg: &Config, a: StatusArgs) -> Result<Outcome, CliError> {
-    let path = a.socket.unwrap_or_else(|| cfg.socket.path.clone());
+    let path = a.socket.unwrap_or_else(|| {
+        // The quick start's fallback (serve without a configuration file, not as root).
+        let quick = cfg.data_dir.join("otpd.sock");
+        if !cfg.socket.path.exists() && quick.exists() {
+            quick
+        } else {
+            cfg.socket.path.clone()
+        }
+    });
     let unreachable = |e: std::io::Error| {
         CliError::Other(format!(
             "the daemon does not answer on {}: {e} (is it running? is this its socket.path? \

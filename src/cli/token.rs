@@ -2,6 +2,7 @@ use super::{fmt_time, print_json, CliError, Outcome};
 use crate::admin::{group4, Admin, TokenOptions, YubikeyOptions};
 use crate::model::{Token, TokenKind, TokenState};
 use crate::qr;
+use crate::tokens::email;
 use crate::tokens::oath::Algorithm;
 use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -17,6 +18,8 @@ pub enum KindArg {
     YubikeyRemote,
     /// Mobile-OTP app (needs --secret HEX and --mpin).
     Motp,
+    /// Codes sent by e-mail at login (needs --address; [email] configured).
+    Email,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -47,6 +50,9 @@ pub enum TokenCmd {
         /// mOTP: the app's own PIN (sealed with the secret).
         #[arg(long)]
         mpin: Option<String>,
+        /// E-mail: where codes are sent. Without --active a first code goes there now.
+        #[arg(long, value_name = "ADDRESS")]
+        address: Option<String>,
         /// YubiKey: the public id, 12 modhex characters (the first 12 of every OTP).
         #[arg(long, value_name = "MODHEX")]
         public_id: Option<String>,
@@ -96,6 +102,8 @@ pub enum TokenCmd {
     },
     /// Activate a pending token with one correct code.
     Activate { serial: String, code: String },
+    /// Send a fresh code to a pending e-mail token (the first was lost or ran out).
+    SendCode { serial: String },
     /// Find two consecutive codes in a wide window and continue from there.
     Resync {
         serial: String,
@@ -123,7 +131,65 @@ pub enum TokenCmd {
 }
 
 pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
+    if let TokenCmd::Add {
+        kind,
+        address: Some(_),
+        ..
+    } = &cmd
+    {
+        if *kind != KindArg::Email {
+            return Err(CliError::Other("--address is for --type email".into()));
+        }
+    }
     match cmd {
+        TokenCmd::Add {
+            user,
+            kind: KindArg::Email,
+            address,
+            secret,
+            mpin,
+            public_id,
+            private_id,
+            aes_key,
+            label,
+            active,
+            json,
+            ..
+        } => {
+            if secret.is_some()
+                || mpin.is_some()
+                || public_id.is_some()
+                || private_id.is_some()
+                || aes_key.is_some()
+            {
+                return Err(CliError::Other(
+                    "an e-mail token holds only --address; it has no secret".into(),
+                ));
+            }
+            let address = address
+                .ok_or_else(|| CliError::Other("--type email needs --address ADDRESS".into()))?;
+            let (t, sent_to) = a.add_email(&user, &address, label, active)?;
+            if json {
+                let mut v = token_json(&t)?;
+                if let (Some(to), Some(obj)) = (&sent_to, v.as_object_mut()) {
+                    obj.insert("code_sent_to".into(), to.clone().into());
+                }
+                print_json(&v)?;
+            } else {
+                println!("serial:  {}", t.serial);
+                println!("user:    {}", t.user);
+                println!("type:    {}", t.kind.as_str());
+                println!("state:   {}", t.state.as_str());
+                println!("address: {}", t.public_id.as_deref().unwrap_or("-"));
+                if let Some(to) = sent_to {
+                    println!(
+                        "A code was sent to {to}. Activate the token with it:\n  otpd token \
+                         activate {} CODE\n(otpd token send-code {} sends a new one)",
+                        t.serial, t.serial
+                    );
+                }
+            }
+        }
         TokenCmd::Add {
             user,
             kind: KindArg::Yubikey,
@@ -217,6 +283,7 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
             kind,
             secret,
             mpin,
+            address: _,
             public_id,
             private_id,
             aes_key,
@@ -342,6 +409,18 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
             let t = a.activate(&serial, &code)?;
             println!("token {} is active", t.serial);
         }
+        TokenCmd::SendCode { serial } => {
+            let t = a.token(&serial)?;
+            if t.state != TokenState::Pending {
+                return Err(CliError::Other(format!(
+                    "token {serial} is {}; an active e-mail token gets its codes at login \
+                     (the PIN alone asks for one)",
+                    t.state.as_str()
+                )));
+            }
+            let to = a.send_email_code(&serial)?;
+            println!("a new code was sent to {to}; the one before no longer works");
+        }
         TokenCmd::Resync {
             serial,
             code1,
@@ -376,14 +455,17 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                         let (left, total) = a.store.backup_code_counts(t.id)?;
                         (format!("{left} of {total} codes left"), Some((left, total)))
                     }
+                    TokenKind::Email => (
+                        t.public_id.as_deref().map(email::mask).unwrap_or_default(),
+                        None,
+                    ),
                     _ => (t.public_id.clone().unwrap_or_default(), None),
                 });
             }
             if json {
                 let mut out = Vec::with_capacity(tokens.len());
                 for (t, (_, counts)) in tokens.iter().zip(&details) {
-                    let mut v =
-                        serde_json::to_value(t).map_err(|e| CliError::Other(e.to_string()))?;
+                    let mut v = token_json(t)?;
                     if let (Some((left, total)), Some(obj)) = (counts, v.as_object_mut()) {
                         obj.insert("codes_left".into(), (*left).into());
                         obj.insert("codes_total".into(), (*total).into());
@@ -415,7 +497,12 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
         TokenCmd::Show { serial, json } => {
             let t = a.token(&serial)?;
             if json {
-                print_json(&t)?;
+                // One token asked for by serial: the admin sees the whole address.
+                let mut v = token_json(&t)?;
+                if let (TokenKind::Email, Some(obj)) = (t.kind, v.as_object_mut()) {
+                    obj.insert("address".into(), t.public_id.clone().into());
+                }
+                print_json(&v)?;
             } else {
                 show(&t);
             }
@@ -476,6 +563,20 @@ fn read_owner_map(
     Ok(map)
 }
 
+/// A token as JSON. An e-mail token's address is shown masked, as `address`, not as
+/// `public_id`: lists are read over shoulders and pasted into tickets.
+fn token_json(t: &Token) -> Result<serde_json::Value, CliError> {
+    let mut v = serde_json::to_value(t).map_err(|e| CliError::Other(e.to_string()))?;
+    if let (TokenKind::Email, Some(obj)) = (t.kind, v.as_object_mut()) {
+        obj.remove("public_id");
+        obj.insert(
+            "address".into(),
+            t.public_id.as_deref().map(email::mask).into(),
+        );
+    }
+    Ok(v)
+}
+
 /// Prints a token enrolled without a QR code (hardware keys, mOTP).
 fn enrolled(t: &Token, json: bool) -> Result<(), CliError> {
     if json {
@@ -524,6 +625,10 @@ fn show(t: &Token) {
         TokenKind::YubikeyRemote => {
             println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
             println!("checked by: the validation server ([yubico])");
+        }
+        TokenKind::Email => {
+            println!("address:    {}", t.public_id.as_deref().unwrap_or("-"));
+            println!("digits:     {}", t.digits);
         }
         TokenKind::Yubikey => {
             println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));

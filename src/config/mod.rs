@@ -3,10 +3,12 @@
 //! trust these values.
 
 mod duration;
+pub mod email;
 pub mod radius;
 pub mod socket;
 pub mod tokens;
 
+pub use email::{EmailConfig, EmailTls};
 pub use radius::{RadiusClientConfig, RadiusConfig};
 pub use socket::SocketConfig;
 pub use tokens::{MotpConfig, YubicoConfig};
@@ -51,6 +53,9 @@ pub struct Config {
     pub lockout: LockoutConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
+    /// A table names only what it changes: `[services.web] rhosts = [...]` keeps the built-in
+    /// class's PAM names and re-login cache.
+    #[serde(deserialize_with = "services_over_builtin")]
     pub services: BTreeMap<String, ServiceConfig>,
     pub levels: BTreeMap<String, BTreeMap<String, Requirement>>,
     pub radius: RadiusConfig,
@@ -58,6 +63,7 @@ pub struct Config {
     pub yubico: YubicoConfig,
     pub motp: MotpConfig,
     pub metrics: MetricsConfig,
+    pub email: EmailConfig,
 }
 
 impl Default for Config {
@@ -81,6 +87,7 @@ impl Default for Config {
             yubico: YubicoConfig::default(),
             motp: MotpConfig::default(),
             metrics: MetricsConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -319,6 +326,33 @@ pub const BUILTIN_CLASSES: [&str; 4] = ["web", "mail", "ssh", "vpn"];
 /// The cell of a level that applies to classes it does not name.
 pub const ANY_CLASS: &str = "*";
 
+/// Reads `[services.NAME]` tables as changes to the built-in class of that name (or to an
+/// empty class for a new name): each key given wins, every other key keeps its value.
+fn services_over_builtin<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, ServiceConfig>, D::Error> {
+    use serde::de::Error;
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    let builtin = default_services();
+    let mut out = BTreeMap::new();
+    for (name, given) in raw {
+        let base = builtin.get(&name).cloned().unwrap_or_default();
+        let mut merged = serde_json::to_value(&base).map_err(D::Error::custom)?;
+        match (given, &mut merged) {
+            (serde_json::Value::Object(keys), serde_json::Value::Object(m)) => m.extend(keys),
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "services.{name}: must be a table of settings"
+                )))
+            }
+        }
+        let svc = ServiceConfig::deserialize(merged)
+            .map_err(|e| D::Error::custom(format!("services.{name}: {e}")))?;
+        out.insert(name, svc);
+    }
+    Ok(out)
+}
+
 fn default_services() -> BTreeMap<String, ServiceConfig> {
     let mk = |pam: &[&str], relogin: bool| ServiceConfig {
         pam_services: pam.iter().map(|s| s.to_string()).collect(),
@@ -522,6 +556,7 @@ impl Config {
         self.socket.validate()?;
         self.yubico.validate()?;
         self.motp.validate()?;
+        self.email.validate()?;
         Ok(())
     }
 
@@ -615,6 +650,20 @@ mod tests {
     }
 
     #[test]
+    fn a_service_table_changes_only_the_keys_it_names() {
+        let c = load_str("[services.web]\nrhosts = [\"192.0.2.10/32\"]\n").expect("load");
+        let web = &c.services["web"];
+        assert_eq!(web.rhosts.len(), 1);
+        assert!(web.relogin_cache, "built-in value kept");
+        assert!(web.pam_services.iter().any(|p| p == "roundcube"));
+        let c = load_str("[services.dav]\npam_services = [\"dav\"]\n").expect("load");
+        assert!(!c.services["dav"].relogin_cache);
+        let e = load_str("[services.web]\nrelogin_cahce = true\n").expect_err("typo");
+        assert!(e.to_string().contains("relogin_cahce"), "{e}");
+        assert!(e.to_string().contains("services.web"), "{e}");
+    }
+
+    #[test]
     fn level_override_merges_over_defaults() {
         let c = load_str("[services.dav]\n[levels.web-otp]\ndav = \"otp\"\n").expect("load");
         assert_eq!(c.requirement("web-otp", "dav"), Some(Requirement::Otp));
@@ -652,7 +701,7 @@ mod tests {
         missing.retain(|k| {
             ![
                 "pin", "hotp", "totp", "lockout", "log", "audit", "services", "levels", "radius",
-                "socket", "metrics", "yubico", "motp",
+                "socket", "metrics", "yubico", "motp", "email",
             ]
             .contains(&k.as_str())
         });

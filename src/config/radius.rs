@@ -16,6 +16,10 @@ pub struct RadiusConfig {
     pub duplicate_window: Duration,
     /// Requests being validated at once; more are dropped and counted.
     pub max_in_flight: usize,
+    /// Requests from one source address being validated at once, so that one client (or
+    /// whoever forges its address) cannot take every slot; 0 = a quarter of
+    /// `max_in_flight` (at least 1).
+    pub max_in_flight_per_source: usize,
     /// How long a two-step login's State stays valid.
     #[serde(with = "super::duration")]
     pub state_lifetime: Duration,
@@ -28,6 +32,7 @@ impl Default for RadiusConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 1812))],
             duplicate_window: Duration::from_secs(30),
             max_in_flight: 1024,
+            max_in_flight_per_source: 0,
             state_lifetime: Duration::from_secs(120),
             clients: Vec::new(),
         }
@@ -64,9 +69,26 @@ fn ip_or_net<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> 
 }
 
 impl RadiusConfig {
+    /// The per-source bound in force.
+    pub fn per_source_in_flight(&self) -> usize {
+        match self.max_in_flight_per_source {
+            0 => (self.max_in_flight / 4).max(1),
+            n => n,
+        }
+    }
+
     pub(super) fn validate(&self, cfg: &Config) -> Result<(), ConfigError> {
         if self.max_in_flight == 0 || self.max_in_flight > 1_000_000 {
             return Err(invalid("radius.max_in_flight", "allowed: 1 to 1000000"));
+        }
+        if self.max_in_flight_per_source > self.max_in_flight {
+            return Err(invalid(
+                "radius.max_in_flight_per_source",
+                format!(
+                    "at most max_in_flight ({}); 0 means a quarter of it",
+                    self.max_in_flight
+                ),
+            ));
         }
         for (i, c) in self.clients.iter().enumerate() {
             let key = format!("radius.clients[{i}] ({})", c.name);

@@ -13,6 +13,7 @@ use crate::model::Account;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// How long a State is valid unless the caller sets another lifetime.
@@ -86,6 +87,11 @@ impl Challenges {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How long a State lives unless a kind of challenge needs longer.
+    pub(super) fn lifetime_ms(&self) -> i64 {
+        self.lifetime_ms
+    }
+
     fn issue(
         &self,
         now_ms: i64,
@@ -93,6 +99,7 @@ impl Challenges {
         client: Option<&str>,
         class: &str,
         pin: &str,
+        lifetime_ms: i64,
     ) -> Result<String, &'static str> {
         let mut bytes = [0u8; STATE_BYTES];
         crypto::fill_random(&mut bytes).map_err(|_| "no randomness for a challenge state")?;
@@ -127,7 +134,7 @@ impl Challenges {
                 client: client.map(str::to_string),
                 class: class.to_string(),
                 pin: Zeroizing::new(pin.to_string()),
-                expires_ms: now_ms.saturating_add(self.lifetime_ms),
+                expires_ms: now_ms.saturating_add(lifetime_ms),
             },
         );
         Ok(state)
@@ -176,13 +183,26 @@ impl Engine {
             .services
             .get(class)
             .is_some_and(|s| s.challenge_on_pin_only);
-        if !two_step {
+        // The PIN alone is the only way to ask for an e-mailed code, so an account with an
+        // e-mail token gets the two-step login in every class that asks for OTP.
+        let email = self.active_email_token(account);
+        if !two_step && email.is_none() {
             return self.check_otp(user, account, req);
         }
         let now_ms = self.clock.now_ms();
+        let now = now_ms.div_euclid(1000);
         // A locked or throttled account gets its refusal from the one-step path; the PIN is
         // not looked at.
-        if lockout::blocked(account, now_ms.div_euclid(1000), &self.cfg.lockout).is_some() {
+        if lockout::blocked(account, now, &self.cfg.lockout).is_some() {
+            return self.check_otp(user, account, req);
+        }
+        // Nor does a blocked source get mail sent.
+        if email.is_some()
+            && self
+                .sources
+                .blocked(req.rhost.as_deref(), &user, now, &self.cfg.lockout)
+                .is_some()
+        {
             return self.check_otp(user, account, req);
         }
         let pin_alone = match (&account.pin_salt, &account.pin_hash) {
@@ -192,14 +212,43 @@ impl Engine {
         if !pin_alone {
             return self.check_otp(user, account, req);
         }
+        let mut lifetime_ms = self.challenges.lifetime_ms();
+        let (message, reason, serial) = match &email {
+            None => (
+                CODE_PROMPT.to_string(),
+                "PIN correct; code asked".to_string(),
+                None,
+            ),
+            Some(token) => match self.send_email_code(&user, token, now) {
+                Ok(to) => {
+                    lifetime_ms = lifetime_ms.max(self.email_state_lifetime_ms());
+                    (
+                        format!("A code was sent to {to}; enter it"),
+                        format!("PIN correct; e-mail code sent to {to}"),
+                        Some(token.serial.clone()),
+                    )
+                }
+                // Not counted as a failure: the PIN was right, the relay or the limit said no.
+                Err(e) => {
+                    return Decision::reject(user, e.to_string()).serial(token.serial.clone())
+                }
+            },
+        };
         match self.challenges.issue(
             now_ms,
             &user,
             req.client.as_deref(),
             class,
             req.password.as_str(),
+            lifetime_ms,
         ) {
-            Ok(state) => Decision::challenge(user, CODE_PROMPT, state, "PIN correct; code asked"),
+            Ok(state) => {
+                let d = Decision::challenge(user, &message, state, &reason);
+                match serial {
+                    Some(s) => d.serial(s),
+                    None => d,
+                }
+            }
             Err(why) => Decision::reject(user, why),
         }
     }
@@ -221,6 +270,16 @@ impl Engine {
         if p.user != user || p.client.as_deref() != req.client.as_deref() || p.class != class {
             return Decision::reject(user, "challenge state issued to another login");
         }
+        // Dovecot (and other PAM callers) answer every prompt with the password typed at the
+        // start: an answer that is the PIN again is a client echoing, not a guess at a code.
+        // Refused without counting, so a mail client that asks for an e-mailed code with the
+        // PIN alone does not creep towards the lockout.
+        if bool::from(p.pin.as_bytes().ct_eq(req.password.as_bytes())) {
+            return Decision::reject(
+                user,
+                "challenge answered with the PIN again (a client repeating the password); not counted",
+            );
+        }
         let mut password = Zeroizing::new(String::with_capacity(p.pin.len() + req.password.len()));
         password.push_str(&p.pin);
         password.push_str(&req.password);
@@ -236,25 +295,12 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::{Admin, TokenOptions};
     use crate::config::Config;
-    use crate::crypto::{Keys, MasterKey};
-    use crate::engine::{Clock, Verdict};
+    use crate::engine::testkit::{self, oath_token, TestClock, SECRET};
+    use crate::engine::Verdict;
     use crate::model::TokenKind;
-    use crate::store::{SqliteStore, Store};
     use crate::tokens::oath::{hotp, Algorithm};
-    use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::Arc;
-
-    const SECRET: &[u8] = b"12345678901234567890";
-    const SECRET_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-
-    struct TestClock(AtomicI64);
-    impl Clock for TestClock {
-        fn now_ms(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
 
     struct World {
         engine: Engine,
@@ -267,35 +313,20 @@ mod tests {
             if let Some(vpn) = cfg.services.get_mut("vpn") {
                 vpn.challenge_on_pin_only = two_step;
             }
-            let cfg = Arc::new(cfg);
-            let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
-            let keys = Arc::new(Keys::new(&MasterKey::from_bytes([5u8; 32])));
-            let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)));
-            let mut admin = Admin::new(cfg.clone(), store.clone(), keys.clone());
-            admin.clock = clock.clone();
+            let p = testkit::parts(Arc::new(cfg));
             for user in ["alice", "bob"] {
-                admin.add_user(user, Some("1234"), None).expect("user");
-                admin
-                    .add_token(
-                        user,
-                        TokenOptions {
-                            kind: TokenKind::Hotp,
-                            secret_b32: Some(SECRET_B32.to_string().into()),
-                            digits: 6,
-                            algorithm: Algorithm::Sha1,
-                            period: 30,
-                            label: String::new(),
-                            active: true,
-                        },
-                    )
+                p.admin.add_user(user, Some("1234"), None).expect("user");
+                p.admin
+                    .add_token(user, oath_token(TokenKind::Hotp, true))
                     .expect("token");
-                admin
+                p.admin
                     .set_user(user, None, Some("everywhere"))
                     .expect("level");
             }
-            let engine = Engine::with_clock(cfg, store, keys, clock.clone())
-                .with_challenge_lifetime(Duration::from_secs(60));
-            World { engine, clock }
+            World {
+                engine: p.engine.with_challenge_lifetime(Duration::from_secs(60)),
+                clock: p.clock,
+            }
         }
 
         fn check(&self, user: &str, password: &str, client: &str, state: Option<&str>) -> Decision {
@@ -373,7 +404,7 @@ mod tests {
     fn state_expires() {
         let w = World::new(true);
         let s = w.check("alice", "1234", "nas", None).state.expect("state");
-        w.clock.0.fetch_add(61_000, Ordering::SeqCst);
+        w.clock.advance(61);
         let d = w.check("alice", &World::code(0), "nas", Some(&s));
         assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
         assert!(d.reason.contains("expired"), "{d:?}");

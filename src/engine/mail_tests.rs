@@ -1,24 +1,13 @@
 //! Engine tests of the mail-provider path: the re-login cache and app passwords, through
 //! `Engine::check` with an in-memory store and a clock the test moves.
 
+use super::testkit::{self, oath_token, TestClock, SECRET};
 use super::*;
-use crate::admin::{Admin, TokenOptions};
-use crate::crypto::MasterKey;
+use crate::admin::Admin;
 use crate::model::{AuditFilter, TokenKind};
-use crate::store::SqliteStore;
 use crate::tokens::oath::{hotp, Algorithm};
-use std::sync::atomic::{AtomicI64, Ordering};
 
-const SECRET: &[u8] = b"12345678901234567890";
-const SECRET_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 const WEBMAIL: &str = "192.0.2.10";
-
-struct TestClock(AtomicI64);
-impl Clock for TestClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 struct World {
     engine: Engine,
@@ -28,22 +17,16 @@ struct World {
 
 impl World {
     fn new(toml: &str) -> World {
-        let cfg = Arc::new(Config::from_toml_str(toml).expect("config"));
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
-        let keys = Arc::new(Keys::new(&MasterKey::from_bytes([5u8; 32])));
-        let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)));
-        let engine = Engine::with_clock(cfg.clone(), store.clone(), keys.clone(), clock.clone());
-        let mut admin = Admin::new(cfg, store, keys);
-        admin.clock = clock.clone();
+        let p = testkit::parts(Arc::new(Config::from_toml_str(toml).expect("config")));
         World {
-            engine,
-            admin,
-            clock,
+            engine: p.engine,
+            admin: p.admin,
+            clock: p.clock,
         }
     }
 
     fn advance(&self, secs: i64) {
-        self.clock.0.fetch_add(secs * 1000, Ordering::SeqCst);
+        self.clock.advance(secs);
     }
 
     /// `user` with PIN 1234 and an active HOTP token on SECRET at `level`; returns the serial.
@@ -53,18 +36,7 @@ impl World {
             .expect("add user");
         let e = self
             .admin
-            .add_token(
-                user,
-                TokenOptions {
-                    kind: TokenKind::Hotp,
-                    secret_b32: Some(SECRET_B32.to_string().into()),
-                    digits: 6,
-                    algorithm: Algorithm::Sha1,
-                    period: 30,
-                    label: String::new(),
-                    active: true,
-                },
-            )
+            .add_token(user, oath_token(TokenKind::Hotp, true))
             .expect("add token");
         self.admin
             .set_user(user, None, Some(level))

@@ -1,26 +1,15 @@
+use super::testkit::{self, oath_token, TestClock, SECRET};
 use super::*;
 use crate::admin::{Admin, TokenOptions};
 use crate::config::Config;
-use crate::crypto::{Keys, MasterKey};
 use crate::model::TokenKind;
 use crate::store::SqliteStore;
 use crate::tokens::oath::{hotp, Algorithm};
-use std::sync::atomic::{AtomicI64, Ordering};
-
-const SECRET: &[u8] = b"12345678901234567890";
-const SECRET_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-
-struct FixedClock(AtomicI64);
-impl Clock for FixedClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 struct World {
     engine: Engine,
     admin: Admin,
-    clock: Arc<FixedClock>,
+    clock: Arc<TestClock>,
 }
 
 impl World {
@@ -29,25 +18,20 @@ impl World {
     }
 
     fn with_store(cfg: Config, store: Arc<dyn Store>) -> World {
-        let cfg = Arc::new(cfg.finish().expect("config"));
-        let keys = Arc::new(Keys::new(&MasterKey::from_bytes([3u8; 32])));
-        let clock = Arc::new(FixedClock(AtomicI64::new(1_700_000_000_000)));
-        let engine = Engine::with_clock(cfg.clone(), store.clone(), keys.clone(), clock.clone());
-        let mut admin = Admin::new(cfg, store, keys);
-        admin.clock = clock.clone();
+        let p = testkit::parts_with_store(Arc::new(cfg.finish().expect("config")), store);
         World {
-            engine,
-            admin,
-            clock,
+            engine: p.engine,
+            admin: p.admin,
+            clock: p.clock,
         }
     }
 
     fn now(&self) -> i64 {
-        self.clock.0.load(Ordering::SeqCst) / 1000
+        self.clock.now_s()
     }
 
     fn advance(&self, secs: i64) {
-        self.clock.0.fetch_add(secs * 1000, Ordering::SeqCst);
+        self.clock.advance(secs);
     }
 
     /// alice, PIN 1234, one active token, level everywhere.
@@ -83,15 +67,7 @@ impl World {
 }
 
 fn opts(kind: TokenKind, active: bool) -> TokenOptions {
-    TokenOptions {
-        kind,
-        secret_b32: Some(SECRET_B32.to_string().into()),
-        digits: 6,
-        algorithm: Algorithm::Sha1,
-        period: 30,
-        label: String::new(),
-        active,
-    }
+    oath_token(kind, active)
 }
 
 #[test]

@@ -23,6 +23,8 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
 pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
+    // Uptime counts from here, not from the first request that touches the metrics.
+    crate::metrics::get();
     let engine = handle.current();
     let cfg = Arc::new(engine.config().clone());
     let stop = shutdown_signal()

@@ -4,7 +4,9 @@
 //! What keeps it safe to leave open to a mail server's processes: the file is mode 0660 with a
 //! chosen group, and on top of that every peer's uid/gid (SO_PEERCRED, which the peer cannot
 //! forge) must be on the allow-list; connections are bounded by a semaphore, lines by
-//! [`protocol::MAX_LINE`], and idle or stalled peers by `idle_timeout`.
+//! [`protocol::MAX_LINE`], and idle or stalled peers by `idle_timeout`. When every slot is
+//! taken, the connection that has waited longest for a request line is closed to make room
+//! for the newcomer ([`Waiting`]): idle connections cannot starve a real login.
 
 use super::protocol::{self, codes, ProtoError, Request};
 use super::EngineHandle;
@@ -12,21 +14,110 @@ use super::FrontError;
 use crate::config::SocketConfig;
 use crate::engine::{messages, AccountVerdict, CheckRequest};
 use crate::metrics::{self, Frontend};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use zeroize::Zeroizing;
 
 /// The socket file's mode: owner and group read/write, nobody else.
 const MODE: u32 = 0o660;
 /// How long a peer on a stale-looking socket gets to accept before we call it alive.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a newcomer waits for the slot of the connection closed for it.
+const EVICT_WAIT: Duration = Duration::from_millis(200);
+
+/// The open connections that wait for a request line (idle between requests, or a line not
+/// yet complete), by when their wait began. Full house: the one that waited longest is closed
+/// for the newcomer. A connection whose request is being worked on is never closed. A peer
+/// that opens connections and sends nothing only ever pushes out its own oldest ones; a real
+/// client sends its line right after connecting, so it would take `max_connections` newer
+/// connections in those microseconds to push it out.
+#[derive(Default)]
+struct Waiting {
+    /// Tickets in order; 0 means "working, not evictable".
+    next: AtomicU64,
+    conns: Mutex<HashMap<u64, Arc<ConnState>>>,
+}
+
+struct ConnState {
+    /// Ticket taken when the current wait for a line began; 0 while a request is worked on.
+    waiting_since: AtomicU64,
+    evict: Notify,
+}
+
+/// Removes a connection from [`Waiting`] when it ends.
+struct Registered {
+    waiting: Arc<Waiting>,
+    id: u64,
+    state: Arc<ConnState>,
+}
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ticket(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn register(self: &Arc<Self>) -> Registered {
+        let id = self.ticket();
+        let state = Arc::new(ConnState {
+            waiting_since: AtomicU64::new(id),
+            evict: Notify::new(),
+        });
+        self.lock().insert(id, state.clone());
+        Registered {
+            waiting: self.clone(),
+            id,
+            state,
+        }
+    }
+
+    /// Tells the connection that has waited longest to close. False when none waits.
+    fn evict_oldest(&self) -> bool {
+        let m = self.lock();
+        let oldest = m
+            .values()
+            .filter(|c| c.waiting_since.load(Ordering::Relaxed) != 0)
+            .min_by_key(|c| c.waiting_since.load(Ordering::Relaxed));
+        match oldest {
+            Some(c) => {
+                c.waiting_since.store(0, Ordering::Relaxed);
+                // Stored if the connection is not parked on it right now: it closes at its
+                // next wait.
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Registered {
+    fn waiting(&self) {
+        let t = self.waiting.ticket();
+        self.state.waiting_since.store(t, Ordering::Relaxed);
+    }
+
+    fn working(&self) {
+        self.state.waiting_since.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.waiting.lock().remove(&self.id);
+    }
+}
 
 /// A bound listener, before it serves.
 pub struct SocketFront {
@@ -127,6 +218,8 @@ impl SocketFront {
         let cfg = Arc::new(self.cfg);
         let refused = Arc::new(Throttle::default());
         let busy = Arc::new(Throttle::default());
+        let evicted = Arc::new(Throttle::default());
+        let waiting = Arc::new(Waiting::default());
         loop {
             let stream = match self.listener.accept().await {
                 Ok((s, _)) => s,
@@ -163,7 +256,29 @@ impl SocketFront {
                 );
                 continue;
             }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                // Full house: close the connection that waited longest for a request and
+                // take its slot.
+                Err(_) if waiting.evict_oldest() => {
+                    if let Some(n) = evicted.tick() {
+                        tracing::warn!(
+                            uid,
+                            pid,
+                            max_connections = cfg.max_connections,
+                            evicted_so_far = n,
+                            "socket: max_connections reached; closed the connection that \
+                             waited longest for a request to make room"
+                        );
+                    }
+                    tokio::time::timeout(EVICT_WAIT, slots.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                }
+                Err(_) => None,
+            };
+            let Some(permit) = permit else {
                 if let Some(n) = busy.tick() {
                     tracing::warn!(
                         uid,
@@ -179,8 +294,10 @@ impl SocketFront {
             };
             let engine = engine.clone();
             let idle = cfg.idle_timeout;
+            let reg = waiting.register();
             tokio::spawn(async move {
-                serve_conn(stream, engine, idle).await;
+                serve_conn(stream, engine, idle, &reg).await;
+                drop(reg);
                 drop(permit);
             });
         }
@@ -359,13 +476,23 @@ fn push_wiped(buf: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
     buf.extend_from_slice(data);
 }
 
-async fn serve_conn(stream: UnixStream, engine: Arc<EngineHandle>, idle: Duration) {
+async fn serve_conn(
+    stream: UnixStream,
+    engine: Arc<EngineHandle>,
+    idle: Duration,
+    reg: &Registered,
+) {
     let (rd, mut wr) = stream.into_split();
     // Small: a PAM request is a few hundred bytes; longer lines accumulate in `line`.
     let mut rd = BufReader::with_capacity(4096, rd);
     loop {
         let mut line = Zeroizing::new(Vec::with_capacity(1024));
-        let read = tokio::time::timeout(idle, read_line(&mut rd, &mut line)).await;
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, read_line(&mut rd, &mut line)) => r,
+            // Closed to make room for a newcomer (max_connections): like an idle timeout.
+            () = reg.state.evict.notified() => return,
+        };
+        reg.working();
         // From a whole line until its answer is written: a stop waits for it (front::serve).
         let working = engine.begin();
         let (answer, keep_open) = match read {
@@ -388,7 +515,7 @@ async fn serve_conn(stream: UnixStream, engine: Arc<EngineHandle>, idle: Duratio
         let written = tokio::time::timeout(idle, wr.write_all(&answer)).await;
         drop(working);
         match written {
-            Ok(Ok(())) if keep_open => {}
+            Ok(Ok(())) if keep_open => reg.waiting(),
             _ => return,
         }
     }

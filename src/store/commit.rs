@@ -51,6 +51,9 @@ pub(super) const SQL_FAILURE: &str =
 pub(super) const SQL_CLEAR: &str =
     "UPDATE accounts SET failures = 0, last_failure = NULL, locked_until = NULL
      WHERE id = ?1 AND (failures != 0 OR locked_until IS NOT NULL)";
+pub(super) const SQL_UNKNOWN: &str =
+    "INSERT INTO meta (name, value) VALUES ('unknown_user_last_failure', ?1)
+     ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 pub(super) const SQL_AUDIT: &str =
     "INSERT INTO audit (ts_ms, user, service, rhost, client, verdict, reason, serial)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -73,6 +76,9 @@ pub(super) enum Op {
     },
     ClearFailures {
         account_id: i64,
+    },
+    UnknownFailure {
+        now: i64,
     },
     Audit(AuditRecord),
     /// A statement that fails, to test that a failed batch answers every waiter with an error.
@@ -121,6 +127,11 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<
         }
         Op::ClearFailures { account_id } => {
             conn.prepare_cached(SQL_CLEAR)?.execute([account_id])?;
+            Answer::Done
+        }
+        Op::UnknownFailure { now } => {
+            conn.prepare_cached(SQL_UNKNOWN)?
+                .execute(params![now.to_string().into_bytes()])?;
             Answer::Done
         }
         Op::Audit(r) => {
@@ -366,7 +377,9 @@ fn writer(mut conn: Connection, queue: &Queue) {
         if batch.iter().all(|j| j.reply.is_none()) {
             // Only audit records, which nobody waits for: the login that follows usually
             // comes within a fraction of a millisecond and its counter update can share the
-            // fsync. A lone login thus costs one commit, not two.
+            // fsync. A lone login thus costs one commit, not two, and whether a login waits
+            // for one fsync or two no longer depends on how long the login before it took
+            // (a timing signal, docs/security.md).
             queue.take_within(&mut batch, MAX_BATCH, AUDIT_LINGER);
         }
         commit(&mut conn, &mut batch);

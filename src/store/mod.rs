@@ -11,7 +11,8 @@ pub mod sqlite;
 pub use sqlite::SqliteStore;
 
 use crate::model::{
-    Account, AppPassword, AuditFilter, AuditRecord, BackupCode, NewToken, Token, TokenState,
+    Account, AppPassword, AuditFilter, AuditRecord, BackupCode, EmailCode, NewToken, Token,
+    TokenState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -133,4 +134,37 @@ pub trait Store: Send + Sync {
     fn use_backup_code(&self, token_id: i64, code_id: i64, now: i64) -> StoreResult<bool>;
     /// (unused, all) backup codes of a token.
     fn backup_code_counts(&self, token_id: i64) -> StoreResult<(u32, u32)>;
+    /// A failed login of a user otpd does not know, with `unknown_user = "reject"`: one
+    /// durable write, as a wrong PIN's failure count costs, so the answer time does not tell
+    /// whether the account exists. Records the time of the latest such failure.
+    fn record_unknown_failure(&self, now: i64) -> StoreResult<()>;
+    // Added by the e-mail codes work (issue 5).
+    /// Counts one e-mail send for the account, only if fewer than `max` were counted since
+    /// `since` (older counts are dropped). Atomic; `false` means the limit is reached and
+    /// nothing was counted.
+    fn take_email_send(&self, account_id: i64, now: i64, since: i64, max: u32)
+        -> StoreResult<bool>;
+    /// Stores the keyed hash of a new e-mail code for the token; the code sent before stops
+    /// working in the same step. Durable before it returns.
+    fn replace_email_code(
+        &self,
+        token_id: i64,
+        salt: &[u8],
+        hash: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// The token's current e-mail code, used or not, if one was ever sent.
+    fn email_code(&self, token_id: i64) -> StoreResult<Option<EmailCode>>;
+    /// Marks the code `code_id` used, only if it is still the token's code, unused and not
+    /// expired at `now`; records the token's use and, when `activate`, turns a pending token
+    /// active. Durable before it returns `true`; `false` means another request used it first
+    /// (or it was replaced or ran out meanwhile).
+    fn use_email_code(
+        &self,
+        token_id: i64,
+        code_id: i64,
+        now: i64,
+        activate: bool,
+    ) -> StoreResult<bool>;
 }

@@ -76,4 +76,22 @@ pub const MIGRATIONS: &[&str] = &[
         used_at   INTEGER
     );
     CREATE INDEX backup_codes_token ON backup_codes(token_id);",
+    // 5 (e-mail codes): the code last sent per e-mail token (keyed hash, expiry, used once;
+    // AUTOINCREMENT so a replaced code's id never comes back), and the sends per account for
+    // the hourly rate limit.
+    "CREATE TABLE email_codes (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        token_id    INTEGER NOT NULL UNIQUE REFERENCES tokens(id) ON DELETE CASCADE,
+        salt        BLOB NOT NULL,
+        hash        BLOB NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        used_at     INTEGER
+    );
+    CREATE TABLE email_sends (
+        id          INTEGER PRIMARY KEY,
+        account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        sent_at     INTEGER NOT NULL
+    );
+    CREATE INDEX email_sends_account ON email_sends(account_id, sent_at);",
 ];

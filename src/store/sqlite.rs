@@ -8,8 +8,8 @@ use super::commit::{self, Answer, Committer, Op};
 use super::schema::MIGRATIONS;
 use super::{Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AppPassword, AuditFilter, AuditRecord, BackupCode, NewToken, Token, TokenKind,
-    TokenState,
+    Account, AppPassword, AuditFilter, AuditRecord, BackupCode, EmailCode, NewToken, Token,
+    TokenKind, TokenState,
 };
 use crate::tokens::oath::Algorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -148,6 +148,12 @@ impl SqliteStore {
             [now],
         )?;
         Ok(totp + motp)
+    }
+
+    /// Drops every e-mail code: after a restore, a code sent (and maybe used) since the
+    /// backup must not work again. Returns how many were dropped.
+    pub fn clear_email_codes(&self) -> StoreResult<usize> {
+        Ok(self.conn().execute("DELETE FROM email_codes", [])?)
     }
 
     pub fn schema_version(&self) -> StoreResult<i64> {
@@ -384,6 +390,10 @@ impl Store for SqliteStore {
 
     fn clear_failures(&self, account_id: i64) -> StoreResult<()> {
         self.write(Op::ClearFailures { account_id }).map(|_| ())
+    }
+
+    fn record_unknown_failure(&self, now: i64) -> StoreResult<()> {
+        self.write(Op::UnknownFailure { now }).map(|_| ())
     }
 
     fn insert_token(&self, t: &NewToken) -> StoreResult<i64> {
@@ -699,6 +709,105 @@ impl Store for SqliteStore {
             [token_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
+    }
+
+    fn take_email_send(
+        &self,
+        account_id: i64,
+        now: i64,
+        since: i64,
+        max: u32,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        // IMMEDIATE: count and insert under one write lock, so parallel logins cannot all
+        // see room for one more.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM email_sends WHERE account_id = ?1 AND sent_at < ?2",
+            params![account_id, since],
+        )?;
+        let n: u32 = tx.query_row(
+            "SELECT COUNT(*) FROM email_sends WHERE account_id = ?1",
+            [account_id],
+            |r| r.get(0),
+        )?;
+        if n >= max {
+            tx.commit()?;
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO email_sends (account_id, sent_at) VALUES (?1, ?2)",
+            params![account_id, now],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn replace_email_code(
+        &self,
+        token_id: i64,
+        salt: &[u8],
+        hash: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Delete and insert rather than update: the new row gets a new id, so a claim on the
+        // old code can never redeem the new one.
+        tx.execute("DELETE FROM email_codes WHERE token_id = ?1", [token_id])?;
+        tx.execute(
+            "INSERT INTO email_codes (token_id, salt, hash, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_id, salt, hash, now, expires_at],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn email_code(&self, token_id: i64) -> StoreResult<Option<EmailCode>> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT id, salt, hash, expires_at, used_at IS NOT NULL FROM email_codes
+             WHERE token_id = ?1",
+        )?;
+        Ok(st
+            .query_row([token_id], |r| {
+                Ok(EmailCode {
+                    id: r.get(0)?,
+                    salt: r.get(1)?,
+                    hash: r.get(2)?,
+                    expires_at: r.get(3)?,
+                    used: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn use_email_code(
+        &self,
+        token_id: i64,
+        code_id: i64,
+        now: i64,
+        activate: bool,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE email_codes SET used_at = ?3
+             WHERE id = ?1 AND token_id = ?2 AND used_at IS NULL AND expires_at > ?3",
+            params![code_id, token_id, now],
+        )?;
+        if n == 1 {
+            tx.execute(
+                "UPDATE tokens SET last_used_at = ?2,
+                     state = CASE WHEN ?3 THEN 'active' ELSE state END
+                 WHERE id = ?1",
+                params![token_id, now, activate],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
     }
 }
 

@@ -9,6 +9,7 @@
 //! what a typed code proves ([`Matcher::check`] gives a [`Claim`], [`Matcher::redeem`] makes
 //! it stick exactly once).
 
+pub mod email;
 pub mod motp;
 pub mod oath;
 pub mod remote;
@@ -28,7 +29,8 @@ pub fn code_len(token: &Token) -> usize {
 /// The code length of kinds whose codes have one length (OATH tokens have their `digits`).
 pub fn fixed_code_len(kind: TokenKind) -> Option<usize> {
     match kind {
-        TokenKind::Totp | TokenKind::Hotp => None,
+        // E-mailed codes have the length `[email] digits` had when the token was enrolled.
+        TokenKind::Totp | TokenKind::Hotp | TokenKind::Email => None,
         TokenKind::Yubikey | TokenKind::YubikeyRemote => Some(yubico::OTP_LEN),
         TokenKind::Motp => Some(motp::CODE_LEN),
         TokenKind::Backup => Some(BACKUP_CODE_LEN),
@@ -57,6 +59,8 @@ pub enum Claim {
     Remote,
     /// This backup code (by id) matched: mark it used, once.
     BackupCode(i64),
+    /// The e-mail code (by id) last sent matched: mark it used, once, if still unexpired.
+    EmailCode(i64),
 }
 
 /// Why a code did not match, when there is more to say than "wrong code" (for the audit
@@ -108,6 +112,7 @@ impl<'a> Matcher<'a> {
                 match_motp(token, &secret, code, now, &self.cfg.motp).map(Claim::Counter)
             }
             TokenKind::Backup => self.match_backup_code(token, code),
+            TokenKind::Email => self.match_email_code(token, code, now),
             TokenKind::YubikeyRemote => {
                 let public_id = token.public_id.as_deref().unwrap_or("");
                 // Checked here, before anything goes out: the server would accept a good
@@ -148,6 +153,42 @@ impl<'a> Matcher<'a> {
         }
     }
 
+    /// Compares the code with the keyed hash of the code last sent to the token's address.
+    /// The hash is computed whatever the code's state, so the time does not tell an expired
+    /// or used code from a wrong one.
+    fn match_email_code(&self, token: &Token, code: &str, now: i64) -> Result<Claim, Miss> {
+        let sent = self.store.email_code(token.id).map_err(|e| {
+            tracing::error!(serial = %token.serial, "e-mail code: {e}");
+            Some(format!("e-mail code not readable: {e}"))
+        })?;
+        let Some(sent) = sent else {
+            return Err(Some(if self.cfg.email.is_configured() {
+                "no e-mail code was sent to this token (the PIN alone asks for one)".into()
+            } else {
+                "no e-mail code was sent to this token: [email] is not configured".into()
+            }));
+        };
+        let shape_ok =
+            code.len() == token.digits as usize && code.bytes().all(|b| b.is_ascii_digit());
+        let same = self
+            .keys
+            .verify_hash(&sent.salt, code.as_bytes(), &sent.hash)
+            && shape_ok;
+        if !same {
+            return Err(None);
+        }
+        if sent.used {
+            return Err(Some("e-mail code already used".into()));
+        }
+        if now >= sent.expires_at {
+            return Err(Some(format!(
+                "e-mail code expired {} s ago",
+                now - sent.expires_at
+            )));
+        }
+        Ok(Claim::EmailCode(sent.id))
+    }
+
     /// Makes a claim stick with one conditional, durable write. `activate` turns a pending
     /// token active (enrolment's confirming code).
     pub fn redeem(
@@ -175,6 +216,13 @@ impl<'a> Matcher<'a> {
                 let (left, _) = self.store.backup_code_counts(token.id)?;
                 Ok(Redeemed::Won(format!("ok: backup code used, {left} left")))
             }
+            Claim::EmailCode(id) => Ok(
+                if self.store.use_email_code(token.id, *id, now, activate)? {
+                    Redeemed::Won("ok: e-mail code used".into())
+                } else {
+                    Redeemed::Lost
+                },
+            ),
             Claim::Remote => {
                 self.store.mark_token_used(token.id, now, activate)?;
                 Ok(Redeemed::Won(

@@ -442,3 +442,113 @@ pub fn audit_settled(env: &Env, args: &[&str]) -> String {
         last = now;
     }
 }
+
+/// The fake SMTP relay (tests/fake_smtp.py on Python's aiosmtpd), killed by its pid when
+/// dropped. Modes: "ok", "refuse" (550 to every message), "hang" (never says a word).
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    pub fn start(mode: &str) -> SmtpSink {
+        SmtpSink::start_with(mode, &[])
+    }
+
+    /// `args` follow the mode: the certificate and key files for "starttls" and "tls".
+    pub fn start_with(mode: &str, args: &[&Path]) -> SmtpSink {
+        if mode != "hang" {
+            require_python_module("aiosmtpd", "aiosmtpd");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake_smtp.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(dir.path())
+            .arg(mode)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/fake_smtp.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port line");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("fake_smtp.py did not print its port: {line:?}"));
+        SmtpSink { child, port, dir }
+    }
+
+    /// `[email]` keys (dotted, for `Env::new`) that point otpd at this relay; `extra` adds
+    /// or overrides keys (`email.validity = "2s"\n`).
+    pub fn config(&self, extra: &str) -> String {
+        // TOML refuses a key twice: the plain connection only unless `extra` sets one.
+        let tls = if extra.contains("email.tls") {
+            ""
+        } else {
+            "email.tls = \"none\"\n"
+        };
+        format!(
+            "email.host = \"127.0.0.1\"\nemail.port = {}\n{tls}\
+             email.from = \"otpd <otpd@example.org>\"\nemail.subject = \"Login code for {{user}}\"\n\
+             email.body = \"Your code: {{code}}\\nvalid for {{validity}}\\n\"\n{extra}",
+            self.port
+        )
+    }
+
+    /// Every message received so far, oldest first.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("read mail dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                serde_json::from_str(&std::fs::read_to_string(p).expect("read message"))
+                    .expect("message json")
+            })
+            .collect()
+    }
+
+    /// Waits (up to 10 s) for the `n`th message (1-based) and returns it.
+    pub fn wait_for(&self, n: usize) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut m = self.messages();
+            if m.len() >= n {
+                return m.swap_remove(n - 1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "message #{n} did not arrive within 10 s; got {}",
+                m.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The code of the `n`th message: the digits after "Your code: " in its body.
+    pub fn code(&self, n: usize) -> String {
+        let m = self.wait_for(n);
+        let body = m["body"].as_str().expect("body");
+        let after = body
+            .split("Your code: ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no code in {body:?}"));
+        after.chars().take_while(char::is_ascii_digit).collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

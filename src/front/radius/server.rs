@@ -16,7 +16,8 @@ use crate::config::Config;
 use crate::engine::CheckRequest;
 use crate::front::EngineHandle;
 use crate::metrics::{self, Drop as MDrop, Frontend};
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -52,6 +53,8 @@ pub struct Stats {
     pub duplicates_answered: AtomicU64,
     pub duplicates_in_progress: AtomicU64,
     pub overload: AtomicU64,
+    /// Of `overload`: dropped because their source address had its share in flight.
+    pub overload_source: AtomicU64,
     pub not_pap: AtomicU64,
     pub failed: AtomicU64,
 }
@@ -67,7 +70,7 @@ impl Stats {
             "received {}, answered {}, unknown source {}, malformed {}, unknown code {}, \
              no Message-Authenticator {}, bad Message-Authenticator {}, duplicates answered \
              from cache {}, duplicates dropped while in progress {}, dropped for load {}, \
-             refused as not PAP {}, failed {}",
+             of them over one source's share {}, refused as not PAP {}, failed {}",
             g(&self.received),
             g(&self.answered),
             g(&self.unknown_source),
@@ -78,6 +81,7 @@ impl Stats {
             g(&self.duplicates_answered),
             g(&self.duplicates_in_progress),
             g(&self.overload),
+            g(&self.overload_source),
             g(&self.not_pap),
             g(&self.failed),
         )
@@ -137,10 +141,52 @@ impl Throttle {
     }
 }
 
+/// Validations in flight per source address, so that one source (a flooding client, or
+/// whoever forges its address) cannot hold every one of `max_in_flight`. An entry lives only
+/// while that source has work in flight: at most `max_in_flight` of them.
+struct PerSource {
+    max: u32,
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// One validation's share of its source; given back when dropped.
+struct SourceSlot {
+    owner: Arc<PerSource>,
+    ip: IpAddr,
+}
+
+impl PerSource {
+    fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut m = self.owner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 struct Throttles {
     unknown_source: Throttle,
     dropped: Throttle,
     overload: Throttle,
+    overload_source: Throttle,
     not_pap: Throttle,
     io: Throttle,
 }
@@ -154,6 +200,7 @@ struct Shared {
     /// Validations running now; never more than `max_in_flight`.
     in_flight: AtomicUsize,
     max_in_flight: usize,
+    per_source: Arc<PerSource>,
     stopping: AtomicBool,
     stats: Stats,
     log: Throttles,
@@ -176,6 +223,13 @@ pub async fn start(
     if r.listen.is_empty() {
         return Ok(None);
     }
+    // What can really run at once is bounded by the worker threads too; the per-source
+    // share is taken of that, so one flooding source still leaves the others threads.
+    let workers = r.max_in_flight.min(MAX_WORKERS);
+    let per_source = match r.max_in_flight_per_source {
+        0 => (workers / 4).max(1),
+        n => n.min(workers),
+    };
     let clients = Clients::from_config(&r.clients);
     if clients.is_empty() {
         tracing::warn!("RADIUS listens but [[radius.clients]] is empty: every packet is dropped");
@@ -189,19 +243,24 @@ pub async fn start(
         )),
         in_flight: AtomicUsize::new(0),
         max_in_flight: r.max_in_flight,
+        per_source: Arc::new(PerSource {
+            max: u32::try_from(per_source).unwrap_or(u32::MAX),
+            counts: Mutex::new(HashMap::new()),
+        }),
         stopping: AtomicBool::new(false),
         stats: Stats::default(),
         log: Throttles {
             unknown_source: Throttle::new(),
             dropped: Throttle::new(),
             overload: Throttle::new(),
+            overload_source: Throttle::new(),
             not_pap: Throttle::new(),
             io: Throttle::new(),
         },
     });
     // One more worker than validations may run, so that with every slot taken one worker
     // still receives, and drops what does not fit instead of leaving it to queue.
-    let per_socket = r.max_in_flight.min(MAX_WORKERS) + 1;
+    let per_socket = workers + 1;
     let mut workers = Vec::new();
     let mut local = Vec::new();
     for addr in &r.listen {
@@ -405,6 +464,23 @@ impl Shared {
             }
             Seen::New => {
                 let guard = InProgress::new(self.cache.clone(), key);
+                // The source's share first: a flood from one address is dropped here and
+                // leaves the other clients their slots.
+                let Some(_source_slot) = self.per_source.try_take(src.ip()) else {
+                    inc(&self.stats.overload);
+                    inc(&self.stats.overload_source);
+                    metrics::get().radius_dropped(MDrop::Overload);
+                    if let Some(held) = self.log.overload_source.allow() {
+                        tracing::warn!(
+                            client = %client.name,
+                            "RADIUS: {} validations in flight from {}, request from {src} \
+                             dropped (radius.max_in_flight_per_source; {held} more not logged)",
+                            self.per_source.max,
+                            src.ip()
+                        );
+                    }
+                    return;
+                };
                 let Some(_slot) = self.slot() else {
                     inc(&self.stats.overload);
                     metrics::get().radius_dropped(MDrop::Overload);
@@ -457,5 +533,31 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_source_cannot_take_more_than_its_share() {
+        let ps = Arc::new(PerSource {
+            max: 2,
+            counts: Mutex::new(HashMap::new()),
+        });
+        let a: IpAddr = "127.0.0.2".parse().expect("ip");
+        let b: IpAddr = "127.0.0.1".parse().expect("ip");
+        let s1 = ps.try_take(a).expect("first");
+        let s2 = ps.try_take(a).expect("second");
+        assert!(ps.try_take(a).is_none(), "third from the same source");
+        let other = ps.try_take(b).expect("another source still gets in");
+        drop(s1);
+        let s3 = ps.try_take(a).expect("a slot came back");
+        drop((s2, s3, other));
+        assert!(
+            ps.counts.lock().expect("lock").is_empty(),
+            "no entry outlives its work"
+        );
     }
 }
