@@ -228,7 +228,9 @@ pub async fn start(
     let workers = r.max_in_flight.min(MAX_WORKERS);
     let per_source = match r.max_in_flight_per_source {
         0 => (workers / 4).max(1),
-        n => n.min(workers),
+        // A share as large as the threads is no limit: the spare thread may validate too.
+        n if n >= workers => workers + 1,
+        n => n,
     };
     let clients = Clients::from_config(&r.clients);
     if clients.is_empty() {
