@@ -474,33 +474,9 @@ fn pam_conversation_asks_for_the_mailed_code() {
 
 // --- RADIUS: radclient as the NAS, Access-Challenge with State and Reply-Message ---
 
-/// radclient's answer to one Access-Request: (accepted, everything it printed).
+/// radclient's answer to an Access-Request, waiting up to 15 s (the relay's mail round trip).
 fn radclient(port: u16, secret: &str, input: &str) -> (bool, String) {
-    common::require("radclient", "freeradius-utils");
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "15"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["auth", secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn radclient");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("radclient input");
-    let out = child.wait_with_output().expect("radclient");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    common::radclient(port, "auth", secret, input, 15)
 }
 
 #[test]

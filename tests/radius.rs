@@ -4,12 +4,10 @@
 
 mod common;
 
-use common::{hotp_code, oathtool, require, totp_code_now, unix_now, Daemon, Env, SECRET_B32};
+use common::{hotp_code, oathtool, totp_code_now, unix_now, Daemon, Env, SECRET_B32};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const SECRET: &str = "testing123-radius-secret";
@@ -51,32 +49,9 @@ fn rig_with(require_ma: bool, two_step: bool, radius_extra: &str) -> Rig {
     Rig { env, daemon, port }
 }
 
-/// radclient's answer: (exit status, everything it printed).
+/// radclient's answer (exit status, everything it printed), waiting 2 s for it.
 fn radclient(port: u16, command: &str, secret: &str, input: &str) -> (bool, String) {
-    require("radclient", "freeradius-utils");
-    let mut child = Command::new("radclient")
-        .args(["-x", "-r", "1", "-t", "2"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(command)
-        .arg(secret)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn radclient");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write radclient input");
-    let out = child.wait_with_output().expect("radclient");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::radclient(port, command, secret, input, 2)
 }
 
 fn pap_input(user: &str, password: &str, with_ma: bool) -> String {

@@ -3,7 +3,7 @@
 //! limit, the idle timeout, the connection bound, and the socket file's life cycle.
 mod common;
 
-use common::{socket_call, Env};
+use common::{plain_log, socket_call, Env};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -47,25 +47,6 @@ impl Conn {
         self.send(format!("{v}\n").as_bytes());
         self.recv().expect("an answer")
     }
-}
-
-/// The daemon's log without terminal colour codes.
-fn plain_log(d: &common::Daemon) -> String {
-    let raw = d.log_text();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for n in chars.by_ref() {
-                if n.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The daemon's log once it contains `needle` (the log is read by another thread, a moment

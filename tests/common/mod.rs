@@ -552,3 +552,56 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
     }
 }
+
+/// The daemon's log without terminal colour codes.
+pub fn plain_log(d: &Daemon) -> String {
+    let raw = d.log_text();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for n in chars.by_ref() {
+                if n.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `radclient -x -r 1 -t TIMEOUT 127.0.0.1:PORT COMMAND SECRET` with `input` on standard
+/// input: (exit status, everything it printed).
+pub fn radclient(
+    port: u16,
+    command: &str,
+    secret: &str,
+    input: &str,
+    timeout_s: u32,
+) -> (bool, String) {
+    require("radclient", "freeradius-utils");
+    let mut child = Command::new("radclient")
+        .args(["-x", "-r", "1", "-t", &timeout_s.to_string()])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([command, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn radclient");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write radclient input");
+    let out = child.wait_with_output().expect("radclient");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

@@ -174,24 +174,7 @@ pub fn check_req(user: &str, password: &str, service: &str, rhost: Option<&str>)
                        "rhost":rhost,"client":"pam"})
 }
 
-/// The daemon's log without terminal colour codes.
-pub fn plain_log(d: &Daemon) -> String {
-    let raw = d.log_text();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for n in chars.by_ref() {
-                if n.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::common::plain_log;
 
 /// The log once it contains `needle`; fails after 5 s.
 pub fn log_with(d: &Daemon, needle: &str) -> String {
