@@ -7,6 +7,7 @@
 //! once, and valid for a limited time. The open States live in memory only: a restart ends
 //! every half-done login, which costs the user one more PIN prompt and nothing else.
 
+use super::email::active_email_token;
 use super::{lockout, CheckRequest, Decision, Engine};
 use crate::crypto;
 use crate::model::Account;
@@ -185,16 +186,17 @@ impl Engine {
             .is_some_and(|s| s.challenge_on_pin_only);
         // The PIN alone is the only way to ask for an e-mailed code, so an account with an
         // e-mail token gets the two-step login in every class that asks for OTP.
-        let email = self.active_email_token(account);
+        let tokens = self.store.tokens(Some(&account.name));
+        let email = active_email_token(&tokens);
         if !two_step && email.is_none() {
-            return self.check_otp(user, account, req);
+            return self.check_otp(user, account, req, tokens);
         }
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         // A locked or throttled account gets its refusal from the one-step path; the PIN is
         // not looked at.
         if lockout::blocked(account, now, &self.cfg.lockout).is_some() {
-            return self.check_otp(user, account, req);
+            return self.check_otp(user, account, req, tokens);
         }
         // Nor does a blocked source get mail sent.
         if email.is_some()
@@ -203,14 +205,14 @@ impl Engine {
                 .blocked(req.rhost.as_deref(), &user, now, &self.cfg.lockout)
                 .is_some()
         {
-            return self.check_otp(user, account, req);
+            return self.check_otp(user, account, req, tokens);
         }
         let pin_alone = match (&account.pin_salt, &account.pin_hash) {
             (Some(salt), Some(hash)) => self.keys.verify_hash(salt, req.password.as_bytes(), hash),
             _ => false,
         };
         if !pin_alone {
-            return self.check_otp(user, account, req);
+            return self.check_otp(user, account, req, tokens);
         }
         let mut lifetime_ms = self.challenges.lifetime_ms();
         let (message, reason, serial) = match &email {
@@ -288,7 +290,8 @@ impl Engine {
             state: None,
             ..req.clone()
         };
-        self.check_otp(user, account, &second)
+        let tokens = self.store.tokens(Some(&account.name));
+        self.check_otp(user, account, &second, tokens)
     }
 }
 

@@ -7,7 +7,8 @@
 //! runtime.
 
 use super::Engine;
-use crate::model::{Account, Token, TokenKind, TokenState};
+use crate::model::{Token, TokenKind, TokenState};
+use crate::store::StoreResult;
 use crate::tokens::email::{self, IssueError, Mailer};
 use std::sync::Arc;
 
@@ -15,21 +16,22 @@ use std::sync::Arc;
 /// reading a phone, but a half-done login should not linger for the code's whole hour.
 const MAX_EMAIL_STATE_MS: i64 = 15 * 60 * 1000;
 
+/// The account's e-mail token that codes go to: the oldest active one. A store error leaves
+/// the login to the one-step check, which reports it.
+pub(super) fn active_email_token(tokens: &StoreResult<Vec<Token>>) -> Option<Token> {
+    tokens
+        .as_ref()
+        .ok()?
+        .iter()
+        .find(|t| t.kind == TokenKind::Email && t.state == TokenState::Active)
+        .cloned()
+}
+
 impl Engine {
     /// Sends e-mailed codes with `mailer` instead of SMTP (tests).
     pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Engine {
         self.mailer = mailer;
         self
-    }
-
-    /// The account's e-mail token that codes go to: the oldest active one. A store error
-    /// here leaves the login to the one-step check, which reports it.
-    pub(super) fn active_email_token(&self, account: &Account) -> Option<Token> {
-        self.store
-            .tokens(Some(&account.name))
-            .ok()?
-            .into_iter()
-            .find(|t| t.kind == TokenKind::Email && t.state == TokenState::Active)
     }
 
     /// Sends a fresh code to the token's address; the masked address on success.
