@@ -38,6 +38,13 @@ pub const MAX_BATCH: usize = 512;
 /// Writes waiting for the writer thread at most. When full, callers block (back-pressure on
 /// the front-ends' bounded worker pools) instead of growing memory.
 pub const QUEUE_BOUND: usize = 4096;
+/// WAL pages after which the writer checkpoints (SQLite's automatic checkpoint, in the commit
+/// that crosses it). Each checkpoint stalls one batch while it copies the pages to the
+/// database and fsyncs it; its cost grows with the distinct pages, which a busy store keeps
+/// rewriting, not with the WAL's length. SQLite's default of 1,000 made a checkpoint every
+/// ~70 commits and the window-8 p99 1.3-1.6 ms; 4,000 (16 MiB of WAL) made it 0.7-0.9 ms
+/// in the same runs (docs/performance.md).
+pub const WAL_CHECKPOINT_PAGES: u32 = 4000;
 
 pub(super) const SQL_ADVANCE: &str =
     "UPDATE tokens SET last_counter = ?2, drift = ?3, last_used_at = ?4,
@@ -293,8 +300,9 @@ fn stopped() -> StoreError {
 }
 
 impl Committer {
-    /// Opens the writer's own connection to `path` and starts its thread.
-    pub(super) fn start(path: &Path) -> StoreResult<Committer> {
+    /// Opens the writer's own connection to `path` and starts its thread; it checkpoints
+    /// every `wal_pages` WAL pages.
+    pub(super) fn start(path: &Path, wal_pages: u32) -> StoreResult<Committer> {
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             msg: e.to_string(),
@@ -304,8 +312,9 @@ impl Committer {
         // FULL: the commit that answers an advance must be on disk, not just in the OS cache.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Checkpoints stay SQLite's automatic ones, in the writer's commit that crosses 1,000
-        // WAL pages. (A checkpointer thread beside the writer was tried: it never catches up
+        conn.pragma_update(None, "wal_autocheckpoint", wal_pages)?;
+        // Checkpoints stay SQLite's automatic ones, in the writer's commit that crosses
+        // `wal_pages`. (A checkpointer thread beside the writer was tried: it never catches up
         // with a writer that keeps appending, so the WAL was never restarted and grew to
         // gigabytes in a minute of load.)
         let queue = Arc::new(Queue {

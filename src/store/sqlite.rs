@@ -36,6 +36,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        Self::open_with_checkpoint(path, commit::WAL_CHECKPOINT_PAGES)
+    }
+
+    /// [`SqliteStore::open`] with another checkpoint interval: tests use a small one to see
+    /// many WAL restarts in few writes.
+    pub fn open_with_checkpoint(path: &Path, wal_pages: u32) -> StoreResult<SqliteStore> {
         let fresh = !path.exists();
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
@@ -58,7 +64,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             next: AtomicUsize::new(0),
-            committer: Some(Committer::start(path)?),
+            committer: Some(Committer::start(path, wal_pages)?),
         })
     }
 
