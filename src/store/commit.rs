@@ -1,15 +1,17 @@
 //! Group commit: one writer thread turns many small writes into one durable transaction.
 //!
-//! Every login that changes the database (a counter advance, an audit record, a failure
-//! count) used to commit on its own, and each commit with `synchronous=FULL` costs one fsync:
+//! Every login that changes the database (a counter advance, a spent backup or e-mailed code,
+//! a token's or app password's last use, an audit record, a failure count) used to commit on
+//! its own, and each commit with `synchronous=FULL` costs one fsync:
 //! a few thousand commits per second at most, whatever the CPU. The writer thread takes
 //! everything queued (up to [`MAX_BATCH`]), runs it in one `BEGIN IMMEDIATE … COMMIT`, pays
 //! one fsync, and only then answers each waiter. While it waits for the disk, the next batch
 //! queues up, so the batch grows with the load and the fsync rate stays bounded.
 //!
 //! What this keeps:
-//! - `advance_counter` returns only after the commit that holds its update is durable: an
-//!   Accept never leaves before its code is used on disk.
+//! - `advance_counter`, `use_backup_code` and `use_email_code` return only after the commit
+//!   that holds their update is durable: an Accept never leaves before its code is used on
+//!   disk.
 //! - All writes go through one FIFO queue and one connection, in order: an audit record queued
 //!   after a counter update is committed with it or after it, never before.
 //! - The statements are the same conditional writes as before and run one after another in
@@ -61,6 +63,15 @@ pub(super) const SQL_CLEAR: &str =
 pub(super) const SQL_UNKNOWN: &str =
     "INSERT INTO meta (name, value) VALUES ('unknown_user_last_failure', ?1)
      ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+pub(super) const SQL_TOUCH_APP_PASSWORD: &str =
+    "UPDATE app_passwords SET last_used_at = ?2, last_used_from = ?3 WHERE id = ?1";
+pub(super) const SQL_TOKEN_USED: &str = "UPDATE tokens SET last_used_at = ?2,
+         state = CASE WHEN ?3 THEN 'active' ELSE state END
+     WHERE id = ?1";
+pub(super) const SQL_USE_BACKUP_CODE: &str = "UPDATE backup_codes SET used_at = ?3
+     WHERE id = ?1 AND token_id = ?2 AND used_at IS NULL";
+pub(super) const SQL_USE_EMAIL_CODE: &str = "UPDATE email_codes SET used_at = ?3
+     WHERE id = ?1 AND token_id = ?2 AND used_at IS NULL AND expires_at > ?3";
 pub(super) const SQL_AUDIT: &str =
     "INSERT INTO audit (ts_ms, user, service, rhost, client, verdict, reason, serial)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -88,6 +99,31 @@ pub(super) enum Op {
         now: i64,
     },
     Audit(AuditRecord),
+    /// When and from where an app password was last used: bookkeeping, nobody waits for it.
+    TouchAppPassword {
+        id: i64,
+        now: i64,
+        from: Option<String>,
+    },
+    /// A token used without a counter of ours (a validation server's YubiKey, mOTP).
+    TokenUsed {
+        token_id: i64,
+        now: i64,
+        activate: bool,
+    },
+    /// A backup code spent, if still unused: `Advanced(true)` for the one login that spends it.
+    UseBackupCode {
+        token_id: i64,
+        code_id: i64,
+        now: i64,
+    },
+    /// An e-mailed code spent, if still unused and unexpired; as `UseBackupCode`.
+    UseEmailCode {
+        token_id: i64,
+        code_id: i64,
+        now: i64,
+        activate: bool,
+    },
     /// A statement that fails, to test that a failed batch answers every waiter with an error.
     #[cfg(test)]
     Poison,
@@ -146,6 +182,55 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<
                 r.ts_ms, r.user, r.service, r.rhost, r.client, r.verdict, r.reason, r.serial
             ])?;
             Answer::Done
+        }
+        Op::TouchAppPassword { id, now, from } => {
+            conn.prepare_cached(SQL_TOUCH_APP_PASSWORD)?
+                .execute(params![id, now, from])?;
+            Answer::Done
+        }
+        Op::TokenUsed {
+            token_id,
+            now,
+            activate,
+        } => {
+            let n = conn
+                .prepare_cached(SQL_TOKEN_USED)?
+                .execute(params![token_id, now, activate])?;
+            if n == 0 {
+                return Ok(Err(StoreError::NotFound(format!("token id {token_id}"))));
+            }
+            Answer::Done
+        }
+        Op::UseBackupCode {
+            token_id,
+            code_id,
+            now,
+        } => {
+            let won = conn
+                .prepare_cached(SQL_USE_BACKUP_CODE)?
+                .execute(params![code_id, token_id, now])?
+                == 1;
+            if won {
+                conn.prepare_cached(SQL_TOKEN_USED)?
+                    .execute(params![token_id, now, false])?;
+            }
+            Answer::Advanced(won)
+        }
+        Op::UseEmailCode {
+            token_id,
+            code_id,
+            now,
+            activate,
+        } => {
+            let won = conn
+                .prepare_cached(SQL_USE_EMAIL_CODE)?
+                .execute(params![code_id, token_id, now])?
+                == 1;
+            if won {
+                conn.prepare_cached(SQL_TOKEN_USED)?
+                    .execute(params![token_id, now, activate])?;
+            }
+            Answer::Advanced(won)
         }
         #[cfg(test)]
         Op::Poison => {

@@ -104,10 +104,34 @@ impl SqliteStore {
     }
 
     /// A write through the group committer, or directly where there is none.
+    /// Without a committer, each write is a transaction of its own, so an op of two
+    /// statements (a backup code and its token's last use) stays one step there too.
     fn write(&self, op: Op) -> StoreResult<Answer> {
         match &self.committer {
             Some(c) => c.write(op),
-            None => commit::apply(&self.conn(), &op)?,
+            None => {
+                let mut conn = self.conn();
+                let tx = conn.transaction()?;
+                let answer = commit::apply(&tx, &op)?;
+                tx.commit()?;
+                answer
+            }
+        }
+    }
+
+    /// A write nobody waits for: queued for the next batch, or done now without a committer.
+    fn write_later(&self, op: Op) -> StoreResult<()> {
+        match &self.committer {
+            Some(c) => c.write_later(op),
+            None => self.write(op).map(|_| ()),
+        }
+    }
+
+    /// The `bool` of a conditional write (`Answer::Advanced`).
+    fn write_won(&self, op: Op) -> StoreResult<bool> {
+        match self.write(op)? {
+            Answer::Advanced(won) => Ok(won),
+            other => Err(StoreError::Commit(format!("unexpected answer {other:?}"))),
         }
     }
 
@@ -642,22 +666,22 @@ impl Store for SqliteStore {
     }
 
     fn touch_app_password(&self, id: i64, now: i64, from: Option<&str>) -> StoreResult<()> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(
-            "UPDATE app_passwords SET last_used_at = ?2, last_used_from = ?3 WHERE id = ?1",
-        )?;
-        st.execute(params![id, now, from])?;
-        Ok(())
+        // With the group commit, not a write of its own: every IMAP login with an app password
+        // otherwise waited for the write lock and paid an fsync for a timestamp.
+        self.write_later(Op::TouchAppPassword {
+            id,
+            now,
+            from: from.map(str::to_string),
+        })
     }
 
     fn mark_token_used(&self, token_id: i64, now: i64, activate: bool) -> StoreResult<()> {
-        let n = self.conn().execute(
-            "UPDATE tokens SET last_used_at = ?2,
-                 state = CASE WHEN ?3 THEN 'active' ELSE state END
-             WHERE id = ?1",
-            params![token_id, now, activate],
-        )?;
-        one_row(n, &format!("token id {token_id}"))
+        self.write(Op::TokenUsed {
+            token_id,
+            now,
+            activate,
+        })
+        .map(|_| ())
     }
 
     fn replace_backup_codes(&self, token_id: i64, codes: &[(Vec<u8>, Vec<u8>)]) -> StoreResult<()> {
@@ -691,21 +715,12 @@ impl Store for SqliteStore {
     }
 
     fn use_backup_code(&self, token_id: i64, code_id: i64, now: i64) -> StoreResult<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE backup_codes SET used_at = ?3
-             WHERE id = ?1 AND token_id = ?2 AND used_at IS NULL",
-            params![code_id, token_id, now],
-        )?;
-        if n == 1 {
-            tx.execute(
-                "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
-                params![token_id, now],
-            )?;
-        }
-        tx.commit()?;
-        Ok(n == 1)
+        // Durable before the answer, as a counter advance.
+        self.write_won(Op::UseBackupCode {
+            token_id,
+            code_id,
+            now,
+        })
     }
 
     fn backup_code_counts(&self, token_id: i64) -> StoreResult<(u32, u32)> {
@@ -797,23 +812,12 @@ impl Store for SqliteStore {
         now: i64,
         activate: bool,
     ) -> StoreResult<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE email_codes SET used_at = ?3
-             WHERE id = ?1 AND token_id = ?2 AND used_at IS NULL AND expires_at > ?3",
-            params![code_id, token_id, now],
-        )?;
-        if n == 1 {
-            tx.execute(
-                "UPDATE tokens SET last_used_at = ?2,
-                     state = CASE WHEN ?3 THEN 'active' ELSE state END
-                 WHERE id = ?1",
-                params![token_id, now, activate],
-            )?;
-        }
-        tx.commit()?;
-        Ok(n == 1)
+        self.write_won(Op::UseEmailCode {
+            token_id,
+            code_id,
+            now,
+            activate,
+        })
     }
 }
 
