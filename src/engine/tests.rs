@@ -192,6 +192,48 @@ fn wrong_pin_wrong_code_unknown_user_look_the_same() {
 }
 
 #[test]
+fn unknown_users_read_a_known_account_but_never_touch_it() {
+    let w = World::new(Config {
+        unknown_user: UnknownUser::Reject,
+        ..Config::default()
+    });
+    w.alice(TokenKind::Hotp);
+    let good = hotp(Algorithm::Sha1, SECRET, 0, 6);
+    // Alice becomes the account whose rows unknown users' logins read.
+    assert_eq!(
+        w.check("alice", "vpn", "1234000000").verdict,
+        Verdict::Reject
+    );
+    let before = w
+        .engine
+        .store()
+        .account("alice")
+        .expect("read")
+        .expect("alice");
+    for name in ["mallory", "eve", "trudy"] {
+        let d = w.check(name, "vpn", &format!("1234{good}"));
+        assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
+        assert_eq!(d.reason, "unknown user");
+        assert_eq!(d.serial, None, "no serial of alice's token: {d:?}");
+    }
+    let after = w
+        .engine
+        .store()
+        .account("alice")
+        .expect("read")
+        .expect("alice");
+    assert_eq!(
+        after.failures, before.failures,
+        "alice's failures untouched"
+    );
+    // Her code was neither used nor burned by the unknown users' logins.
+    assert_eq!(
+        w.check("alice", "vpn", &format!("1234{good}")).verdict,
+        Verdict::Accept
+    );
+}
+
+#[test]
 fn unknown_user_defers_by_default() {
     let w = World::new(Config::default());
     assert_eq!(w.check("nobody", "mail", "x").verdict, Verdict::Defer);
