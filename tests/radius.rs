@@ -726,3 +726,59 @@ fn reload_brings_a_new_client_secret_into_force() {
     let (ok, out) = status(new_secret);
     assert!(ok && out.contains("Received Access-Accept"), "{out}");
 }
+
+#[test]
+fn radclient_over_ipv6_loopback() {
+    // A NAS on an IPv6 network: the daemon listens on [::1] and knows the client by its IPv6
+    // address; radclient speaks to it over IPv6 (-6).
+    let port = common::free_udp_port();
+    let tables = format!(
+        "[radius]\n\
+         listen = [\"[::1]:{port}\"]\n\
+         [[radius.clients]]\n\
+         name = \"nas6\"\n\
+         address = \"::1\"\n\
+         secret = \"{SECRET}\"\n\
+         service = \"vpn\"\n"
+    );
+    let env = Env::with_tables("", &tables);
+    let _daemon = env.start();
+    env.enrol("alice", "1234", "hotp", "everywhere");
+    let ask = |password: String| {
+        common::require("radclient", "freeradius-utils");
+        let mut child = std::process::Command::new("radclient")
+            .args(["-6", "-x", "-r", "1", "-t", "2"])
+            .arg(format!("[::1]:{port}"))
+            .args(["auth", SECRET])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn radclient");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(pap_input("alice", &password, true).as_bytes())
+            .expect("radclient input");
+        let out = child.wait_with_output().expect("radclient");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = ask(format!("1234{}", hotp_code(0)));
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    let out = ask(format!("1234{}", hotp_code(0)));
+    assert!(
+        out.contains("Received Access-Reject"),
+        "code used once: {out}"
+    );
+    let audit = audit_settled(&env, "alice", 2);
+    assert!(
+        audit.iter().all(|a| a["client"] == "nas6"),
+        "both from the IPv6 client: {audit:?}"
+    );
+}
