@@ -782,3 +782,45 @@ fn radclient_over_ipv6_loopback() {
         "both from the IPv6 client: {audit:?}"
     );
 }
+
+#[test]
+fn sixteen_parallel_requests_with_one_code_get_one_accept() {
+    // Sixteen different Access-Requests carrying the same PIN + code at once (a NAS that
+    // retries with new packets, or an attacker racing the user): their counter advances meet
+    // in the store, and only the one that wins there may be answered Access-Accept, however
+    // the answers leave (the store's writer sends those that waited for their commit).
+    let r = rig(true, false);
+    r.env.enrol("dave", "1357", "hotp", "everywhere");
+    let nas = Nas::new(r.port);
+    let password = format!("1357{}", hotp_code(0));
+    let reqs: Vec<Request> = (0..16u8)
+        .map(|i| access_request(100 + i, "dave", &password, &[]))
+        .collect();
+    for req in &reqs {
+        nas.send(&req.bytes);
+    }
+    let mut verdicts = Vec::new();
+    while let Some(a) = nas.recv(Duration::from_millis(2000)) {
+        let req = reqs.iter().find(|q| q.bytes[1] == a[1]).expect("known id");
+        verify_answer(&a, req);
+        verdicts.push(a[0]);
+    }
+    assert_eq!(verdicts.len(), 16, "every request answered: {verdicts:?}");
+    assert_eq!(
+        verdicts.iter().filter(|&&v| v == 2).count(),
+        1,
+        "one Access-Accept: {verdicts:?}"
+    );
+    assert_eq!(
+        verdicts.iter().filter(|&&v| v == 3).count(),
+        15,
+        "fifteen Access-Rejects: {verdicts:?}"
+    );
+    let audit = audit_settled(&r.env, "dave", 16);
+    assert_eq!(audit.len(), 16, "{audit:?}");
+    assert_eq!(
+        audit.iter().filter(|a| a["verdict"] == "accept").count(),
+        1,
+        "the audit says what the NAS heard: {audit:?}"
+    );
+}

@@ -153,6 +153,40 @@ impl Engine {
         d
     }
 
+    /// [`Engine::check`] for a front-end that can answer from another thread: a login whose
+    /// only wait would be its counter advance's commit comes back [`Checked::Pending`] at
+    /// once, decided as if the advance won. The front-end passes the outcome to
+    /// [`Engine::settle`] when it arrives (`Deferred::then`) and only then answers; the audit
+    /// record is written there, with the final verdict.
+    pub fn check_deferrable(&self, req: &CheckRequest) -> Checked {
+        crate::store::commit::defer_begin();
+        let d = self.decide(req);
+        match crate::store::commit::defer_end() {
+            None => {
+                self.audit(req, &d);
+                Checked::Done(d)
+            }
+            Some(deferred) => Checked::Pending(d, deferred),
+        }
+    }
+
+    /// The final decision of a [`Checked::Pending`] login once its advance is durable, or
+    /// lost to another login that used the code first, or failed; writes its audit record.
+    pub fn settle(
+        &self,
+        req: &CheckRequest,
+        d: Decision,
+        outcome: crate::store::commit::Outcome,
+    ) -> Decision {
+        let d = match outcome {
+            Ok(true) => d,
+            Ok(false) => lost(d, "code already used".to_string()),
+            Err(e) => lost(d, format!("store error: {e}")),
+        };
+        self.audit(req, &d);
+        d
+    }
+
     fn audit(&self, req: &CheckRequest, d: &Decision) {
         let rec = AuditRecord {
             ts_ms: self.clock.now_ms(),
@@ -440,6 +474,24 @@ mod tests;
 
 #[cfg(test)]
 mod mail_tests;
+
+/// What a front-end gets from [`Engine::check_deferrable`].
+pub enum Checked {
+    /// Decided and audited.
+    Done(Decision),
+    /// Decided as if the counter advance won; not final (and not audited) until
+    /// [`Engine::settle`] has the outcome.
+    Pending(Decision, crate::store::commit::Deferred),
+}
+
+/// A provisional Accept turned into the Reject the waiting path gives (check_otp): same
+/// user, class and token, the reason given.
+fn lost(d: Decision, why: String) -> Decision {
+    let mut r = Decision::reject(d.user, why);
+    r.serial = d.serial;
+    r.class = d.class;
+    r
+}
 
 /// A poisoned lock only means a thread panicked while holding it; a name is still a name.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

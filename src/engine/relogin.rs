@@ -197,6 +197,9 @@ impl Engine {
         let (Some(svc), Some(key)) = (svc, key) else {
             return self.check_otp_two_step(user, account, req, class);
         };
+        // An Accept here goes into the cache before the answer leaves: it must be final, so
+        // this login waits for its commit (no deferred answer, engine/mod.rs).
+        let _wait = crate::store::commit::NoDefer::new();
         let now_ms = self.clock.now_ms();
         if let Some(hit) = self.relogin.lookup(&key, now_ms) {
             // The token that made the first login must still be there and active: disabling

@@ -31,6 +31,18 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// [`InFlight`] that owns its handle: for a request whose answer leaves from another thread
+/// (a deferred RADIUS answer, sent by the store's writer).
+pub struct InFlightOwned(Arc<EngineHandle>);
+
+impl Drop for InFlightOwned {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 impl EngineHandle {
     pub fn new(engine: Arc<Engine>, config_path: Option<PathBuf>) -> EngineHandle {
         EngineHandle {
@@ -51,6 +63,12 @@ impl EngineHandle {
     pub fn begin(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self)
+    }
+
+    /// [`EngineHandle::begin`] with a guard that may move to another thread.
+    pub fn begin_owned(self: &Arc<Self>) -> InFlightOwned {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlightOwned(self.clone())
     }
 
     /// Waits until no request is being worked on, at most `limit`; returns how many were still

@@ -261,10 +261,30 @@ thread_local! {
     });
 }
 
+/// Who hears a write's answer.
+enum Reply {
+    /// A thread asleep until the commit.
+    Slot(Arc<Slot>),
+    /// A login that went on without waiting (see [`Deferred`]).
+    Deferred(Arc<DeferCell>),
+}
+
+impl Reply {
+    fn put(self, a: StoreResult<Answer>) {
+        match self {
+            Reply::Slot(s) => s.put(a),
+            Reply::Deferred(d) => d.complete(a.and_then(|a| match a {
+                Answer::Advanced(won) => Ok(won),
+                other => Err(StoreError::Commit(format!("unexpected answer {other:?}"))),
+            })),
+        }
+    }
+}
+
 struct Job {
     op: Op,
     /// `None`: nobody waits (audit records), or answered already.
-    reply: Option<Arc<Slot>>,
+    reply: Option<Reply>,
 }
 
 impl Drop for Job {
@@ -275,6 +295,138 @@ impl Drop for Job {
             r.put(Err(stopped()));
         }
     }
+}
+
+// ---- deferred answers ----------------------------------------------------------------------
+//
+// A login's thread normally sleeps until the batch holding its counter advance is committed,
+// and the writer wakes it: two thread switches per login, about a quarter of the daemon's CPU
+// under load (docs/performance.md). A front-end that can send its answer from any thread
+// (RADIUS) lets the login go on instead: the advance is queued, the engine decides as if it
+// won, and the front-end hands the writer what to do once the commit is durable. The
+// conditional update stays the arbiter: when it did not win (another login used the code
+// first), the front-end is told so and answers Reject. Nothing leaves before the commit.
+
+/// The durable outcome of one deferred counter advance: `Ok(true)` won and durable,
+/// `Ok(false)` the code was used first, `Err` the commit failed.
+pub type Outcome = StoreResult<bool>;
+type Then = Box<dyn FnOnce(Outcome) + Send>;
+
+enum DeferState {
+    Waiting,
+    Done(Outcome),
+    Then(Then),
+    Finished,
+}
+
+struct DeferCell(Mutex<DeferState>);
+
+impl DeferCell {
+    /// The writer's side: runs what the front-end left, or keeps the outcome for it.
+    fn complete(&self, outcome: Outcome) {
+        let mut st = lock(&self.0);
+        match std::mem::replace(&mut *st, DeferState::Finished) {
+            DeferState::Then(f) => {
+                drop(st);
+                f(outcome);
+            }
+            DeferState::Waiting => *st = DeferState::Done(outcome),
+            // Completed twice cannot happen (one job, one answer); keep the first.
+            other => *st = other,
+        }
+    }
+}
+
+/// A counter advance queued without waiting; see [`Deferred::then`].
+pub struct Deferred(Arc<DeferCell>);
+
+impl Deferred {
+    /// Runs `f` with the outcome once the commit is done: on the writer's thread, or at once
+    /// on this one when the commit already happened.
+    pub fn then(self, f: impl FnOnce(Outcome) + Send + 'static) {
+        let mut st = lock(&self.0 .0);
+        match std::mem::replace(&mut *st, DeferState::Finished) {
+            DeferState::Done(outcome) => {
+                drop(st);
+                f(outcome);
+            }
+            DeferState::Waiting => *st = DeferState::Then(Box::new(f)),
+            other => *st = other,
+        }
+    }
+}
+
+struct DeferContext {
+    /// Set by [`defer_begin`] for one login on this thread.
+    allowed: bool,
+    /// Suspended by a [`NoDefer`] guard (paths that act on an Accept before answering).
+    suspended: u32,
+    taken: Option<Deferred>,
+}
+
+thread_local! {
+    static DEFER: std::cell::RefCell<DeferContext> = const {
+        std::cell::RefCell::new(DeferContext {
+            allowed: false,
+            suspended: 0,
+            taken: None,
+        })
+    };
+    /// Whether this thread is the writer: its own writes (audit records of deferred logins)
+    /// must not wait for room in the queue only it empties.
+    static IS_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// From here until [`defer_end`], this thread's first counter advance is queued without
+/// waiting (when the store has a group committer) and reported as won.
+pub fn defer_begin() {
+    DEFER.with(|d| {
+        let mut d = d.borrow_mut();
+        d.allowed = true;
+        d.taken = None;
+    });
+}
+
+/// Ends the deferral window; the advance that was deferred in it, if one was.
+pub fn defer_end() -> Option<Deferred> {
+    DEFER.with(|d| {
+        let mut d = d.borrow_mut();
+        d.allowed = false;
+        d.taken.take()
+    })
+}
+
+/// While alive, advances on this thread wait for their commit as usual.
+pub struct NoDefer(());
+
+impl NoDefer {
+    pub fn new() -> NoDefer {
+        DEFER.with(|d| d.borrow_mut().suspended += 1);
+        NoDefer(())
+    }
+}
+
+impl Default for NoDefer {
+    fn default() -> Self {
+        NoDefer::new()
+    }
+}
+
+impl Drop for NoDefer {
+    fn drop(&mut self) {
+        DEFER.with(|d| {
+            let mut d = d.borrow_mut();
+            d.suspended = d.suspended.saturating_sub(1);
+        });
+    }
+}
+
+/// Whether the next advance on this thread may be deferred.
+fn may_defer() -> bool {
+    DEFER.with(|d| {
+        let d = d.borrow();
+        d.allowed && d.suspended == 0 && d.taken.is_none()
+    })
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the data (a queue,
@@ -302,7 +454,7 @@ struct QueueState {
 impl Queue {
     fn push(&self, job: Job) -> StoreResult<()> {
         let mut st = lock(&self.state);
-        while st.jobs.len() >= QUEUE_BOUND && !st.closed {
+        while st.jobs.len() >= QUEUE_BOUND && !st.closed && !IS_WRITER.with(|w| w.get()) {
             st.senders_wait += 1;
             st = self.has_room.wait(st).unwrap_or_else(|p| p.into_inner());
             st.senders_wait -= 1;
@@ -425,11 +577,20 @@ impl Committer {
 
     /// Queues `op` and waits until the batch that holds it is committed (or failed).
     pub(super) fn write(&self, op: Op) -> StoreResult<Answer> {
+        if matches!(op, Op::Advance { .. }) && may_defer() {
+            let cell = Arc::new(DeferCell(Mutex::new(DeferState::Waiting)));
+            self.queue.push(Job {
+                op,
+                reply: Some(Reply::Deferred(cell.clone())),
+            })?;
+            DEFER.with(|d| d.borrow_mut().taken = Some(Deferred(cell)));
+            return Ok(Answer::Advanced(true));
+        }
         SLOT.with(|slot| {
             *lock(&slot.answer) = None;
             self.queue.push(Job {
                 op,
-                reply: Some(slot.clone()),
+                reply: Some(Reply::Slot(slot.clone())),
             })?;
             let mut a = lock(&slot.answer);
             loop {
@@ -464,6 +625,7 @@ impl Drop for Committer {
 const AUDIT_LINGER: Duration = Duration::from_millis(2);
 
 fn writer(mut conn: Connection, queue: &Queue) {
+    IS_WRITER.with(|w| w.set(true));
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     // Sleeps until there is a write; takes whatever queued meanwhile, up to the cap. No timer:
     // under load the batch fills while the previous commit waits for the disk.

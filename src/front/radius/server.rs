@@ -11,9 +11,9 @@
 
 use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
 use super::wire::{Dropped, MAX_PACKET_LEN};
-use super::{answer, handle_datagram_bytes, Client, Clients, Pending, Step};
+use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo, Step};
 use crate::config::Config;
-use crate::engine::CheckRequest;
+use crate::engine::{CheckRequest, Checked, Decision};
 use crate::front::EngineHandle;
 use crate::metrics::{self, Drop as MDrop, Frontend};
 use std::collections::HashMap;
@@ -228,8 +228,10 @@ pub async fn start(
     let workers = r.max_in_flight.min(MAX_WORKERS);
     let per_source = match r.max_in_flight_per_source {
         0 => (workers / 4).max(1),
-        // A share as large as the threads is no limit: the spare thread may validate too.
-        n if n >= workers => workers + 1,
+        // A share as large as the threads is no limit on them: the spare thread may validate
+        // too. Above that it bounds the source's logins waiting for their commit (those hold
+        // no thread, engine/mod.rs `check_deferrable`).
+        n if n >= workers => n.max(workers + 1),
         n => n,
     };
     let clients = Clients::from_config(&r.clients);
@@ -324,7 +326,7 @@ impl RadiusServer {
 }
 
 /// One worker: receive, check, validate, answer; until the server stops.
-fn worker(sock: &UdpSocket, shared: &Arc<Shared>) {
+fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>) {
     // One byte more than a RADIUS packet may have, so an oversized datagram is seen as such
     // instead of being cut to a plausible length.
     let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
@@ -349,12 +351,13 @@ fn worker(sock: &UdpSocket, shared: &Arc<Shared>) {
     }
 }
 
-/// A validation slot, given back when dropped.
-struct Slot<'a>(&'a AtomicUsize);
+/// A validation slot, given back when dropped. It owns its way back, so a login whose answer
+/// the store's writer sends keeps its slot until then.
+struct Slot(Arc<Shared>);
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -375,7 +378,7 @@ impl Shared {
         fresh
     }
 
-    fn slot(&self) -> Option<Slot<'_>> {
+    fn slot(self: &Arc<Self>) -> Option<Slot> {
         let mut n = self.in_flight.load(Ordering::Acquire);
         loop {
             if n >= self.max_in_flight {
@@ -387,13 +390,13 @@ impl Shared {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Some(Slot(&self.in_flight)),
+                Ok(_) => return Some(Slot(self.clone())),
                 Err(now) => n = now,
             }
         }
     }
 
-    fn on_datagram(&self, sock: &UdpSocket, data: &[u8], src: SocketAddr) {
+    fn on_datagram(self: &Arc<Self>, sock: &Arc<UdpSocket>, data: &[u8], src: SocketAddr) {
         let received = Instant::now();
         inc(&self.stats.received);
         let Some(client) = self.clients().find(src.ip()).cloned() else {
@@ -442,8 +445,8 @@ impl Shared {
     }
 
     fn check(
-        &self,
-        sock: &UdpSocket,
+        self: &Arc<Self>,
+        sock: &Arc<UdpSocket>,
         client: Arc<Client>,
         p: Pending,
         src: SocketAddr,
@@ -468,7 +471,7 @@ impl Shared {
                 let guard = InProgress::new(self.cache.clone(), key);
                 // The source's share first: a flood from one address is dropped here and
                 // leaves the other clients their slots.
-                let Some(_source_slot) = self.per_source.try_take(src.ip()) else {
+                let Some(source_slot) = self.per_source.try_take(src.ip()) else {
                     inc(&self.stats.overload);
                     inc(&self.stats.overload_source);
                     metrics::get().radius_dropped(MDrop::Overload);
@@ -483,7 +486,7 @@ impl Shared {
                     }
                     return;
                 };
-                let Some(_slot) = self.slot() else {
+                let Some(slot) = self.slot() else {
                     inc(&self.stats.overload);
                     metrics::get().radius_dropped(MDrop::Overload);
                     if let Some(held) = self.log.overload.allow() {
@@ -496,7 +499,7 @@ impl Shared {
                     return;
                 };
                 // Until the answer is sent: a stop waits for it (front::serve).
-                let _working = self.handle.begin();
+                let working = self.handle.begin_owned();
                 let Pending { info, login } = p;
                 let req = CheckRequest {
                     user: login.user,
@@ -506,19 +509,50 @@ impl Shared {
                     client: Some(client.name.clone()),
                     state: login.state,
                 };
-                let d = self.handle.current().check(&req);
-                match answer(&info, &d, &client) {
-                    Ok(bytes) => {
-                        let bytes: Arc<[u8]> = bytes.into();
-                        guard.finish(bytes.clone());
-                        self.send(sock, &bytes, src);
-                        metrics::get().request(Frontend::Radius, d.verdict, received.elapsed());
-                    }
-                    Err(e) => {
-                        inc(&self.stats.failed);
-                        tracing::error!(client = %client.name, "RADIUS: no answer to {src}: {e}");
+                let engine = self.handle.current();
+                match engine.check_deferrable(&req) {
+                    Checked::Done(d) => self.reply(sock, &info, &d, &client, src, guard, received),
+                    // The commit of its counter advance is still to come: the store's writer
+                    // sends the answer once it is durable, and this thread receives the next
+                    // request meanwhile. What bounds the work in flight (the slots, the stop's
+                    // wait, the duplicate entry) goes along until then.
+                    Checked::Pending(d, deferred) => {
+                        let (shared, sock) = (self.clone(), sock.clone());
+                        deferred.then(move |outcome| {
+                            let d = engine.settle(&req, d, outcome);
+                            shared.reply(&sock, &info, &d, &client, src, guard, received);
+                            drop((slot, source_slot, working));
+                        });
+                        return;
                     }
                 }
+                drop((slot, source_slot, working));
+            }
+        }
+    }
+
+    /// Encodes and sends the answer to a decided login, and keeps it for retransmissions.
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &self,
+        sock: &UdpSocket,
+        info: &RequestInfo,
+        d: &Decision,
+        client: &Client,
+        src: SocketAddr,
+        guard: InProgress,
+        received: Instant,
+    ) {
+        match answer(info, d, client) {
+            Ok(bytes) => {
+                let bytes: Arc<[u8]> = bytes.into();
+                guard.finish(bytes.clone());
+                self.send(sock, &bytes, src);
+                metrics::get().request(Frontend::Radius, d.verdict, received.elapsed());
+            }
+            Err(e) => {
+                inc(&self.stats.failed);
+                tracing::error!(client = %client.name, "RADIUS: no answer to {src}: {e}");
             }
         }
     }
