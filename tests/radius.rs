@@ -745,29 +745,9 @@ fn radclient_over_ipv6_loopback() {
     let _daemon = env.start();
     env.enrol("alice", "1234", "hotp", "everywhere");
     let ask = |password: String| {
-        common::require("radclient", "freeradius-utils");
-        let mut child = std::process::Command::new("radclient")
-            .args(["-6", "-x", "-r", "1", "-t", "2"])
-            .arg(format!("[::1]:{port}"))
-            .args(["auth", SECRET])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn radclient");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(pap_input("alice", &password, true).as_bytes())
-            .expect("radclient input");
-        let out = child.wait_with_output().expect("radclient");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        let server = format!("[::1]:{port}");
+        let input = pap_input("alice", &password, true);
+        common::radclient_to(&server, &["-6"], "auth", SECRET, &input, 2).1
     };
     let out = ask(format!("1234{}", hotp_code(0)));
     assert!(out.contains("Received Access-Accept"), "{out}");

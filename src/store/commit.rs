@@ -205,39 +205,47 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<
             token_id,
             code_id,
             now,
-        } => {
-            let won = conn
-                .prepare_cached(SQL_USE_BACKUP_CODE)?
-                .execute(params![code_id, token_id, now])?
-                == 1;
-            if won {
-                conn.prepare_cached(SQL_TOKEN_USED)?
-                    .execute(params![token_id, now, false])?;
-            }
-            Answer::Advanced(won)
-        }
+        } => spend(conn, SQL_USE_BACKUP_CODE, *token_id, *code_id, *now, false)?,
         Op::UseEmailCode {
             token_id,
             code_id,
             now,
             activate,
-        } => {
-            let won = conn
-                .prepare_cached(SQL_USE_EMAIL_CODE)?
-                .execute(params![code_id, token_id, now])?
-                == 1;
-            if won {
-                conn.prepare_cached(SQL_TOKEN_USED)?
-                    .execute(params![token_id, now, activate])?;
-            }
-            Answer::Advanced(won)
-        }
+        } => spend(
+            conn,
+            SQL_USE_EMAIL_CODE,
+            *token_id,
+            *code_id,
+            *now,
+            *activate,
+        )?,
         #[cfg(test)]
         Op::Poison => {
             conn.execute("INSERT INTO no_such_table VALUES (1)", [])?;
             Answer::Done
         }
     }))
+}
+
+/// Spends a single-use code with `sql` (which changes it only while it is unused) and, for
+/// the one login that spent it, records its token's use.
+fn spend(
+    conn: &Connection,
+    sql: &str,
+    token_id: i64,
+    code_id: i64,
+    now: i64,
+    activate: bool,
+) -> rusqlite::Result<Answer> {
+    let won = conn
+        .prepare_cached(sql)?
+        .execute(params![code_id, token_id, now])?
+        == 1;
+    if won {
+        conn.prepare_cached(SQL_TOKEN_USED)?
+            .execute(params![token_id, now, activate])?;
+    }
+    Ok(Answer::Advanced(won))
 }
 
 /// Where a waiter's answer lands. One per thread, reused: a thread waits for one write at a

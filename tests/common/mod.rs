@@ -581,10 +581,30 @@ pub fn radclient(
     input: &str,
     timeout_s: u32,
 ) -> (bool, String) {
+    radclient_to(
+        &format!("127.0.0.1:{port}"),
+        &[],
+        command,
+        secret,
+        input,
+        timeout_s,
+    )
+}
+
+/// [`radclient`] to any server address (`[::1]:1812`), with more options (`-6`).
+pub fn radclient_to(
+    server: &str,
+    options: &[&str],
+    command: &str,
+    secret: &str,
+    input: &str,
+    timeout_s: u32,
+) -> (bool, String) {
     require("radclient", "freeradius-utils");
     let mut child = Command::new("radclient")
+        .args(options)
         .args(["-x", "-r", "1", "-t", &timeout_s.to_string()])
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(server)
         .args([command, secret])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
