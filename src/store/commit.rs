@@ -892,4 +892,97 @@ mod tests {
         );
         assert!(s.advance_counter(tok, 2, 0, 1, false).expect("after"));
     }
+
+    /// Runs `advance` inside a deferral window and returns the outcome `then` receives.
+    fn deferred_outcome(advance: impl FnOnce() -> StoreResult<bool>) -> Outcome {
+        defer_begin();
+        let provisional = advance();
+        let deferred = defer_end().expect("the advance was deferred");
+        assert!(
+            matches!(provisional, Ok(true)),
+            "a deferred advance reports a provisional win, got {provisional:?}"
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        deferred.then(move |o| {
+            let _ = tx.send(o);
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the outcome arrives")
+    }
+
+    #[test]
+    fn a_deferred_advance_hears_won_once_it_is_on_disk() {
+        let (d, s, tok) = store();
+        let path = d.path().join("c.db");
+        defer_begin();
+        assert!(s.advance_counter(tok, 5, 0, 1, false).expect("queued"));
+        let deferred = defer_end().expect("deferred");
+        let (tx, rx) = std::sync::mpsc::channel();
+        deferred.then(move |o| {
+            // What a fresh connection sees while the outcome is being delivered.
+            let on_disk: i64 = Connection::open(&path)
+                .expect("open")
+                .query_row("SELECT last_counter FROM tokens", [], |r| r.get(0))
+                .expect("read");
+            let _ = tx.send((o, on_disk));
+        });
+        let (outcome, on_disk) = rx.recv_timeout(Duration::from_secs(10)).expect("outcome");
+        assert!(matches!(outcome, Ok(true)), "{outcome:?}");
+        assert_eq!(on_disk, 5, "committed before the outcome was delivered");
+    }
+
+    #[test]
+    fn a_deferred_advance_that_another_login_beat_hears_lost() {
+        let (_d, s, tok) = store();
+        assert!(s.advance_counter(tok, 7, 0, 1, false).expect("first"));
+        let outcome = deferred_outcome(|| s.advance_counter(tok, 6, 0, 1, false));
+        assert!(matches!(outcome, Ok(false)), "{outcome:?}");
+    }
+
+    #[test]
+    fn only_the_first_advance_of_a_window_is_deferred_and_no_defer_waits() {
+        let (_d, s, tok) = store();
+        defer_begin();
+        {
+            let _wait = NoDefer::new();
+            assert!(s.advance_counter(tok, 3, 0, 1, false).expect("waited"));
+            // Waited for its commit: a second, lower advance loses for real.
+            assert!(!s.advance_counter(tok, 2, 0, 1, false).expect("waited"));
+        }
+        assert!(defer_end().is_none(), "nothing was deferred under NoDefer");
+        let outcome = deferred_outcome(|| s.advance_counter(tok, 4, 0, 1, false));
+        assert!(matches!(outcome, Ok(true)), "{outcome:?}");
+        // Outside a window every advance waits again.
+        assert!(!s.advance_counter(tok, 4, 0, 1, false).expect("waited"));
+    }
+
+    #[test]
+    fn a_deferred_advance_in_a_failed_batch_hears_the_error() {
+        let (d, s, tok) = store();
+        let c = s.committer().expect("a file store has a committer");
+        // As in the test above: a lock held elsewhere makes the poison and the deferred
+        // advance one batch.
+        let other = Connection::open(d.path().join("c.db")).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let first = std::thread::spawn({
+            let s = s.clone();
+            move || s.advance_counter(tok, 1, 0, 1, false)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        c.write_later(Op::Poison).expect("queue poison");
+        let deferred = std::thread::spawn({
+            let s = s.clone();
+            move || deferred_outcome(|| s.advance_counter(tok, 10, 0, 1, false))
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        other.execute_batch("COMMIT").expect("unlock");
+        assert!(first.join().expect("join").expect("first batch commits"));
+        let outcome = deferred.join().expect("join");
+        assert!(matches!(outcome, Err(StoreError::Commit(_))), "{outcome:?}");
+        assert_eq!(
+            s.token("HOTP0001").expect("t").expect("token").last_counter,
+            1,
+            "nothing of the failed batch on disk"
+        );
+    }
 }
