@@ -3,7 +3,7 @@
 //! failed login interleaved in random order so drift of the machine hits all three alike, and
 //! prints the distribution of each and the differences of the medians.
 //!
-//!   cargo run --release --example timing [-- SAMPLES]
+//!   cargo run --release --example timing [-- SAMPLES [PACE_MS]]
 //!
 //! Lockout and per-source limits are off here: with them on, guessing is refused unseen after
 //! a few failures, which is faster for every kind alike and would hide the comparison.
@@ -21,6 +21,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(3000);
+    // Milliseconds between logins: a prober that waits longer than the audit's 2 ms linger
+    // gets each login committed in a batch of its own (0: back to back).
+    let pace_ms: u64 = std::env::args()
+        .nth(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
     let dir = tempfile::tempdir()?;
     let mut cfg = Config {
         data_dir: dir.path().to_path_buf(),
@@ -65,12 +72,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for &i in &order {
         let (_, user, pw) = kinds[i];
+        if pace_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(pace_ms));
+        }
         let t = Instant::now();
         let verdict = check(&engine, user, pw);
         times[i].push(t.elapsed().as_secs_f64() * 1e6);
         assert_eq!(verdict, "reject", "{} must be rejected", kinds[i].0);
     }
-    println!("answer time of a failed login, µs ({samples} samples each, interleaved)");
+    println!(
+        "answer time of a failed login, µs ({samples} samples each, interleaved, {pace_ms} ms apart)"
+    );
     println!(
         "{:<14} {:>9} {:>9} {:>9} {:>9}",
         "kind", "p10", "median", "p90", "p99"

@@ -136,7 +136,8 @@ pub trait Store: Send + Sync {
     fn backup_code_counts(&self, token_id: i64) -> StoreResult<(u32, u32)>;
     /// A failed login of a user otpd does not know, with `unknown_user = "reject"`: one
     /// durable write, as a wrong PIN's failure count costs, so the answer time does not tell
-    /// whether the account exists. Records the time of the latest such failure.
+    /// whether the account exists. Records the time of the latest such failure and counts
+    /// them (the count makes every such write a real one, see commit.rs `SQL_UNKNOWN`).
     fn record_unknown_failure(&self, now: i64) -> StoreResult<()>;
     // Added by the e-mail codes work (issue 5).
     /// Counts one e-mail send for the account, only if fewer than `max` were counted since
