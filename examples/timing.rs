@@ -1,7 +1,8 @@
-//! Timing benchmark (issue: hardening): does the answer time tell an unknown user, a wrong PIN
-//! and a wrong code apart? Runs the real engine on a real on-disk store, with the three kinds of
-//! failed login interleaved in random order so drift of the machine hits all three alike, and
-//! prints the distribution of each and the differences of the medians.
+//! Timing benchmark (issue: hardening): does the answer time tell an unknown user, a wrong PIN,
+//! an account without an active token and a wrong code apart? Runs the real engine on a real
+//! on-disk store, with the kinds of failed login interleaved in random order so drift of the
+//! machine hits all alike, and prints the distribution of each and the differences of the
+//! medians.
 //!
 //!   cargo run --release --example timing [-- SAMPLES [PACE_MS]]
 //!
@@ -10,7 +11,7 @@
 use otpd::admin::{self, Admin, TokenOptions};
 use otpd::config::{Config, UnknownUser};
 use otpd::engine::{CheckRequest, Engine};
-use otpd::model::TokenKind;
+use otpd::model::{TokenKind, TokenState};
 use otpd::tokens::oath::Algorithm;
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,15 +57,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     a.set_user("alice", None, Some("everywhere"))?;
+    // Bob's only token is switched off: his logins find no active token.
+    a.add_user("bob", Some("1234"), None)?;
+    let bob_token = a.add_token(
+        "bob",
+        TokenOptions {
+            kind: TokenKind::Totp,
+            secret_b32: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_string().into()),
+            digits: 6,
+            algorithm: Algorithm::Sha1,
+            period: 30,
+            label: String::new(),
+            active: true,
+        },
+    )?;
+    a.set_user("bob", None, Some("everywhere"))?;
+    a.set_token_state(&bob_token.token.serial, TokenState::Disabled)?;
     let engine = Engine::new(cfg.clone(), store, keys);
 
-    let kinds: [(&str, &str, &str); 3] = [
+    let kinds: [(&str, &str, &str); 4] = [
         ("unknown user", "mallory", "1234000000"),
         ("wrong PIN", "alice", "9999000000"),
+        ("no active token", "bob", "1234000000"),
         ("wrong code", "alice", "1234000000"),
     ];
-    let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    let mut order: Vec<usize> = (0..samples * 3).map(|i| i % 3).collect();
+    let n = kinds.len();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut order: Vec<usize> = (0..samples * n).map(|i| i % n).collect();
     shuffle(&mut order);
     // Warm-up: caches, prepared statements, page cache.
     for k in kinds.iter().cycle().take(300) {
@@ -84,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "answer time of a failed login, µs ({samples} samples each, interleaved, {pace_ms} ms apart)"
     );
     println!(
-        "{:<14} {:>9} {:>9} {:>9} {:>9}",
+        "{:<16} {:>9} {:>9} {:>9} {:>9}",
         "kind", "p10", "median", "p90", "p99"
     );
     let mut medians = Vec::new();
@@ -93,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let q = |p: f64| t[((t.len() as f64 - 1.0) * p) as usize];
         medians.push(q(0.5));
         println!(
-            "{:<14} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<16} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             kinds[i].0,
             q(0.1),
             q(0.5),
@@ -101,8 +120,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             q(0.99)
         );
     }
-    let base = medians[2];
-    for (i, m) in medians.iter().enumerate().take(2) {
+    let base = medians[n - 1];
+    for (i, m) in medians.iter().enumerate().take(n - 1) {
         println!(
             "median {} - median wrong code: {:+.1} µs ({:+.1} %)",
             kinds[i].0,

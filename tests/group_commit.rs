@@ -177,3 +177,39 @@ fn the_wal_starts_over_under_steady_writes_and_reads() {
     // Near the 50-page interval plus what readers held on to (164 to 211 frames seen).
     assert!(frames < 1000, "WAL of {frames} frames");
 }
+
+#[test]
+fn an_account_without_an_active_token_still_pays_a_durable_write() {
+    // Its login has no failure count to raise, yet its answer must cost the write a wrong
+    // code's costs: without one it came about 300 µs sooner and told that the account exists
+    // but has no usable token (examples/timing.rs, docs/security.md#timing). It shares the
+    // unknown-user write, which changes the database every time.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, store) = world(dir.path(), 1);
+    let serial = store.tokens(Some("user0")).expect("tokens")[0]
+        .serial
+        .clone();
+    store
+        .set_token_state(&serial, otpd::model::TokenState::Disabled)
+        .expect("disable");
+    for counter in 0..3 {
+        let d = engine.check(&req("user0", counter));
+        assert_eq!(d.verdict, Verdict::Reject);
+        assert_eq!(d.reason, "no active token");
+    }
+    let other = rusqlite::Connection::open(dir.path().join("otpd.db")).expect("open");
+    let count: i64 = other
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'unknown_user_failures'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(count, 3, "one durable write per login");
+    let failures = store
+        .account("user0")
+        .expect("read")
+        .expect("user0")
+        .failures;
+    assert_eq!(failures, 0, "not counted against the account");
+}
