@@ -213,3 +213,36 @@ fn an_account_without_an_active_token_still_pays_a_durable_write() {
         .failures;
     assert_eq!(failures, 0, "not counted against the account");
 }
+
+#[test]
+fn a_filler_password_for_a_known_account_still_pays_a_durable_write() {
+    // A password with control characters (sshd's "\x08\n\r\x7fINCORRECT" for logins it
+    // refuses itself) is not counted; an unknown user's login with it pays the unknown-user
+    // write, so a known account's must too, or it came about 315 µs sooner and told that the
+    // account exists (examples/timing.rs, docs/security.md#timing).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, store) = world(dir.path(), 1);
+    for _ in 0..3 {
+        let d = engine.check(&CheckRequest {
+            password: "\x08\n\r\x7fINCORRECT".to_string().into(),
+            ..req("user0", 0)
+        });
+        assert_eq!(d.verdict, Verdict::Reject);
+        assert!(d.reason.contains("not counted"), "{d:?}");
+    }
+    let other = rusqlite::Connection::open(dir.path().join("otpd.db")).expect("open");
+    let count: i64 = other
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'unknown_user_failures'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(count, 3, "one durable write per login");
+    let failures = store
+        .account("user0")
+        .expect("read")
+        .expect("user0")
+        .failures;
+    assert_eq!(failures, 0, "not counted against the account");
+}

@@ -248,10 +248,17 @@ impl Engine {
             Requirement::Otp | Requirement::AppPassword
                 if req.password.chars().any(char::is_control) =>
             {
-                Decision::reject(
-                    user,
-                    "password holds control characters (a client's filler, not a guess); not counted",
-                )
+                // An unknown user with the same password pays a token query, the decoy's
+                // work and a durable write: so does this answer, or its speed would tell
+                // that the account exists.
+                let now = self.clock.now_ms().div_euclid(1000);
+                let _ = self.store.tokens(Some(&account.name));
+                self.dummy_work(&req.password, now);
+                let mut why = "password holds control characters (a client's filler, not a guess); not counted".to_string();
+                if let Err(e) = self.store.record_unknown_failure(now) {
+                    why.push_str(&format!("; write failed: {e}"));
+                }
+                Decision::reject(user, why)
             }
             Requirement::Password => Decision::defer(
                 user,
