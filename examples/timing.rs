@@ -73,17 +73,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     a.set_user("bob", None, Some("everywhere"))?;
     a.set_token_state(&bob_token.token.serial, TokenState::Disabled)?;
+    // Carol's level asks mail clients for an app password; she has one.
+    a.add_user("carol", Some("1234"), None)?;
+    a.add_token(
+        "carol",
+        TokenOptions {
+            kind: TokenKind::Totp,
+            secret_b32: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_string().into()),
+            digits: 6,
+            algorithm: Algorithm::Sha1,
+            period: 30,
+            label: String::new(),
+            active: true,
+        },
+    )?;
+    a.set_user("carol", None, Some("app-passwords"))?;
+    a.add_app_password("carol", "laptop", &[])?;
     let engine = Engine::new(cfg.clone(), store, keys);
 
     // "\x08\n\r\x7fINCORRECT" is what sshd sends for logins it refuses itself; it is not
     // counted, whoever the user is.
-    let kinds: [(&str, &str, &str); 6] = [
-        ("unknown user", "mallory", "1234000000"),
-        ("wrong PIN", "alice", "9999000000"),
-        ("no active token", "bob", "1234000000"),
-        ("filler, unknown", "mallory", "\x08\n\r\x7fINCORRECT"),
-        ("filler, known", "alice", "\x08\n\r\x7fINCORRECT"),
-        ("wrong code", "alice", "1234000000"),
+    let kinds: [(&str, &str, &str, &str); 7] = [
+        ("unknown user", "mallory", "1234000000", "vpn"),
+        ("wrong PIN", "alice", "9999000000", "vpn"),
+        ("no active token", "bob", "1234000000", "vpn"),
+        ("filler, unknown", "mallory", "\x08\n\r\x7fINCORRECT", "vpn"),
+        ("filler, known", "alice", "\x08\n\r\x7fINCORRECT", "vpn"),
+        ("wrong app pw", "carol", "abcdabcdabcdabcdabcd", "mail"),
+        ("wrong code", "alice", "1234000000", "vpn"),
     ];
     let n = kinds.len();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
@@ -91,15 +108,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     shuffle(&mut order);
     // Warm-up: caches, prepared statements, page cache.
     for k in kinds.iter().cycle().take(300) {
-        check(&engine, k.1, k.2);
+        check(&engine, k.1, k.2, k.3);
     }
     for &i in &order {
-        let (_, user, pw) = kinds[i];
+        let (_, user, pw, service) = kinds[i];
         if pace_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(pace_ms));
         }
         let t = Instant::now();
-        let verdict = check(&engine, user, pw);
+        let verdict = check(&engine, user, pw, service);
         times[i].push(t.elapsed().as_secs_f64() * 1e6);
         assert_eq!(verdict, "reject", "{} must be rejected", kinds[i].0);
     }
@@ -136,12 +153,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn check(engine: &Engine, user: &str, password: &str) -> &'static str {
+fn check(engine: &Engine, user: &str, password: &str, service: &str) -> &'static str {
     engine
         .check(&CheckRequest {
             user: user.into(),
             password: password.to_string().into(),
-            service: "vpn".into(),
+            service: service.into(),
             rhost: Some("192.0.2.1".into()),
             client: Some("timing".into()),
             state: None,

@@ -69,7 +69,13 @@ impl Engine {
             };
             // Not counted as a failure: a 99-bit random password cannot be guessed, and a
             // revoked one left in a mail client that polls every minute must not lock the
-            // user out of the services that need PIN+OTP.
+            // user out of the services that need PIN+OTP. But the answer costs the durable
+            // write an unknown user's costs, or its speed would tell that the account exists.
+            let now = self.clock.now_ms().div_euclid(1000);
+            let why = match self.store.record_unknown_failure(now) {
+                Ok(()) => why,
+                Err(e) => format!("{why}; write failed: {e}"),
+            };
             return Decision::reject(user, why);
         };
         let now = self.clock.now_ms().div_euclid(1000);
