@@ -14,11 +14,12 @@ pub struct RadiusConfig {
     /// How long an answer is kept for a retransmitted request.
     #[serde(with = "super::duration")]
     pub duplicate_window: Duration,
-    /// Requests being validated at once; more are dropped and counted.
+    /// Requests in flight at once (validated, or waiting for their commit); more are dropped
+    /// and counted.
     pub max_in_flight: usize,
-    /// Requests from one source address being validated at once, so that one client (or
-    /// whoever forges its address) cannot take every slot; 0 = a quarter of
-    /// `max_in_flight` (at least 1).
+    /// Requests from one source address in flight at once, so that one client (or whoever
+    /// forges its address) cannot take every slot; 0 = a quarter of the worker threads
+    /// (front/radius/server.rs).
     pub max_in_flight_per_source: usize,
     /// How long a two-step login's State stays valid.
     #[serde(with = "super::duration")]
@@ -69,14 +70,6 @@ fn ip_or_net<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> 
 }
 
 impl RadiusConfig {
-    /// The per-source bound in force.
-    pub fn per_source_in_flight(&self) -> usize {
-        match self.max_in_flight_per_source {
-            0 => (self.max_in_flight / 4).max(1),
-            n => n,
-        }
-    }
-
     pub(super) fn validate(&self, cfg: &Config) -> Result<(), ConfigError> {
         if self.max_in_flight == 0 || self.max_in_flight > 1_000_000 {
             return Err(invalid("radius.max_in_flight", "allowed: 1 to 1000000"));
