@@ -43,51 +43,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     admin::init(&cfg)?;
     let (store, keys) = admin::open(&cfg)?;
     let a = Admin::new(cfg.clone(), store.clone(), keys.clone());
-    a.add_user("alice", Some("1234"), None)?;
-    a.add_token(
-        "alice",
-        TokenOptions {
-            kind: TokenKind::Totp,
-            secret_b32: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_string().into()),
-            digits: 6,
-            algorithm: Algorithm::Sha1,
-            period: 30,
-            label: String::new(),
-            active: true,
-        },
-    )?;
-    a.set_user("alice", None, Some("everywhere"))?;
-    // Bob's only token is switched off: his logins find no active token.
-    a.add_user("bob", Some("1234"), None)?;
-    let bob_token = a.add_token(
-        "bob",
-        TokenOptions {
-            kind: TokenKind::Totp,
-            secret_b32: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_string().into()),
-            digits: 6,
-            algorithm: Algorithm::Sha1,
-            period: 30,
-            label: String::new(),
-            active: true,
-        },
-    )?;
-    a.set_user("bob", None, Some("everywhere"))?;
-    a.set_token_state(&bob_token.token.serial, TokenState::Disabled)?;
-    // Carol's level asks mail clients for an app password; she has one.
-    a.add_user("carol", Some("1234"), None)?;
-    a.add_token(
-        "carol",
-        TokenOptions {
-            kind: TokenKind::Totp,
-            secret_b32: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_string().into()),
-            digits: 6,
-            algorithm: Algorithm::Sha1,
-            period: 30,
-            label: String::new(),
-            active: true,
-        },
-    )?;
-    a.set_user("carol", None, Some("app-passwords"))?;
+    // Alice: PIN + TOTP everywhere. Bob: the same, but his only token is switched off, so his
+    // logins find no active token. Carol: her level asks mail clients for an app password,
+    // and she has one.
+    let mut serials = Vec::new();
+    for (user, level) in [
+        ("alice", "everywhere"),
+        ("bob", "everywhere"),
+        ("carol", "app-passwords"),
+    ] {
+        a.add_user(user, Some("1234"), None)?;
+        let enrolled = a.add_token(
+            user,
+            TokenOptions {
+                kind: TokenKind::Totp,
+                secret_b32: Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_string().into()),
+                digits: 6,
+                algorithm: Algorithm::Sha1,
+                period: 30,
+                label: String::new(),
+                active: true,
+            },
+        )?;
+        a.set_user(user, None, Some(level))?;
+        serials.push(enrolled.token.serial);
+    }
+    a.set_token_state(&serials[1], TokenState::Disabled)?;
     a.add_app_password("carol", "laptop", &[])?;
     let engine = Engine::new(cfg.clone(), store, keys);
 

@@ -860,12 +860,17 @@ mod tests {
         assert_eq!(s.account("alice").expect("a").expect("alice").failures, 0);
     }
 
-    #[test]
-    fn a_failed_batch_answers_every_waiter_with_an_error() {
-        let (d, s, tok) = store();
+    /// Runs the threads `spawn` starts so that their writes share one batch with a write
+    /// that fails: another connection holds the write lock, the writer's next batch (one
+    /// advance to 1) waits in BEGIN IMMEDIATE, and everything queued meanwhile (a poison,
+    /// then `spawn`'s writes) forms the batch after it. Returns the threads' results.
+    fn in_a_failed_batch<T: Send + 'static>(
+        d: &tempfile::TempDir,
+        s: &Arc<SqliteStore>,
+        tok: i64,
+        spawn: impl FnOnce() -> Vec<std::thread::JoinHandle<T>>,
+    ) -> Vec<T> {
         let c = s.committer().expect("a file store has a committer");
-        // Another connection holds the write lock: the writer's next batch (one advance)
-        // waits in BEGIN IMMEDIATE, and everything queued meanwhile forms the batch after it.
         let other = Connection::open(d.path().join("c.db")).expect("open");
         other.execute_batch("BEGIN IMMEDIATE").expect("lock");
         let first = std::thread::spawn({
@@ -874,17 +879,28 @@ mod tests {
         });
         std::thread::sleep(Duration::from_millis(100));
         c.write_later(Op::Poison).expect("queue poison");
-        let waiters: Vec<_> = (10..14)
-            .map(|n| {
-                let s = s.clone();
-                std::thread::spawn(move || s.advance_counter(tok, n, 0, 1, false))
-            })
-            .collect();
+        let waiters = spawn();
         std::thread::sleep(Duration::from_millis(200));
         other.execute_batch("COMMIT").expect("unlock");
         assert!(first.join().expect("join").expect("first batch commits"));
-        for w in waiters {
-            let r = w.join().expect("join");
+        waiters
+            .into_iter()
+            .map(|w| w.join().expect("join"))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_batch_answers_every_waiter_with_an_error() {
+        let (d, s, tok) = store();
+        let results = in_a_failed_batch(&d, &s, tok, || {
+            (10..14)
+                .map(|n| {
+                    let s = s.clone();
+                    std::thread::spawn(move || s.advance_counter(tok, n, 0, 1, false))
+                })
+                .collect()
+        });
+        for r in results {
             assert!(
                 matches!(r, Err(StoreError::Commit(_))),
                 "a waiter in the failed batch must get an error, got {r:?}"
@@ -964,26 +980,16 @@ mod tests {
     #[test]
     fn a_deferred_advance_in_a_failed_batch_hears_the_error() {
         let (d, s, tok) = store();
-        let c = s.committer().expect("a file store has a committer");
-        // As in the test above: a lock held elsewhere makes the poison and the deferred
-        // advance one batch.
-        let other = Connection::open(d.path().join("c.db")).expect("open");
-        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
-        let first = std::thread::spawn({
+        let outcomes = in_a_failed_batch(&d, &s, tok, || {
             let s = s.clone();
-            move || s.advance_counter(tok, 1, 0, 1, false)
+            vec![std::thread::spawn(move || {
+                deferred_outcome(|| s.advance_counter(tok, 10, 0, 1, false))
+            })]
         });
-        std::thread::sleep(Duration::from_millis(100));
-        c.write_later(Op::Poison).expect("queue poison");
-        let deferred = std::thread::spawn({
-            let s = s.clone();
-            move || deferred_outcome(|| s.advance_counter(tok, 10, 0, 1, false))
-        });
-        std::thread::sleep(Duration::from_millis(200));
-        other.execute_batch("COMMIT").expect("unlock");
-        assert!(first.join().expect("join").expect("first batch commits"));
-        let outcome = deferred.join().expect("join");
-        assert!(matches!(outcome, Err(StoreError::Commit(_))), "{outcome:?}");
+        assert!(
+            matches!(outcomes[..], [Err(StoreError::Commit(_))]),
+            "{outcomes:?}"
+        );
         assert_eq!(
             s.token("HOTP0001").expect("t").expect("token").last_counter,
             1,
