@@ -69,14 +69,9 @@ impl Engine {
             };
             // Not counted as a failure: a 99-bit random password cannot be guessed, and a
             // revoked one left in a mail client that polls every minute must not lock the
-            // user out of the services that need PIN+OTP. But the answer costs the durable
-            // write an unknown user's costs, or its speed would tell that the account exists.
+            // user out of the services that need PIN+OTP.
             let now = self.clock.now_ms().div_euclid(1000);
-            let why = match self.store.record_unknown_failure(now) {
-                Ok(()) => why,
-                Err(e) => format!("{why}; write failed: {e}"),
-            };
-            return Decision::reject(user, why);
+            return self.reject_uncounted(user, &why, now);
         };
         let now = self.clock.now_ms().div_euclid(1000);
         let from = req.rhost.as_deref().or(req.client.as_deref());
