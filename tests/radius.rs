@@ -54,6 +54,17 @@ fn radclient(port: u16, command: &str, secret: &str, input: &str) -> (bool, Stri
     common::radclient(port, command, secret, input, 2)
 }
 
+/// Alice's PIN 1234 and the TOTP code of now, through radclient with `secret`.
+fn alice_now(port: u16, secret: &str, with_ma: bool) -> (bool, String) {
+    let password = format!("1234{}", totp_code_now());
+    radclient(
+        port,
+        "auth",
+        secret,
+        &pap_input("alice", &password, with_ma),
+    )
+}
+
 fn pap_input(user: &str, password: &str, with_ma: bool) -> String {
     let mut s = format!("User-Name = \"{user}\", User-Password = \"{password}\"");
     if with_ma {
@@ -305,12 +316,7 @@ fn stop_summary(rig: Rig) -> String {
 fn radclient_pin_totp_accepted_and_wrong_code_rejected() {
     let r = rig(true, false);
     r.env.enrol("alice", "1234", "totp", "everywhere");
-    let (ok, out) = radclient(
-        r.port,
-        "auth",
-        SECRET,
-        &pap_input("alice", &format!("1234{}", totp_code_now()), true),
-    );
+    let (ok, out) = alice_now(r.port, SECRET, true);
     assert!(ok && out.contains("Received Access-Accept"), "{out}");
     assert!(out.contains("Message-Authenticator = 0x"), "{out}");
 
@@ -333,12 +339,7 @@ fn radclient_pin_totp_accepted_and_wrong_code_rejected() {
 fn wrong_secret_gets_no_answer() {
     let r = rig(true, false);
     r.env.enrol("alice", "1234", "totp", "everywhere");
-    let (ok, out) = radclient(
-        r.port,
-        "auth",
-        "not-the-shared-secret",
-        &pap_input("alice", &format!("1234{}", totp_code_now()), true),
-    );
+    let (ok, out) = alice_now(r.port, "not-the-shared-secret", true);
     assert!(!ok && out.contains("No reply"), "{out}");
     assert!(audit_lines(&r.env, "alice").is_empty(), "never validated");
     let summary = stop_summary(r);
@@ -349,12 +350,7 @@ fn wrong_secret_gets_no_answer() {
 fn request_without_message_authenticator_dropped_when_required() {
     let r = rig(true, false);
     r.env.enrol("alice", "1234", "totp", "everywhere");
-    let (ok, out) = radclient(
-        r.port,
-        "auth",
-        SECRET,
-        &pap_input("alice", &format!("1234{}", totp_code_now()), false),
-    );
+    let (ok, out) = alice_now(r.port, SECRET, false);
     assert!(!ok && out.contains("No reply"), "{out}");
     assert!(audit_lines(&r.env, "alice").is_empty(), "never validated");
     let summary = stop_summary(r);
@@ -365,12 +361,7 @@ fn request_without_message_authenticator_dropped_when_required() {
 fn request_without_message_authenticator_answered_when_not_required() {
     let r = rig(false, false);
     r.env.enrol("alice", "1234", "totp", "everywhere");
-    let (ok, out) = radclient(
-        r.port,
-        "auth",
-        SECRET,
-        &pap_input("alice", &format!("1234{}", totp_code_now()), false),
-    );
+    let (ok, out) = alice_now(r.port, SECRET, false);
     assert!(ok && out.contains("Received Access-Accept"), "{out}");
     // The answer carries a Message-Authenticator all the same; checked byte by byte.
     let nas = Nas::new(r.port);
