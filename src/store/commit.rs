@@ -142,6 +142,16 @@ pub(super) enum Answer {
     Failures(u32),
 }
 
+impl Answer {
+    /// Whether a conditional write (an advance, a spent code) won.
+    pub(super) fn won(self) -> StoreResult<bool> {
+        match self {
+            Answer::Advanced(won) => Ok(won),
+            other => Err(StoreError::Commit(format!("unexpected answer {other:?}"))),
+        }
+    }
+}
+
 /// Runs one write on `conn` (inside the caller's transaction, or on its own in autocommit
 /// mode). `Ok(Err(_))` is this write's own answer (the account vanished); `Err(_)` is a
 /// database error that must fail the whole batch.
@@ -286,10 +296,7 @@ impl Reply {
     fn put(self, a: StoreResult<Answer>) {
         match self {
             Reply::Slot(s) => s.put(a),
-            Reply::Deferred(d) => d.complete(a.and_then(|a| match a {
-                Answer::Advanced(won) => Ok(won),
-                other => Err(StoreError::Commit(format!("unexpected answer {other:?}"))),
-            })),
+            Reply::Deferred(d) => d.complete(a.and_then(Answer::won)),
         }
     }
 }

@@ -129,10 +129,7 @@ impl SqliteStore {
 
     /// The `bool` of a conditional write (`Answer::Advanced`).
     fn write_won(&self, op: Op) -> StoreResult<bool> {
-        match self.write(op)? {
-            Answer::Advanced(won) => Ok(won),
-            other => Err(StoreError::Commit(format!("unexpected answer {other:?}"))),
-        }
+        self.write(op)?.won()
     }
 
     #[cfg(test)]
@@ -515,17 +512,15 @@ impl Store for SqliteStore {
         now: i64,
         activate: bool,
     ) -> StoreResult<bool> {
-        // Returns once the batch holding this update is committed with synchronous=FULL.
-        match self.write(Op::Advance {
+        // Returns once the batch holding this update is committed with synchronous=FULL, or
+        // at once with a provisional win inside a deferral window (commit.rs).
+        self.write_won(Op::Advance {
             token_id,
             counter,
             drift,
             now,
             activate,
-        })? {
-            Answer::Advanced(won) => Ok(won),
-            other => Err(StoreError::Commit(format!("unexpected answer {other:?}"))),
-        }
+        })
     }
 
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
