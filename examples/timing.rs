@@ -17,18 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let samples: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(3000);
+    let samples = arg(1, "SAMPLES", 3000)? as usize;
     // Milliseconds between logins: a prober that waits longer than the audit's 2 ms linger
     // gets each login committed in a batch of its own (0: back to back).
-    let pace_ms: u64 = std::env::args()
-        .nth(2)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(0);
+    let pace_ms = arg(2, "PACE_MS", 0)?;
     let dir = tempfile::tempdir()?;
     let mut cfg = Config {
         data_dir: dir.path().to_path_buf(),
@@ -132,6 +124,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// The `n`th argument as a whole number, `default` when it is missing.
+fn arg(n: usize, name: &str, default: u64) -> Result<u64, String> {
+    match std::env::args().nth(n) {
+        None => Ok(default),
+        Some(s) => s.parse().map_err(|_| {
+            format!("{name} must be a whole number, not `{s}` (usage: timing [SAMPLES [PACE_MS]])")
+        }),
+    }
 }
 
 fn check(engine: &Engine, user: &str, password: &str, service: &str) -> &'static str {
