@@ -4,6 +4,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -2,9 +2,11 @@
 //! (tests/fake_ykval.py, Python) signs its answers with HMAC-SHA1 over the sorted
 //! parameters. A good OTP is accepted, a replay refused (REPLAYED_OTP), a bad signature
 //! refused, a server that hangs gives a clear Reject within the configured timeout, and a
-//! second URL takes over from a dead first one.
+//! second URL takes over from a dead first one. Over RADIUS, logins that wait for a hanging
+//! server do not keep the socket unread.
 
 mod common;
+mod harden;
 use common::Env;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -49,16 +51,26 @@ impl Drop for Ykval {
     }
 }
 
-fn env_with(urls: &[String], timeout: &str) -> Env {
+fn yubico_settings(urls: &[String], timeout: &str) -> String {
     let list = urls
         .iter()
         .map(|u| format!("\"{u}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let env = Env::new(&format!(
+    format!(
         "yubico.api_urls = [{list}]\nyubico.client_id = \"42\"\nyubico.api_key = \"{API_KEY}\"\n\
          yubico.timeout = \"{timeout}\"\nlockout.free_failures = 100\nlockout.max_failures = 0\n"
-    ));
+    )
+}
+
+fn env_with(urls: &[String], timeout: &str) -> Env {
+    let env = Env::new(&yubico_settings(urls, timeout));
+    enrol_alice(&env);
+    env
+}
+
+/// alice: PIN 1234 and a YubiKey checked by the validation server.
+fn enrol_alice(env: &Env) {
     env.ok(&["user", "add", "alice", "--pin-stdin"], Some("1234\n"));
     let out = env.ok(
         &[
@@ -77,7 +89,6 @@ fn env_with(urls: &[String], timeout: &str) -> Env {
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["type"], "yubikey-remote");
     env.ok(&["user", "set", "alice", "--level", "everywhere"], None);
-    env
 }
 
 /// A fresh OTP-shaped string with the given public id (the server does not decrypt).
@@ -212,4 +223,67 @@ fn enrolment_needs_a_configured_server() {
         err.contains("yubico.api_key") && err.contains("20 bytes"),
         "{err}"
     );
+}
+
+/// One thread receives RADIUS (`receive_threads = 1`), and three logins of alice each wait
+/// 3 s for a server that never answers. Each lends its receiving to a parked thread
+/// (src/blocking.rs), so bob's HOTP login, sent after them, is answered at once; without
+/// that it would wait behind them for the whole timeout.
+#[test]
+fn logins_waiting_for_a_hanging_server_do_not_hold_up_other_radius_logins() {
+    use harden::*;
+    let server = Ykval::start("hang");
+    let (env, port) = radius_env(
+        &yubico_settings(&[server.url()], "3s"),
+        "",
+        "receive_threads = 1",
+    );
+    enrol_alice(&env);
+    env.enrol("bob", "5678", "hotp", "everywhere");
+    let d = env.start();
+    let started = Instant::now();
+    let waiting: Vec<(Nas, Request)> = (0..3u8)
+        .map(|i| {
+            let nas = Nas::bound("127.0.0.1:0", port);
+            let req = access_request(
+                10 + i,
+                b"alice",
+                format!("1234{}", otp(PUBLIC_ID, i)).as_bytes(),
+                &[],
+            );
+            nas.send(&req.bytes);
+            (nas, req)
+        })
+        .collect();
+    // Let all three reach the validation server.
+    std::thread::sleep(Duration::from_millis(300));
+    let bob = Nas::bound("127.0.0.1:0", port);
+    let req = access_request(
+        1,
+        b"bob",
+        format!("5678{}", common::hotp_code(0)).as_bytes(),
+        &[],
+    );
+    let (answer, took) = bob
+        .ask(&req, Duration::from_secs(2))
+        .expect("bob is answered while alice's logins wait for the server");
+    assert_eq!(answer[0], ACCESS_ACCEPT, "bob's code is good");
+    assert!(
+        took < Duration::from_millis(1000),
+        "bob waited {took:?} behind the hanging logins"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the hanging logins must still be waiting when bob is answered: the test measured nothing"
+    );
+    for (i, (nas, req)) in waiting.iter().enumerate() {
+        let a = nas
+            .recv(Duration::from_secs(6))
+            .unwrap_or_else(|| panic!("alice's login {i} got no answer"));
+        assert!(response_ok(&a, req), "login {i}: a valid answer");
+        assert_eq!(a[0], ACCESS_REJECT, "login {i}: the server never answered");
+    }
+    let log = d.log_text();
+    assert!(log.contains("1 receiving at a time"), "{log}");
+    assert!(d.stop().success(), "clean exit on SIGTERM");
 }

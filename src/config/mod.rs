@@ -647,6 +647,8 @@ mod tests {
         assert!(e.to_string().contains("levels.web-otp.dav"), "{e}");
         let e = load_str("[lockout]\ndelay = \"soon\"\n").expect_err("duration");
         assert!(e.to_string().contains("soon"), "{e}");
+        let e = load_str("[radius]\nreceive_threads = 65\n").expect_err("range");
+        assert!(e.to_string().contains("radius.receive_threads"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct RadiusConfig {
     /// forges its address) cannot take every slot; 0 = a quarter of the worker threads
     /// (front/radius/server.rs).
     pub max_in_flight_per_source: usize,
+    /// Threads per listen address that receive at once; 0 = one per CPU. The others wait
+    /// parked and take over while a login sleeps (crate::blocking).
+    pub receive_threads: usize,
     /// How long a two-step login's State stays valid.
     #[serde(with = "super::duration")]
     pub state_lifetime: Duration,
@@ -34,6 +37,7 @@ impl Default for RadiusConfig {
             duplicate_window: Duration::from_secs(30),
             max_in_flight: 1024,
             max_in_flight_per_source: 0,
+            receive_threads: 0,
             state_lifetime: Duration::from_secs(120),
             clients: Vec::new(),
         }
@@ -81,6 +85,12 @@ impl RadiusConfig {
                     "at most max_in_flight ({}); 0 means a quarter of it",
                     self.max_in_flight
                 ),
+            ));
+        }
+        if self.receive_threads > 64 {
+            return Err(invalid(
+                "radius.receive_threads",
+                "allowed: 0 (one per CPU) to 64, the worker threads of a listen address",
             ));
         }
         for (i, c) in self.clients.iter().enumerate() {

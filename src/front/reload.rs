@@ -130,6 +130,14 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         old.radius.max_in_flight != new.radius.max_in_flight,
     );
     check(
+        "radius.max_in_flight_per_source",
+        old.radius.max_in_flight_per_source != new.radius.max_in_flight_per_source,
+    );
+    check(
+        "radius.receive_threads",
+        old.radius.receive_threads != new.radius.receive_threads,
+    );
+    check(
         "radius.state_lifetime",
         old.radius.state_lifetime != new.radius.state_lifetime,
     );

@@ -474,7 +474,9 @@ struct QueueState {
 impl Queue {
     fn push(&self, job: Job) -> StoreResult<()> {
         let mut st = lock(&self.state);
+        let mut _asleep = None;
         while st.jobs.len() >= QUEUE_BOUND && !st.closed && !IS_WRITER.with(|w| w.get()) {
+            _asleep.get_or_insert_with(crate::blocking::enter);
             st.senders_wait += 1;
             st = self.has_room.wait(st).unwrap_or_else(|p| p.into_inner());
             st.senders_wait -= 1;
@@ -612,6 +614,7 @@ impl Committer {
                 op,
                 reply: Some(Reply::Slot(slot.clone())),
             })?;
+            let _asleep = crate::blocking::enter();
             let mut a = lock(&slot.answer);
             loop {
                 if let Some(answer) = a.take() {

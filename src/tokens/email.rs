@@ -295,7 +295,8 @@ impl Mailer for Smtp {
                 let _ = tx.send(lettre::Transport::send(&transport, &msg));
             })
             .map_err(|e| SendError::Other(format!("no thread for the send: {e}")))?;
-        match rx.recv_timeout(cfg.timeout) {
+        let answer = crate::blocking::section(|| rx.recv_timeout(cfg.timeout));
+        match answer {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(classify(cfg, &e)),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(SendError::Timeout {

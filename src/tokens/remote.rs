@@ -10,8 +10,9 @@
 //!   answer (REPLAYED_OTP, BAD_OTP, a bad signature) ends the attempt;
 //! - errors an admin can act on, naming the URL and the timeout.
 //!
-//! The engine runs on tokio's blocking pool, so a blocking call bounded by a short timeout is
-//! acceptable there: it ties up one blocking thread for at most `[yubico] timeout`.
+//! The call blocks its thread for at most `[yubico] timeout`: a thread of tokio's blocking
+//! pool (the socket front-end) or a RADIUS thread, which hands its receiving to another one
+//! meanwhile (`crate::blocking`).
 
 use crate::config::YubicoConfig;
 use std::sync::OnceLock;
@@ -136,6 +137,8 @@ pub fn verify(cfg: &YubicoConfig, otp: &str) -> Result<(), RemoteError> {
     if !cfg.is_configured() {
         return Err(RemoteError::NotConfigured);
     }
+    // The whole exchange may take up to `[yubico] timeout`: another thread receives meanwhile.
+    let _asleep = crate::blocking::enter();
     let deadline = Instant::now() + cfg.timeout;
     let mut last = RemoteError::OutOfTime(cfg.timeout);
     for url in &cfg.api_urls {

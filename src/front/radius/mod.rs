@@ -16,6 +16,7 @@ pub mod attributes;
 pub mod clients;
 pub mod duplicates;
 pub mod message_authenticator;
+mod receivers;
 pub mod server;
 pub mod wire;
 

@@ -10,6 +10,7 @@
 //! that waits for its commit holds no other request up: the other workers keep receiving.
 
 use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
+use super::receivers::Receivers;
 use super::wire::{Dropped, MAX_PACKET_LEN};
 use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo, Step};
 use crate::config::Config;
@@ -35,6 +36,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_WORKERS: usize = 64;
 /// How often an idle worker looks up from its socket to see whether the server stops.
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// How often a parked worker looks whether the server stops (a stop wakes them anyway).
+const PARKED_POLL: Duration = Duration::from_secs(2);
+/// Receiving threads per CPU by default (`Receivers`): on two cores, two receiving threads
+/// did better than four or eight, and 65 did worst (docs/performance.md).
+const RECEIVERS_PER_CPU: usize = 1;
 /// Stack of a worker: the engine and SQLite need little; the default 2 MiB is address space
 /// wasted 64 times over.
 const WORKER_STACK: usize = 512 * 1024;
@@ -201,6 +207,8 @@ struct Shared {
     in_flight: AtomicUsize,
     max_in_flight: usize,
     per_source: Arc<PerSource>,
+    /// One set per listen address, in `listen` order.
+    receivers: Vec<Arc<Receivers>>,
     stopping: AtomicBool,
     stats: Stats,
     log: Throttles,
@@ -238,6 +246,19 @@ pub async fn start(
     if clients.is_empty() {
         tracing::warn!("RADIUS listens but [[radius.clients]] is empty: every packet is dropped");
     }
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // One more worker than validations may run, so that with every slot taken one worker
+    // still receives, and drops what does not fit instead of leaving it to queue.
+    let per_socket = workers + 1;
+    let receiving = match r.receive_threads {
+        0 => cpus * RECEIVERS_PER_CPU,
+        n => n,
+    };
+    let receivers: Vec<Arc<Receivers>> = r
+        .listen
+        .iter()
+        .map(|_| Arc::new(Receivers::new(receiving.min(per_socket))))
+        .collect();
     let shared = Arc::new(Shared {
         clients: std::sync::RwLock::new((handle.generation(), Arc::new(clients))),
         handle,
@@ -251,6 +272,7 @@ pub async fn start(
             max: u32::try_from(per_source).unwrap_or(u32::MAX),
             counts: Mutex::new(HashMap::new()),
         }),
+        receivers,
         stopping: AtomicBool::new(false),
         stats: Stats::default(),
         log: Throttles {
@@ -262,18 +284,18 @@ pub async fn start(
             io: Throttle::new(),
         },
     });
-    // One more worker than validations may run, so that with every slot taken one worker
-    // still receives, and drops what does not fit instead of leaving it to queue.
-    let per_socket = workers + 1;
     let mut workers = Vec::new();
     let mut local = Vec::new();
-    for addr in &r.listen {
+    for (n, addr) in r.listen.iter().enumerate() {
         let sock = UdpSocket::bind(addr)
             .map_err(|e| format!("cannot listen for RADIUS on {addr}: {e}"))?;
         sock.set_read_timeout(Some(STOP_POLL))
             .map_err(|e| format!("RADIUS socket {addr}: {e}"))?;
         let bound = sock.local_addr().unwrap_or(*addr);
-        tracing::info!("RADIUS listening on {bound}");
+        tracing::info!(
+            "RADIUS listening on {bound} ({per_socket} threads, {} receiving at a time)",
+            shared.receivers[n].target()
+        );
         local.push(bound);
         let sock = Arc::new(sock);
         for i in 0..per_socket {
@@ -281,7 +303,7 @@ pub async fn start(
             let w = std::thread::Builder::new()
                 .name(format!("otpd-radius-{i}"))
                 .stack_size(WORKER_STACK)
-                .spawn(move || worker(&sock, &shared))
+                .spawn(move || worker(&sock, &shared, n))
                 .map_err(|e| format!("cannot start a RADIUS worker thread: {e}"))?;
             workers.push(w);
         }
@@ -306,6 +328,9 @@ impl RadiusServer {
     /// wait), then logs the counters.
     pub async fn stop(self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        for r in &self.shared.receivers {
+            r.wake_all();
+        }
         let workers = self.workers;
         let joined = tokio::time::timeout(
             DRAIN_TIMEOUT,
@@ -325,13 +350,27 @@ impl RadiusServer {
     }
 }
 
-/// One worker: receive, check, validate, answer; until the server stops.
-fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>) {
+/// One worker of the listen address `n`: while it holds a receiving role, receive, check,
+/// validate, answer; parked otherwise; until the server stops.
+fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, n: usize) {
+    let receivers = shared.receivers[n].clone();
+    crate::blocking::set_lender(Some(receivers.clone()));
     // One byte more than a RADIUS packet may have, so an oversized datagram is seen as such
     // instead of being cut to a plausible length.
     let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
+    while receivers.take(&shared.stopping, PARKED_POLL) {
+        receive(sock, shared, &receivers, &mut buf);
+    }
+}
+
+/// Receives and handles datagrams until this thread is one receiver too many or the server
+/// stops.
+fn receive(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, receivers: &Receivers, buf: &mut [u8]) {
     while !shared.stopping.load(Ordering::Relaxed) {
-        match sock.recv_from(&mut buf) {
+        if receivers.retire_if_over() {
+            return;
+        }
+        match sock.recv_from(buf) {
             Ok((n, src)) => shared.on_datagram(sock, &buf[..n], src),
             Err(e)
                 if matches!(
