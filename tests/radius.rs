@@ -3,14 +3,12 @@
 //! the test must see the bytes: answers verified here, retransmissions, malformed packets.
 
 mod common;
+mod harden;
 
 use common::{hotp_code, oathtool, totp_code_now, unix_now, Daemon, Env, SECRET_B32};
-use hmac::{Hmac, Mac};
+use harden::{attr, hmac_md5, random_auth, Nas, Request, SECRET};
 use md5::{Digest, Md5};
-use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-
-const SECRET: &str = "testing123-radius-secret";
 
 /// A daemon with RADIUS on a free port and one client, 127.0.0.1, in class `vpn`.
 struct Rig {
@@ -75,16 +73,12 @@ fn pap_input(user: &str, password: &str, with_ma: bool) -> String {
 }
 
 // ---- packets built by the test ------------------------------------------------------------
+// The packet helpers and the NAS socket are tests/harden's; the Message-Authenticator of
+// answers is checked here twice, with the `hmac` crate and with HMAC written out.
 
-fn attr(t: u8, v: &[u8]) -> Vec<u8> {
-    assert!(v.len() <= 253);
-    let mut a = vec![t, (v.len() + 2) as u8];
-    a.extend_from_slice(v);
-    a
-}
-
-/// RFC 2104 HMAC over plain MD5, written out here so the test does not trust otpd's code.
-fn hmac_md5(key: &[u8], msg: &[u8]) -> [u8; 16] {
+/// RFC 2104 HMAC over plain MD5, written out here so the test does not trust otpd's code
+/// nor a single implementation.
+fn hmac_md5_by_hand(key: &[u8], msg: &[u8]) -> [u8; 16] {
     let mut k = [0u8; 64];
     if key.len() > 64 {
         k[..16].copy_from_slice(&Md5::digest(key));
@@ -95,39 +89,6 @@ fn hmac_md5(key: &[u8], msg: &[u8]) -> [u8; 16] {
     let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
     let inner = Md5::digest([ipad.as_slice(), msg].concat());
     Md5::digest([opad.as_slice(), inner.as_slice()].concat()).into()
-}
-
-/// The same with the `hmac` crate, as a cross-check of the one above.
-fn hmac_md5_crate(key: &[u8], msg: &[u8]) -> [u8; 16] {
-    let mut m = Hmac::<Md5>::new_from_slice(key).expect("key");
-    m.update(msg);
-    m.finalize().into_bytes().into()
-}
-
-/// RFC 2865 §5.2 User-Password hiding.
-fn hide_password(password: &[u8], auth: &[u8; 16]) -> Vec<u8> {
-    let mut p = password.to_vec();
-    p.resize(p.len().div_ceil(16).max(1) * 16, 0);
-    let mut prev = auth.to_vec();
-    let mut out = Vec::new();
-    for block in p.chunks(16) {
-        let b = Md5::digest([SECRET.as_bytes(), &prev[..]].concat());
-        let c: Vec<u8> = block.iter().zip(b.iter()).map(|(x, y)| x ^ y).collect();
-        out.extend_from_slice(&c);
-        prev = c;
-    }
-    out
-}
-
-fn random_auth() -> [u8; 16] {
-    let mut a = [0u8; 16];
-    getrandom::getrandom(&mut a).expect("random");
-    a
-}
-
-struct Request {
-    bytes: Vec<u8>,
-    auth: [u8; 16],
 }
 
 /// A request; with `ma`, a correct Message-Authenticator as the first attribute.
@@ -151,67 +112,9 @@ fn request(code: u8, id: u8, attrs: &[Vec<u8>], ma: bool) -> Request {
     Request { bytes: p, auth }
 }
 
-/// An Access-Request for `user`/`password`; the password is hidden with this packet's own
-/// Request Authenticator, so the authenticator is chosen first.
+/// An Access-Request for `user`/`password` with a Message-Authenticator (tests/harden).
 fn access_request(id: u8, user: &str, password: &str, more: &[Vec<u8>]) -> Request {
-    // Build once to fix the authenticator, then rebuild the body with the hidden password.
-    let auth = random_auth();
-    let mut attrs = vec![
-        attr(1, user.as_bytes()),
-        attr(2, &hide_password(password.as_bytes(), &auth)),
-    ];
-    attrs.extend_from_slice(more);
-    let mut body = attr(80, &[0; 16]);
-    for a in &attrs {
-        body.extend_from_slice(a);
-    }
-    let mut p = vec![1u8, id];
-    p.extend_from_slice(&((20 + body.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&auth);
-    p.extend(body);
-    let m = hmac_md5(SECRET.as_bytes(), &p);
-    p[22..38].copy_from_slice(&m);
-    Request { bytes: p, auth }
-}
-
-struct Nas {
-    sock: UdpSocket,
-    server: SocketAddr,
-}
-
-impl Nas {
-    fn new(port: u16) -> Nas {
-        Nas::bound("127.0.0.1:0", port)
-    }
-
-    fn bound(local: &str, port: u16) -> Nas {
-        let sock = UdpSocket::bind(local).expect("bind NAS socket");
-        Nas {
-            sock,
-            server: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-
-    fn send(&self, bytes: &[u8]) {
-        self.sock.send_to(bytes, self.server).expect("send");
-    }
-
-    fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
-        self.sock.set_read_timeout(Some(wait)).expect("timeout");
-        let mut buf = [0u8; 4096];
-        match self.sock.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                assert_eq!(from, self.server, "answer from the server's address");
-                Some(buf[..n].to_vec())
-            }
-            Err(_) => None,
-        }
-    }
-
-    fn exchange(&self, bytes: &[u8]) -> Option<Vec<u8>> {
-        self.send(bytes);
-        self.recv(Duration::from_secs(5))
-    }
+    harden::access_request(id, user.as_bytes(), password.as_bytes(), more)
 }
 
 /// Verifies an answer as a careful NAS would (Response Authenticator, Message-Authenticator
@@ -236,7 +139,7 @@ fn verify_answer(answer: &[u8], req: &Request) -> Vec<(u8, Vec<u8>)> {
     );
     z[22..38].fill(0);
     let ma = hmac_md5(SECRET.as_bytes(), &z);
-    assert_eq!(ma, hmac_md5_crate(SECRET.as_bytes(), &z));
+    assert_eq!(ma, hmac_md5_by_hand(SECRET.as_bytes(), &z));
     assert_eq!(
         &answer[22..38],
         &ma,

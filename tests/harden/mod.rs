@@ -81,6 +81,10 @@ pub struct Nas {
 }
 
 impl Nas {
+    pub fn new(port: u16) -> Nas {
+        Nas::bound("127.0.0.1:0", port)
+    }
+
     pub fn bound(local: &str, port: u16) -> Nas {
         let sock = UdpSocket::bind(local).expect("bind NAS socket");
         Nas {
@@ -109,6 +113,12 @@ impl Nas {
                 Err(_) => return None,
             }
         }
+    }
+
+    /// Sends `bytes` and returns the next datagram from the server within 5 s.
+    pub fn exchange(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        self.send(bytes);
+        self.recv(Duration::from_secs(5))
     }
 
     /// The answer to `req` (matched by identifier and a valid Response Authenticator) within
