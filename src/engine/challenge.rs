@@ -10,7 +10,7 @@
 use super::email::active_email_token;
 use super::{lockout, CheckRequest, Decision, Engine};
 use crate::crypto;
-use crate::model::Account;
+use crate::model::{Account, Token};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -173,11 +173,12 @@ impl Engine {
         &self,
         user: String,
         account: &Account,
+        tokens: Vec<Token>,
         req: &CheckRequest,
         class: &str,
     ) -> Decision {
         if let Some(state) = req.state.as_deref() {
-            return self.continue_challenge(user, account, req, class, state);
+            return self.continue_challenge(user, account, tokens, req, class, state);
         }
         let two_step = self
             .cfg
@@ -186,7 +187,7 @@ impl Engine {
             .is_some_and(|s| s.challenge_on_pin_only);
         // The PIN alone is the only way to ask for an e-mailed code, so an account with an
         // e-mail token gets the two-step login in every class that asks for OTP.
-        let tokens = self.store.tokens(Some(&account.name));
+        let tokens = Ok(tokens);
         let email = active_email_token(&tokens);
         if !two_step && email.is_none() {
             return self.check_otp(user, account, req, tokens);
@@ -261,6 +262,7 @@ impl Engine {
         &self,
         user: String,
         account: &Account,
+        tokens: Vec<Token>,
         req: &CheckRequest,
         class: &str,
         state: &str,
@@ -290,8 +292,7 @@ impl Engine {
             state: None,
             ..req.clone()
         };
-        let tokens = self.store.tokens(Some(&account.name));
-        self.check_otp(user, account, &second, tokens)
+        self.check_otp(user, account, &second, Ok(tokens))
     }
 }
 

@@ -12,7 +12,7 @@
 use super::{CheckRequest, Decision, Engine, Verdict};
 use crate::config::ServiceConfig;
 use crate::crypto;
-use crate::model::{Account, TokenState};
+use crate::model::{Account, Token, TokenState};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
@@ -179,6 +179,7 @@ impl Engine {
         &self,
         user: String,
         account: &Account,
+        tokens: Vec<Token>,
         class: &str,
         req: &CheckRequest,
     ) -> Decision {
@@ -195,7 +196,7 @@ impl Engine {
             _ => None,
         };
         let (Some(svc), Some(key)) = (svc, key) else {
-            return self.check_otp_two_step(user, account, req, class);
+            return self.check_otp_two_step(user, account, tokens, req, class);
         };
         // An Accept here goes into the cache before the answer leaves: it must be final, so
         // this login waits for its commit (no deferred answer, engine/mod.rs).
@@ -203,9 +204,9 @@ impl Engine {
         let now_ms = self.clock.now_ms();
         if let Some(hit) = self.relogin.lookup(&key, now_ms) {
             // The token that made the first login must still be there and active: disabling
-            // or deleting it ends its cached logins too.
-            match self.store.token(&hit.serial) {
-                Ok(Some(t)) if t.account_id == account.id && t.state == TokenState::Active => {
+            // or deleting it ends its cached logins too. (`tokens` were read for this login.)
+            match tokens.iter().find(|t| t.serial == hit.serial) {
+                Some(t) if t.account_id == account.id && t.state == TokenState::Active => {
                     crate::metrics::get().relogin_hit();
                     let mut d = Decision::accept(user, hit.serial);
                     d.reason = format!("re-login cache (first login {} s ago)", hit.age_s);
@@ -214,7 +215,7 @@ impl Engine {
                 _ => self.relogin.forget(&key),
             }
         }
-        let d = self.check_otp_two_step(user, account, req, class);
+        let d = self.check_otp_two_step(user, account, tokens, req, class);
         if d.verdict == Verdict::Accept {
             if let Some(serial) = &d.serial {
                 self.relogin.remember(key, serial, now_ms, svc);

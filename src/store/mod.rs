@@ -57,6 +57,14 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> StoreResult<i64>;
     fn account(&self, name: &str) -> StoreResult<Option<Account>>;
+    /// The account and its tokens, as [`Store::account`] and [`Store::tokens`] would give
+    /// them; what a login reads. A store may read both at once.
+    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+        match self.account(name)? {
+            Some(a) => Ok(Some((a, self.tokens(Some(name))?))),
+            None => Ok(None),
+        }
+    }
     fn accounts(&self) -> StoreResult<Vec<Account>>;
     fn set_level(&self, name: &str, level: &str) -> StoreResult<()>;
     fn set_pin(&self, name: &str, salt: &[u8], hash: &[u8]) -> StoreResult<()>;
