@@ -876,6 +876,25 @@ mod tests {
         }
     }
 
+    /// The cached statement `sql` has run, and never scanned a table nor was re-prepared.
+    fn ran_without_scan_or_re_prepare(conn: &Connection, sql: &str) {
+        let st = conn.prepare_cached(sql).expect("the cached statement");
+        assert!(
+            st.get_status(rusqlite::StatementStatus::VmStep) > 0,
+            "not the statement the store used: {sql}"
+        );
+        assert_eq!(
+            st.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "re-prepared: {sql}"
+        );
+        assert_eq!(
+            st.get_status(rusqlite::StatementStatus::FullscanStep),
+            0,
+            "scanned: {sql}"
+        );
+    }
+
     /// The login path's reads must neither scan nor be re-prepared on every call (both
     /// cost more than the rest of a login together).
     #[test]
@@ -912,22 +931,7 @@ mod tests {
             "SELECT {TOKEN_COLS} FROM tokens t JOIN accounts a ON a.id = t.account_id
              WHERE t.account_id = (SELECT id FROM accounts WHERE name = ?1) ORDER BY a.name, t.id"
         );
-        let st = conn.prepare_cached(&sql).expect("the cached statement");
-        assert!(
-            st.get_status(rusqlite::StatementStatus::VmStep) > 0,
-            "not the statement tokens() used"
-        );
-        assert_eq!(
-            st.get_status(rusqlite::StatementStatus::RePrepare),
-            0,
-            "re-prepared"
-        );
-        assert_eq!(
-            st.get_status(rusqlite::StatementStatus::FullscanStep),
-            0,
-            "scanned"
-        );
-        drop(st);
+        ran_without_scan_or_re_prepare(&conn, &sql);
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("plan")
@@ -977,21 +981,7 @@ mod tests {
             assert_eq!(format!("{t:?}"), format!("{t2:?}"));
         }
         assert!(s.account_with_tokens("nobody").expect("read").is_none());
-        let conn = s.conn();
-        let st = conn
-            .prepare_cached(&account_with_tokens_sql())
-            .expect("the cached statement");
-        assert!(st.get_status(rusqlite::StatementStatus::VmStep) > 0);
-        assert_eq!(
-            st.get_status(rusqlite::StatementStatus::RePrepare),
-            0,
-            "re-prepared"
-        );
-        assert_eq!(
-            st.get_status(rusqlite::StatementStatus::FullscanStep),
-            0,
-            "scanned"
-        );
+        ran_without_scan_or_re_prepare(&s.conn(), &account_with_tokens_sql());
     }
 
     #[test]
