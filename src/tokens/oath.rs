@@ -31,25 +31,9 @@ impl Algorithm {
     }
 }
 
-fn mac(algorithm: Algorithm, key: &[u8], msg: &[u8]) -> Vec<u8> {
-    // HMAC takes keys of any length, so new_from_slice cannot fail here.
-    macro_rules! run {
-        ($h:ty) => {{
-            let mut m = <Hmac<$h> as Mac>::new_from_slice(key).expect("any key length");
-            m.update(msg);
-            m.finalize().into_bytes().to_vec()
-        }};
-    }
-    match algorithm {
-        Algorithm::Sha1 => run!(sha1::Sha1),
-        Algorithm::Sha256 => run!(sha2::Sha256),
-        Algorithm::Sha512 => run!(sha2::Sha512),
-    }
-}
-
 /// The code for one counter value, as the zero-padded decimal string the user types.
 pub fn hotp(algorithm: Algorithm, key: &[u8], counter: u64, digits: u32) -> String {
-    let code = truncate(&mac(algorithm, key, &counter.to_be_bytes()), digits);
+    let code = Keyed::new(algorithm, key).code(counter, digits);
     format!("{code:0width$}", width = digits as usize)
 }
 
