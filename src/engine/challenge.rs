@@ -187,7 +187,6 @@ impl Engine {
             .is_some_and(|s| s.challenge_on_pin_only);
         // The PIN alone is the only way to ask for an e-mailed code, so an account with an
         // e-mail token gets the two-step login in every class that asks for OTP.
-        let tokens = Ok(tokens);
         let email = active_email_token(&tokens);
         if !two_step && email.is_none() {
             return self.check_otp(user, account, req, tokens);
@@ -292,7 +291,7 @@ impl Engine {
             state: None,
             ..req.clone()
         };
-        self.check_otp(user, account, &second, Ok(tokens))
+        self.check_otp(user, account, &second, tokens)
     }
 }
 

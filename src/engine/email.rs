@@ -8,7 +8,6 @@
 
 use super::Engine;
 use crate::model::{Token, TokenKind, TokenState};
-use crate::store::StoreResult;
 use crate::tokens::email::{self, IssueError, Mailer};
 use std::sync::Arc;
 
@@ -18,10 +17,8 @@ const MAX_EMAIL_STATE_MS: i64 = 15 * 60 * 1000;
 
 /// The account's e-mail token that codes go to: the oldest active one. A store error leaves
 /// the login to the one-step check, which reports it.
-pub(super) fn active_email_token(tokens: &StoreResult<Vec<Token>>) -> Option<Token> {
+pub(super) fn active_email_token(tokens: &[Token]) -> Option<Token> {
     tokens
-        .as_ref()
-        .ok()?
         .iter()
         .find(|t| t.kind == TokenKind::Email && t.state == TokenState::Active)
         .cloned()

@@ -19,7 +19,7 @@ pub use source_limit::SourceLimiter;
 use crate::config::{Config, Requirement, UnknownUser, ANY_CLASS};
 use crate::crypto::Keys;
 use crate::model::{Account, AuditRecord, Token, TokenKind, TokenState};
-use crate::store::{Store, StoreResult};
+use crate::store::Store;
 use crate::tokens::email::{Mailer, Smtp};
 use crate::tokens::{self, oath, Matcher, Redeemed};
 use std::net::IpAddr;
@@ -354,7 +354,7 @@ impl Engine {
         user: String,
         account: &Account,
         req: &CheckRequest,
-        tokens: StoreResult<Vec<Token>>,
+        tokens: Vec<Token>,
     ) -> Decision {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
@@ -365,10 +365,6 @@ impl Engine {
         if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
             return Decision::reject(user, block);
         }
-        let tokens = match tokens {
-            Ok(t) => t,
-            Err(e) => return Decision::reject(user, format!("store error: {e}")),
-        };
         let active: Vec<_> = tokens
             .into_iter()
             .filter(|t| t.state == TokenState::Active)

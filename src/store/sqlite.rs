@@ -285,13 +285,14 @@ fn bad(what: &str, v: String) -> rusqlite::Error {
     )
 }
 
-fn account_with_tokens_sql() -> String {
+/// What every login reads (`account_with_tokens`); built once, not per login.
+static ACCOUNT_WITH_TOKENS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {ACCOUNT_COLS}, {TOKEN_COLS} FROM accounts a
          LEFT JOIN tokens t ON t.account_id = a.id
          WHERE a.name = (SELECT ?1) ORDER BY t.id"
     )
-}
+});
 
 fn token_from_row(r: &Row) -> rusqlite::Result<Token> {
     token_from_row_at(r, 0)
@@ -386,7 +387,7 @@ impl Store for SqliteStore {
     /// statement at every use (2.5 times slower, measured).
     fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
         let conn = self.conn();
-        let mut st = conn.prepare_cached(&account_with_tokens_sql())?;
+        let mut st = conn.prepare_cached(&ACCOUNT_WITH_TOKENS_SQL)?;
         let mut rows = st.query([name])?;
         let mut found: Option<(Account, Vec<Token>)> = None;
         while let Some(r) = rows.next()? {
@@ -981,7 +982,7 @@ mod tests {
             assert_eq!(format!("{t:?}"), format!("{t2:?}"));
         }
         assert!(s.account_with_tokens("nobody").expect("read").is_none());
-        ran_without_scan_or_re_prepare(&s.conn(), &account_with_tokens_sql());
+        ran_without_scan_or_re_prepare(&s.conn(), &ACCOUNT_WITH_TOKENS_SQL);
     }
 
     #[test]
