@@ -249,16 +249,11 @@ impl Engine {
             Requirement::Otp | Requirement::AppPassword
                 if req.password.chars().any(char::is_control) =>
             {
-                // An unknown user with the same password pays two reads, the decoy's work
-                // and a durable write: so does this answer, or its speed would tell that the
-                // account exists.
-                let now = self.clock.now_ms().div_euclid(1000);
-                self.miss_as_unknown_users_do();
-                self.dummy_work(&req.password, now);
-                self.reject_uncounted(
+                // An unknown user with the same password would cost just as much.
+                self.reject_as_unknown_users_are(
                     user,
+                    &req.password,
                     "password holds control characters (a client's filler, not a guess); not counted",
-                    now,
                 )
             }
             Requirement::Password => Decision::defer(
@@ -317,13 +312,18 @@ impl Engine {
         }
     }
 
-    /// An unknown user's answer reads twice: the name that is not there, then a real
-    /// account's rows (`unknown_user`). An uncounted Reject of a known account has read its
-    /// rows; it also looks up a name that is not there (none is empty), so that the two
-    /// answers do the same reads (examples/timing.rs, 5 ms apart: about 10 µs sooner without
-    /// it, and about 8 µs later when it read its own rows a second time instead).
-    fn miss_as_unknown_users_do(&self) {
+    /// An uncounted Reject of a known account that has read its rows and costs what an
+    /// unknown user's answer costs, or its speed would tell that the account exists. An
+    /// unknown user's answer reads twice, the name that is not there and then a real
+    /// account's rows (`unknown_user`): so this one also looks up a name that is not there
+    /// (none is empty). examples/timing.rs, 5 ms apart: about 10 µs sooner without that
+    /// lookup, about 8 µs later when it read its own rows a second time instead. Then the
+    /// decoy's work and the unknown-user write.
+    fn reject_as_unknown_users_are(&self, user: String, password: &str, why: &str) -> Decision {
+        let now = self.clock.now_ms().div_euclid(1000);
         let _ = self.store.account_with_tokens("");
+        self.dummy_work(password, now);
+        self.reject_uncounted(user, why, now)
     }
 
     /// Keeps `name` as the account whose rows unknown users' logins read. Skipped when
@@ -370,12 +370,9 @@ impl Engine {
             .filter(|t| t.state == TokenState::Active)
             .collect();
         if active.is_empty() {
-            // Not counted (there is nothing to guess), but it costs what an unknown user's
-            // answer costs: without the write it came about 300 µs sooner and told that the
-            // account exists without a usable token.
-            self.miss_as_unknown_users_do();
-            self.dummy_work(&req.password, now);
-            return self.reject_uncounted(user, "no active token", now);
+            // Not counted (there is nothing to guess). Without the write it came about 300
+            // µs sooner and told that the account exists without a usable token.
+            return self.reject_as_unknown_users_are(user, &req.password, "no active token");
         }
         let password = req.password.as_str();
         let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);

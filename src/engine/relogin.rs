@@ -204,9 +204,10 @@ impl Engine {
         let now_ms = self.clock.now_ms();
         if let Some(hit) = self.relogin.lookup(&key, now_ms) {
             // The token that made the first login must still be there and active: disabling
-            // or deleting it ends its cached logins too. (`tokens` were read for this login.)
+            // or deleting it ends its cached logins too. (`tokens` are this account's, read
+            // for this login.)
             match tokens.iter().find(|t| t.serial == hit.serial) {
-                Some(t) if t.account_id == account.id && t.state == TokenState::Active => {
+                Some(t) if t.state == TokenState::Active => {
                     crate::metrics::get().relogin_hit();
                     let mut d = Decision::accept(user, hit.serial);
                     d.reason = format!("re-login cache (first login {} s ago)", hit.age_s);
