@@ -50,11 +50,26 @@ pub struct InitReport {
 }
 
 /// Creates the data directory, the key file and the database where missing. Never replaces an
-/// existing key; refuses to create a key beside a database that already holds tokens (they
-/// were sealed under a key that is then lost, and a new one would not open them).
+/// existing key; creates a key and a database only together: a key beside a database that
+/// already exists would not open its secrets, and an empty database beside an existing key
+/// would silently replace a lost one (every account unknown, which with `unknown_user =
+/// "defer"` lets the normal password in). Checks that an existing pair belongs together.
 pub fn init(cfg: &Config) -> Result<InitReport, AdminError> {
     let key = cfg.key_path();
     let db = cfg.database_path();
+    let created_db = !db.exists();
+    let created_key = !key.exists();
+    if created_key && !created_db {
+        return Err(AdminError::Refused(format!(
+            "database {} exists but key file {} does not: restore the key file from your backup \
+             (a new key could not open the secrets sealed under the old one)",
+            db.display(),
+            key.display()
+        )));
+    }
+    if created_db && !created_key {
+        return Err(lost_database(&key, &db));
+    }
     for dir in [key.parent(), db.parent()].into_iter().flatten() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::DirBuilder::new()
@@ -67,32 +82,40 @@ pub fn init(cfg: &Config) -> Result<InitReport, AdminError> {
                 })?;
         }
     }
-    let created_db = !db.exists();
-    let created_key = !key.exists();
-    if created_key && !created_db {
-        return Err(AdminError::Refused(format!(
-            "database {} exists but key file {} does not: restore the key file from your backup \
-             (a new key could not open the secrets sealed under the old one)",
-            db.display(),
-            key.display()
-        )));
-    }
     if created_key {
         create_key_file(&key)?;
     }
     load_key_file(&key)?;
     SqliteStore::open(&db)?;
+    open(cfg)?;
     Ok(InitReport {
         created_key,
         created_db,
     })
 }
 
-/// Opens what every command needs: the keys (checking the key file's mode) and the store.
+/// The refusal for a key file whose database is gone.
+fn lost_database(key: &std::path::Path, db: &std::path::Path) -> AdminError {
+    AdminError::Refused(format!(
+        "key file {} exists but database {} does not: otpd will not start over with an empty \
+         database beside an existing key (every account would be unknown). Put the database \
+         back: `otpd restore BACKUP_FILE` restores it from a backup; if this installation \
+         never held accounts, move the key file away and run `otpd init`, which creates both \
+         together",
+        key.display(),
+        db.display()
+    ))
+}
+
+/// Opens what every command needs: the keys (checking the key file's mode) and the store,
+/// and checks that they belong together.
 pub fn open(cfg: &Config) -> Result<(Arc<dyn Store>, Arc<Keys>), AdminError> {
     let key = cfg.key_path();
     let db = cfg.database_path();
     if !db.exists() {
+        if key.exists() {
+            return Err(lost_database(&key, &db));
+        }
         return Err(AdminError::Refused(format!(
             "no database at {}; run `otpd init` first (or point --config / data_dir at it)",
             db.display()
@@ -101,8 +124,55 @@ pub fn open(cfg: &Config) -> Result<(Arc<dyn Store>, Arc<Keys>), AdminError> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
     let sealed_hash = store.meta(HASH_KEY_META)?;
     let keys = Arc::new(Keys::load(&key, sealed_hash.as_deref())?);
+    check_key_fits(store.as_ref(), &keys, &key, &db)?;
     Ok((store, keys))
 }
+
+/// Compares the key file with the key check value stored with the database. A database
+/// without one (new, or made by an older otpd) gets the current key's value, but only after
+/// every sealed secret in it opened with that key: a wrong key must not be written down as
+/// the right one.
+fn check_key_fits(
+    store: &dyn Store,
+    keys: &Keys,
+    key: &std::path::Path,
+    db: &std::path::Path,
+) -> Result<(), AdminError> {
+    let wrong = |why: String| {
+        AdminError::Refused(format!(
+            "key file {} does not fit database {} ({why}): it is another installation's key, \
+             or the database is another installation's. Put back the key file that belongs to \
+             this database (from the backup taken with it), or restore the database that \
+             belongs to this key with `otpd restore BACKUP_FILE`; otpd init never replaces a key",
+            key.display(),
+            db.display()
+        ))
+    };
+    let stored = match store.meta(KEY_CHECK_META)? {
+        Some(v) => v,
+        None => {
+            if let Some(t) = store
+                .tokens(None)?
+                .iter()
+                .find(|t| keys.open(t.serial.as_bytes(), &t.sealed_secret).is_err())
+            {
+                return Err(wrong(format!(
+                    "the secret of token {} does not open",
+                    t.serial
+                )));
+            }
+            store.init_meta(KEY_CHECK_META, &keys.key_check())?
+        }
+    };
+    if keys.fits_key_check(&stored) {
+        Ok(())
+    } else {
+        Err(wrong("its key check value differs".into()))
+    }
+}
+
+/// Name of the key check value in the store's meta table.
+pub const KEY_CHECK_META: &str = "key_check";
 
 /// Name of the sealed hash key in the store's meta table.
 pub const HASH_KEY_META: &str = "hash_key";
@@ -136,13 +206,15 @@ pub fn rotate_key(cfg: &Config) -> Result<RotateReport, AdminError> {
     };
     keys.rotate_to(&next_key);
     let hash_blob = keys.sealed_hash_key()?;
+    let check = keys.key_check();
     let mut reseal = |serial: &str, blob: &[u8]| -> Result<Vec<u8>, String> {
         let pt = keys
             .open(serial.as_bytes(), blob)
             .map_err(|e| e.to_string())?;
         keys.seal(serial.as_bytes(), &pt).map_err(|e| e.to_string())
     };
-    let resealed = store.reseal_all(&mut reseal, &[(HASH_KEY_META, &hash_blob)])?;
+    let meta: [(&str, &[u8]); 2] = [(HASH_KEY_META, &hash_blob), (KEY_CHECK_META, &check)];
+    let resealed = store.reseal_all(&mut reseal, &meta)?;
     std::fs::rename(&next, &key).map_err(|source| AdminError::Io {
         path: key.display().to_string(),
         source,
@@ -168,7 +240,7 @@ pub fn rotate_key(cfg: &Config) -> Result<RotateReport, AdminError> {
         })
         .count();
     if stragglers > 0 {
-        store.reseal_all(&mut reseal, &[(HASH_KEY_META, &hash_blob)])?;
+        store.reseal_all(&mut reseal, &meta)?;
     }
     Ok(RotateReport { resealed, resumed })
 }
@@ -255,6 +327,16 @@ pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, Adm
                 t.serial
             ))
         })?;
+    }
+    if let Some(v) = backup.meta(KEY_CHECK_META).ok().flatten() {
+        if !keys.fits_key_check(&v) {
+            return Err(AdminError::Refused(format!(
+                "the key file {} does not fit this backup (its key check value differs): it \
+                 was taken under another key; restore the key file of that time too. Nothing \
+                 was changed.",
+                key.display()
+            )));
+        }
     }
     let live = SqliteStore::open(&cfg.database_path())?;
     live.restore_from(&backup)?;
@@ -514,6 +596,7 @@ impl Admin {
                 Zeroizing::new(crypto::random_vec(len)?)
             }
         };
+        self.refuse_taken_secret(&account.name, &secret)?;
         let serial = new_serial(o.kind)?;
         let sealed = self.keys.seal(serial.as_bytes(), &secret)?;
         let new = NewToken {

@@ -13,7 +13,7 @@ use crate::store::import::{ImportAccount, ImportToken};
 use crate::store::SqliteStore;
 use crate::tokens::oath::Algorithm;
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use zeroize::Zeroizing;
 
@@ -26,7 +26,7 @@ const MAX_ERRORS: usize = 20;
 #[serde(deny_unknown_fields)]
 struct Line {
     user: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "pin_field")]
     pin: Option<String>,
     #[serde(default)]
     level: Option<String>,
@@ -39,6 +39,7 @@ struct Line {
 struct LineToken {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(deserialize_with = "secret_field")]
     secret: String,
     #[serde(default = "six")]
     digits: u32,
@@ -56,6 +57,57 @@ struct LineToken {
     /// Imported tokens are active unless this says otherwise (the admin has the secret).
     #[serde(default = "yes")]
     active: bool,
+}
+
+/// The PIN and the token secret are read as JSON values and their type checked here: serde's
+/// own message for a wrong type quotes the value (`invalid type: integer `4711``), and a PIN
+/// or secret must never appear in an error.
+fn pin_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        v => string_only(v, "pin").map(Some),
+    }
+}
+
+fn secret_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    string_only(serde_json::Value::deserialize(d)?, "secret")
+}
+
+fn string_only<E: serde::de::Error>(v: serde_json::Value, field: &str) -> Result<String, E> {
+    let kind = match v {
+        serde_json::Value::String(s) => return Ok(s),
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    };
+    Err(E::custom(format!("`{field}` must be a string, not {kind}")))
+}
+
+/// serde's message without the value it may quote: for a wrong type or value only what was
+/// expected is kept (the field may be a PIN or secret typed into the wrong place).
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let msg = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m);
+    let value_in_it = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|p| msg.starts_with(p));
+    let shown = if value_in_it {
+        match msg.split_once(", expected ") {
+            Some((_, expected)) => format!("a value of the wrong type (expected {expected})"),
+            None => "a value of the wrong type".to_string(),
+        }
+    } else {
+        msg.to_string()
+    };
+    if e.column() > 0 {
+        format!("{shown} at column {}", e.column())
+    } else {
+        shown
+    }
 }
 
 fn six() -> u32 {
@@ -104,6 +156,7 @@ pub fn import(
     let now = admin.clock.now_ms().div_euclid(1000);
     let mut serials = store.serials()?;
     let mut users = HashSet::new();
+    let mut skeletons = HashMap::new();
     let mut accounts = Vec::new();
     let mut errors = Vec::new();
     let mut extra = 0;
@@ -128,7 +181,7 @@ pub fn import(
         } else if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         } else {
-            parse_line(admin, &line, now, &mut users, &mut serials).map(|mut a| {
+            parse_line(admin, &line, now, &mut users, &mut skeletons, &mut serials).map(|mut a| {
                 a.line = no;
                 a
             })
@@ -159,19 +212,22 @@ fn parse_line(
     raw: &[u8],
     now: i64,
     users: &mut HashSet<String>,
+    skeletons: &mut HashMap<String, String>,
     serials: &mut HashSet<String>,
 ) -> Result<ImportAccount, String> {
-    let line: Line = serde_json::from_slice(raw).map_err(|e| {
-        // Every input line is one JSON text: serde's "line 1" would only confuse.
-        format!(
-            "not a valid account: {}",
-            e.to_string().replace("at line 1 column", "at column")
-        )
-    })?;
+    // Every input line is one JSON text: serde's "line 1" would only confuse.
+    let line: Line = serde_json::from_slice(raw)
+        .map_err(|e| format!("not a valid account: {}", json_error(&e)))?;
     let pin = line.pin.map(Zeroizing::new);
     let name = admin.user_name(&line.user).map_err(|e| e.to_string())?;
     if !users.insert(name.clone()) {
         return Err(format!("user `{name}` appears twice in the input"));
+    }
+    if let Some(earlier) = skeletons.insert(crate::confusable::skeleton(&name), name.clone()) {
+        return Err(format!(
+            "user `{name}` looks like user `{earlier}` earlier in the input (case, width or \
+             look-alike characters)"
+        ));
     }
     let who = format!("user `{name}`");
     let level = line.level.unwrap_or_else(|| "off".to_string());
@@ -197,10 +253,22 @@ fn parse_line(
         }
         None => None,
     };
-    let mut tokens = Vec::with_capacity(line.tokens.len());
+    let mut tokens: Vec<ImportToken> = Vec::with_capacity(line.tokens.len());
+    let mut secrets: Vec<Zeroizing<Vec<u8>>> = Vec::with_capacity(line.tokens.len());
     for (i, t) in line.tokens.into_iter().enumerate() {
         let at = format!("{who}: tokens[{i}]");
-        tokens.push(parse_token(admin, t, now, serials).map_err(|e| format!("{at}: {e}"))?);
+        let (token, secret) =
+            parse_token(admin, t, now, serials).map_err(|e| format!("{at}: {e}"))?;
+        // Two tokens of one account with one secret would accept each code twice.
+        if let Some(j) = secrets.iter().position(|s| crypto::ct_eq(s, &secret)) {
+            return Err(format!(
+                "{at}: the same secret as tokens[{j}] (serial {}): two tokens with one secret \
+                 would accept each code twice",
+                tokens[j].token.serial
+            ));
+        }
+        secrets.push(secret);
+        tokens.push(token);
     }
     let needs_otp = admin
         .cfg
@@ -234,7 +302,7 @@ fn parse_token(
     t: LineToken,
     now: i64,
     serials: &mut HashSet<String>,
-) -> Result<ImportToken, String> {
+) -> Result<(ImportToken, Zeroizing<Vec<u8>>), String> {
     let secret_b32 = Zeroizing::new(t.secret);
     // YubiKeys, mOTP and backup codes have their own enrolment (`otpd token import` reads
     // the YubiKey personalization CSV); this import carries OATH secrets only.
@@ -309,7 +377,7 @@ fn parse_token(
         .keys
         .seal(serial.as_bytes(), &secret)
         .map_err(|e| e.to_string())?;
-    Ok(ImportToken {
+    let token = ImportToken {
         token: NewToken {
             serial,
             account_id: 0,
@@ -328,5 +396,6 @@ fn parse_token(
             public_id: None,
         },
         last_counter,
-    })
+    };
+    Ok((token, secret))
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod blocking;
 pub mod cli;
 pub mod config;
+pub mod confusable;
 pub mod crypto;
 pub mod engine;
 pub mod front;

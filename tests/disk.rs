@@ -148,7 +148,7 @@ fn full_disk_rejects_with_a_reason_and_recovers_when_space_is_back() {
     // while the disk is full.
     let log = log_with(
         &d,
-        "verdict=reject reason=store error: database commit: database or disk is full",
+        "verdict=reject reason=\"store error: database commit: database or disk is full\"",
     );
     assert!(log.contains("store commit of"), "{log}");
     assert_alive(&d);
@@ -256,7 +256,7 @@ fn read_only_database_rejects_with_a_reason_and_recovers() {
     // SQLite reports EROFS on a write as an I/O error.
     log_with(
         &d,
-        "verdict=reject reason=store error: database commit: disk I/O error",
+        "verdict=reject reason=\"store error: database commit: disk I/O error\"",
     );
     assert_alive(&d);
 

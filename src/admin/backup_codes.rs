@@ -61,7 +61,7 @@ impl Admin {
         let token = match self.backup_token(&account.name)? {
             Some(t) => t,
             None => self.insert_new(
-                account.id,
+                &account,
                 TokenKind::Backup,
                 &[],
                 "backup codes".into(),

@@ -2,7 +2,7 @@
 //! personalization tool's log).
 
 use super::{invalid, new_serial, Admin, AdminError};
-use crate::model::{NewToken, Token, TokenKind, TokenState};
+use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
 use crate::tokens::{self, email, motp, oath::Algorithm, yubico};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
@@ -118,15 +118,55 @@ impl Admin {
         }))
     }
 
+    /// The account's token that already holds `secret`, if any. Two tokens of one account
+    /// with one secret show the same codes, and each keeps its own counter: a code would be
+    /// accepted once per token. Secrets are sealed per token, so every one is opened here;
+    /// an admin path, where that cost is fine. Kinds without a secret of their own (e-mail,
+    /// validation server, backup codes) seal nothing and are never alike.
+    pub(super) fn secret_taken(
+        &self,
+        account: &str,
+        secret: &[u8],
+    ) -> Result<Option<Token>, AdminError> {
+        if secret.is_empty() {
+            return Ok(None);
+        }
+        for t in self.store.tokens(Some(account))? {
+            let theirs = self.keys.open(t.serial.as_bytes(), &t.sealed_secret)?;
+            if crate::crypto::ct_eq(&theirs, secret) {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`Admin::secret_taken`] as the refusal an admin reads.
+    pub(super) fn refuse_taken_secret(
+        &self,
+        account: &str,
+        secret: &[u8],
+    ) -> Result<(), AdminError> {
+        match self.secret_taken(account, secret)? {
+            Some(t) => Err(AdminError::Refused(format!(
+                "token {} of `{account}` already has this secret: two tokens with one secret \
+                 would accept each code twice; nothing was stored (delete {} first to \
+                 replace it)",
+                t.serial, t.serial
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub(super) fn insert_new(
         &self,
-        account_id: i64,
+        account: &Account,
         kind: TokenKind,
         secret: &[u8],
         label: String,
         active: bool,
         public_id: Option<String>,
     ) -> Result<Token, AdminError> {
+        self.refuse_taken_secret(&account.name, secret)?;
         let digits = match kind {
             TokenKind::Email => self.cfg.email.digits,
             _ => tokens::fixed_code_len(kind).unwrap_or(0) as u32,
@@ -135,7 +175,7 @@ impl Admin {
         let sealed = self.keys.seal(serial.as_bytes(), secret)?;
         self.store.insert_token(&NewToken {
             serial: serial.clone(),
-            account_id,
+            account_id: account.id,
             kind,
             state: if active {
                 TokenState::Active
@@ -175,7 +215,7 @@ impl Admin {
             o.label
         };
         self.insert_new(
-            account.id,
+            &account,
             TokenKind::Yubikey,
             &secret,
             label,
@@ -210,7 +250,7 @@ impl Admin {
         check_label(&label)?;
         let blob =
             motp::pack_secret(&secret, mpin).ok_or_else(|| invalid("--secret is too long"))?;
-        self.insert_new(account.id, TokenKind::Motp, &blob, label, active, None)
+        self.insert_new(&account, TokenKind::Motp, &blob, label, active, None)
     }
 
     /// Enrols a YubiKey whose OTPs a validation server checks (`[yubico]`). Only the public
@@ -246,7 +286,7 @@ impl Admin {
         // Nothing secret to keep; an empty sealed blob keeps every row alike for rotation,
         // backup checks and the engine.
         self.insert_new(
-            account.id,
+            &account,
             TokenKind::YubikeyRemote,
             &[],
             label,
@@ -284,7 +324,7 @@ impl Admin {
             label
         };
         let token = self.insert_new(
-            account.id,
+            &account,
             TokenKind::Email,
             &[],
             label,
@@ -414,6 +454,19 @@ impl Admin {
                 return Err(at(format!("no user given for the YubiKey {public_id}")));
             };
             let user = self.account(&raw_user).map_err(|e| at(e.to_string()))?.name;
+            let secret = yubico::pack_secret(&private_id, &key);
+            self.refuse_taken_secret(&user, &secret)
+                .map_err(|e| at(e.to_string()))?;
+            if let Some(prev) = rows.iter().find(|r: &&Row| {
+                r.user == user
+                    && crate::crypto::ct_eq(&yubico::pack_secret(&r.private_id, &r.key), &secret)
+            }) {
+                return Err(at(format!(
+                    "the same private id and AES key as line {} for `{user}`: two tokens with \
+                     one secret would accept each code twice",
+                    prev.line
+                )));
+            }
             rows.push(Row {
                 line: n,
                 user,
@@ -434,7 +487,7 @@ impl Admin {
             let account = self.account(&r.user)?;
             let t = self
                 .insert_new(
-                    account.id,
+                    &account,
                     TokenKind::Yubikey,
                     &secret,
                     format!("YubiKey {} ({})", r.public_id, r.label),

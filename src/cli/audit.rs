@@ -52,18 +52,59 @@ pub fn run(a: &Admin, args: AuditArgs) -> Result<Outcome, CliError> {
             println!("{line}");
         } else {
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.ts_ms as u64);
+            let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_string(), field);
             println!(
                 "{} {} service={} rhost={} client={} verdict={} serial={} reason={}",
                 humantime::format_rfc3339_millis(t),
-                r.user,
-                r.service,
-                r.rhost.as_deref().unwrap_or("-"),
-                r.client.as_deref().unwrap_or("-"),
-                r.verdict,
-                r.serial.as_deref().unwrap_or("-"),
-                r.reason
+                field(&r.user),
+                field(&r.service),
+                opt(&r.rhost),
+                opt(&r.client),
+                field(&r.verdict),
+                opt(&r.serial),
+                field(&r.reason)
             );
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// A free-text value of an audit line as it is safe to print: as it is when it is one plain
+/// word, else quoted with every quote, backslash, control, invisible or line-breaking
+/// character escaped. A user name such as `bob verdict=accept` or one with a newline cannot
+/// then pass for another field or another record.
+fn field(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v != "-"
+        && v.chars().all(|c| {
+            (c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '='))
+                || (!c.is_ascii() && c.is_alphanumeric())
+        });
+    if plain {
+        v.to_string()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field;
+
+    #[test]
+    fn fields_cannot_forge_fields_or_lines() {
+        assert_eq!(field("alice"), "alice");
+        assert_eq!(field("jürgen"), "jürgen");
+        assert_eq!(field("192.0.2.7"), "192.0.2.7");
+        assert_eq!(
+            field("bob verdict=accept reason=ok"),
+            "\"bob verdict=accept reason=ok\""
+        );
+        assert_eq!(field("a\nb"), "\"a\\nb\"");
+        assert_eq!(field("x\"y"), "\"x\\\"y\"");
+        assert_eq!(field("a\u{202e}b"), "\"a\\u{202e}b\"");
+        assert_eq!(field(""), "\"\"");
+        assert_eq!(field("-"), "\"-\"");
+        assert_eq!(field("wrong PIN or code"), "\"wrong PIN or code\"");
+    }
 }

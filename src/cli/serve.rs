@@ -9,7 +9,8 @@ use std::sync::Arc;
 pub fn run(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<Outcome, CliError> {
     quick_start_socket(&mut cfg, config_path);
     // On a fresh machine (nothing there yet) serve sets itself up, so the quick start is one
-    // command. A half-present state (database without key) is refused by init.
+    // command. A half-present state (a database without its key, or a key without its
+    // database) is refused by init.
     if !cfg.key_path().exists() || !cfg.database_path().exists() {
         let r = admin::init(&cfg)?;
         if r.created_key {

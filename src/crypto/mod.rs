@@ -86,11 +86,21 @@ pub struct Keys {
 struct SealKeys {
     current: XChaCha20Poly1305,
     others: Vec<XChaCha20Poly1305>,
+    /// Key check values of `current` then `others`, in the same order.
+    checks: Vec<[u8; 32]>,
 }
 
 fn cipher(master: &MasterKey) -> XChaCha20Poly1305 {
     let k = master.derive(b"otpd v1 seal");
     XChaCha20Poly1305::new(k.as_ref().into())
+}
+
+/// The key check value stored with the database: a MAC of a fixed label under a sub-key of
+/// its own, so it tells whether a key file belongs to a database without revealing anything
+/// about the sealing or hashing keys.
+fn key_check(master: &MasterKey) -> [u8; 32] {
+    let k = master.derive(b"otpd v1 key check");
+    hmac_sha256(k.as_ref(), b"otpd key check value")
 }
 
 impl Keys {
@@ -100,6 +110,7 @@ impl Keys {
             seal: RwLock::new(SealKeys {
                 current: cipher(master),
                 others: Vec::new(),
+                checks: vec![key_check(master)],
             }),
             hash_key: master.derive(b"otpd v1 keyed hash"),
             source: None,
@@ -141,6 +152,7 @@ impl Keys {
             let mut w = self.seal.write().unwrap_or_else(|p| p.into_inner());
             w.current = cipher(first);
             w.others = it.map(cipher).collect();
+            w.checks = masters.iter().map(key_check).collect();
         }
     }
 
@@ -149,6 +161,20 @@ impl Keys {
         let mut w = self.seal.write().unwrap_or_else(|p| p.into_inner());
         let old = std::mem::replace(&mut w.current, cipher(next));
         w.others.insert(0, old);
+        w.checks.insert(0, key_check(next));
+    }
+
+    /// The key check value of the current key, to store with the database.
+    pub fn key_check(&self) -> [u8; 32] {
+        let r = self.seal.read().unwrap_or_else(|p| p.into_inner());
+        r.checks.first().copied().unwrap_or([0u8; 32])
+    }
+
+    /// Whether a stored key check value belongs to one of the keys held (during a rotation
+    /// the database may already carry the next key's value).
+    pub fn fits_key_check(&self, stored: &[u8]) -> bool {
+        let r = self.seal.read().unwrap_or_else(|p| p.into_inner());
+        r.checks.iter().any(|c| ct_eq(c, stored))
     }
 
     /// The hash key sealed under the current key, for the store.
@@ -363,6 +389,20 @@ mod tests {
             k.verify_hash(b"s", b"1234", &hash),
             "hash key unchanged by rotation"
         );
+    }
+
+    #[test]
+    fn key_check_value_tells_keys_apart_and_follows_rotation() {
+        let k = keys();
+        let old = k.key_check();
+        assert!(k.fits_key_check(&old));
+        let other = Keys::new(&MasterKey::from_bytes([8u8; 32]));
+        assert!(!other.fits_key_check(&old), "another key must not fit");
+        assert_ne!(old, *k.hash_key, "not the hash key");
+        let next = MasterKey::from_bytes([9u8; 32]);
+        k.rotate_to(&next);
+        assert!(k.fits_key_check(&old) && k.fits_key_check(&Keys::new(&next).key_check()));
+        assert_eq!(k.key_check(), Keys::new(&next).key_check());
     }
 
     #[test]

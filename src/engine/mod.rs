@@ -198,14 +198,17 @@ impl Engine {
             reason: d.reason.clone(),
             serial: d.serial.clone(),
         };
+        // Free text (the user name, service, addresses, reason) goes in as `&str`: the text
+        // log quotes and escapes it, so a user name cannot forge a field or a line; JSON logs
+        // escape it anyway. The verdict is one of a few fixed words.
         tracing::info!(
             target: "otpd::audit",
-            user = %rec.user,
-            service = %rec.service,
+            user = rec.user.as_str(),
+            service = rec.service.as_str(),
             rhost = rec.rhost.as_deref().unwrap_or("-"),
             client = rec.client.as_deref().unwrap_or("-"),
             verdict = %rec.verdict,
-            reason = %rec.reason,
+            reason = rec.reason.as_str(),
             serial = rec.serial.as_deref().unwrap_or("-"),
             "login"
         );

@@ -67,16 +67,45 @@ pub mod codes {
 }
 
 /// Every field any request may carry. Unknown fields are ignored, so a newer client can add
-/// some without breaking this daemon; a known field of the wrong type is an error.
+/// some without breaking this daemon; a known field of the wrong type is an error. The fields
+/// are read as JSON values and their types checked here, not by serde: serde's message for a
+/// wrong type quotes the value ("invalid type: integer `4711287082`"), and a password sent
+/// as a number must not come back in the answer or go into the log.
 #[derive(Deserialize)]
 struct Wire {
-    op: Option<String>,
-    user: Option<String>,
-    password: Option<String>,
-    service: Option<String>,
-    rhost: Option<String>,
-    client: Option<String>,
-    state: Option<String>,
+    op: Option<serde_json::Value>,
+    user: Option<serde_json::Value>,
+    password: Option<serde_json::Value>,
+    service: Option<serde_json::Value>,
+    rhost: Option<serde_json::Value>,
+    client: Option<serde_json::Value>,
+    state: Option<serde_json::Value>,
+}
+
+/// A field that must be a string (or null, or absent): its string, moved out without a copy.
+fn string_field(field: &str, v: Option<serde_json::Value>) -> Result<Option<String>, ProtoError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ProtoError::new(
+            codes::BAD_FIELD,
+            format!(
+                "field `{field}` must be a string, not {}",
+                json_type_name(&other)
+            ),
+        )),
+    }
+}
+
+fn json_type_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 pub fn parse(line: &[u8]) -> Result<Request, ProtoError> {
@@ -90,33 +119,45 @@ pub fn parse(line: &[u8]) -> Result<Request, ProtoError> {
     let w: Wire = serde_json::from_slice(line).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            // A valid JSON value of the wrong shape (an array, a number where a string goes).
-            Category::Data => ProtoError::new(codes::BAD_FIELD, format!("bad request: {e}")),
+            // With every field a JSON value, what is left here is a field given twice; its
+            // text names the field only. Anything else gets a fixed text, never serde's,
+            // which may quote a value.
+            Category::Data if e.to_string().starts_with("duplicate field `") => {
+                ProtoError::new(codes::BAD_FIELD, format!("bad request: {e}"))
+            }
+            Category::Data => {
+                ProtoError::new(codes::BAD_FIELD, "bad request: a field has the wrong type")
+            }
+            // Syntax errors say where, not what: no value in them.
             _ => ProtoError::new(codes::BAD_JSON, format!("not a JSON object: {e}")),
         }
     })?;
     // Moved out at once so the password is wiped on every path below.
-    let password = w.password.map(Zeroizing::new);
-    let op = w.op.ok_or_else(|| missing("op"))?;
+    let password = string_field("password", w.password)?.map(Zeroizing::new);
+    let op = string_field("op", w.op)?.ok_or_else(|| missing("op"))?;
+    let user = string_field("user", w.user)?;
+    let service = string_field("service", w.service)?;
+    let rhost = string_field("rhost", w.rhost)?;
+    let client = string_field("client", w.client)?;
+    let state = string_field("state", w.state)?;
     match op.as_str() {
         "check" => {
             let password = password.ok_or_else(|| missing("password"))?;
             Ok(Request::Check {
-                user: w.user.ok_or_else(|| missing("user"))?,
+                user: user.ok_or_else(|| missing("user"))?,
                 password,
-                service: bounded("service", w.service.ok_or_else(|| missing("service"))?)?,
-                rhost: w.rhost.map(|r| bounded("rhost", r)).transpose()?,
-                client: w.client.map(|c| bounded("client", c)).transpose()?,
-                state: w
-                    .state
+                service: bounded("service", service.ok_or_else(|| missing("service"))?)?,
+                rhost: rhost.map(|r| bounded("rhost", r)).transpose()?,
+                client: client.map(|c| bounded("client", c)).transpose()?,
+                state: state
                     .map(|s| bounded_to("state", s, MAX_STATE))
                     .transpose()?,
             })
         }
         "account" => Ok(Request::Account {
-            user: w.user.ok_or_else(|| missing("user"))?,
-            service: bounded("service", w.service.ok_or_else(|| missing("service"))?)?,
-            rhost: w.rhost.map(|r| bounded("rhost", r)).transpose()?,
+            user: user.ok_or_else(|| missing("user"))?,
+            service: bounded("service", service.ok_or_else(|| missing("service"))?)?,
+            rhost: rhost.map(|r| bounded("rhost", r)).transpose()?,
         }),
         "ping" => Ok(Request::Ping),
         "status" => Ok(Request::Status),
@@ -309,6 +350,49 @@ mod tests {
         assert_eq!(e.code, codes::BAD_FIELD);
         let e = err(r#"{"op":"account","user":"a","service":"im\nap"}"#);
         assert_eq!(e.code, codes::BAD_FIELD);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_field_never_echoed() {
+        let cases = [
+            (
+                r#"{"op":"check","user":"a","password":4711287082,"service":"imap"}"#,
+                "password",
+                "a number",
+            ),
+            (
+                r#"{"op":"check","user":"a","password":[4711287082],"service":"imap"}"#,
+                "password",
+                "an array",
+            ),
+            (
+                r#"{"op":"check","user":"a","password":{"p":"4711287082"},"service":"imap"}"#,
+                "password",
+                "an object",
+            ),
+            (
+                r#"{"op":"check","user":4711287082,"password":"x","service":"imap"}"#,
+                "user",
+                "a number",
+            ),
+            (
+                r#"{"op":"check","user":"a","password":"x","service":true,"rhost":"4711287082"}"#,
+                "service",
+                "a boolean",
+            ),
+        ];
+        for (line, field, ty) in cases {
+            let e = err(line);
+            assert_eq!(e.code, codes::BAD_FIELD, "{line}");
+            assert!(e.message.contains(&format!("`{field}`")), "{line}: {e:?}");
+            assert!(e.message.contains(ty), "{line}: {e:?}");
+            assert!(!e.message.contains("4711287082"), "{line}: {e:?}");
+        }
+        let e = err(r#"{"op":"check","password":"4711287082","password":"4711287082"}"#);
+        assert!(e.message.contains("`password`"), "{e:?}");
+        assert!(!e.message.contains("4711287082"), "{e:?}");
+        let e = err(r#"{"op":"check","password":"4711287082""#);
+        assert!(!e.message.contains("4711287082"), "{e:?}");
     }
 
     #[test]

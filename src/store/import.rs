@@ -51,6 +51,8 @@ impl SqliteStore {
         let mut conflicts = Vec::new();
         {
             let mut user_exists = tx.prepare("SELECT 1 FROM accounts WHERE name = ?1")?;
+            let mut looks_like =
+                tx.prepare("SELECT name FROM accounts WHERE skeleton = ?1 ORDER BY id LIMIT 1")?;
             let mut serial_exists = tx.prepare("SELECT 1 FROM tokens WHERE serial = ?1")?;
             for a in accounts {
                 if user_exists
@@ -59,6 +61,17 @@ impl SqliteStore {
                     .is_some()
                 {
                     conflicts.push(format!("line {}: user `{}` already exists", a.line, a.name));
+                } else if let Some(existing) = looks_like
+                    .query_row([crate::confusable::skeleton(&a.name)], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .optional()?
+                {
+                    conflicts.push(format!(
+                        "line {}: user `{}` looks like the existing user `{existing}` (case, \
+                         width or look-alike characters)",
+                        a.line, a.name
+                    ));
                 }
                 for t in &a.tokens {
                     if serial_exists
@@ -84,8 +97,8 @@ impl SqliteStore {
         let mut tokens = 0;
         {
             let mut ins_account = tx.prepare(
-                "INSERT INTO accounts (name, level, pin_salt, pin_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO accounts (name, level, pin_salt, pin_hash, created_at, skeleton)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut ins_token = tx.prepare(
                 "INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
@@ -98,7 +111,14 @@ impl SqliteStore {
                     None => (None, None),
                 };
                 ins_account
-                    .execute(params![a.name, a.level, salt, hash, a.created_at])
+                    .execute(params![
+                        a.name,
+                        a.level,
+                        salt,
+                        hash,
+                        a.created_at,
+                        crate::confusable::skeleton(&a.name)
+                    ])
                     .map_err(|e| at_line(a.line, e))?;
                 let id = tx.last_insert_rowid();
                 for t in &a.tokens {

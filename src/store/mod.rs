@@ -27,6 +27,12 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("{0} already exists")]
     Exists(String),
+    #[error(
+        "user `{name}` looks like the existing user `{existing}` (the same letters up to case, \
+         width or look-alike characters of other scripts); choose a name that cannot be \
+         mistaken for it"
+    )]
+    LooksLike { name: String, existing: String },
     #[error("{0} not found")]
     NotFound(String),
     #[error("re-sealing token {serial}: {msg}; nothing was changed")]
@@ -102,6 +108,9 @@ pub trait Store: Send + Sync {
 
     /// An installation-wide value (`meta` table).
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Stores an installation-wide value unless one is stored already; returns the value
+    /// stored afterwards (the given one, or the one that was there first).
+    fn init_meta(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>>;
     /// Key rotation: replaces every token's sealed secret with `reseal(serial, old)` and sets
     /// the given meta values, all in one transaction: either every row moves or none does.
     /// Returns how many secrets were re-sealed.

@@ -98,4 +98,10 @@ pub const MIGRATIONS: &[&str] = &[
     // page (the user's place in the index) and was never used: `otpd audit --user` filters
     // with `?1 IS NULL OR user = ?1`, which SQLite answers by walking the newest rows.
     "DROP INDEX IF EXISTS audit_user;",
+    // 7 (issue 14): the look-alike key of each account name (confusable.rs), so that a new
+    // name like an existing one is found by one index lookup. Not unique: accounts created
+    // before this step may already look alike. Existing rows are filled in by `migrate`
+    // (the skeleton needs Unicode tables SQL does not have).
+    "ALTER TABLE accounts ADD COLUMN skeleton TEXT;
+    CREATE INDEX accounts_skeleton ON accounts(skeleton);",
 ];

@@ -248,6 +248,29 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
+    backfill_skeletons(conn)
+}
+
+/// Fills in the look-alike key of accounts that have none: those of a database from before
+/// the column, and of a restored older backup. Found through the column's index, so once
+/// every row has one this costs a lookup per open.
+fn backfill_skeletons(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn.transaction()?;
+    let rows: Vec<(i64, String)> = {
+        let mut st = tx.prepare("SELECT id, name FROM accounts WHERE skeleton IS NULL")?;
+        let it = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        it.collect::<Result<_, _>>()?
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    {
+        let mut up = tx.prepare("UPDATE accounts SET skeleton = ?2 WHERE id = ?1")?;
+        for (id, name) in &rows {
+            up.execute(params![id, crate::confusable::skeleton(name)])?;
+        }
+    }
+    tx.commit()?;
     Ok(())
 }
 
@@ -357,12 +380,35 @@ impl Store for SqliteStore {
             Some((s, h)) => (Some(s), Some(h)),
             None => (None, None),
         };
+        let skeleton = crate::confusable::skeleton(name);
+        // One statement: the look-alike check and the insert cannot be split by another
+        // admin adding a look-alike name at the same moment.
         let res = conn.execute(
-            "INSERT INTO accounts (name, level, pin_salt, pin_hash, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, level, salt, hash, now],
+            "INSERT INTO accounts (name, level, pin_salt, pin_hash, created_at, skeleton)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6
+             WHERE NOT EXISTS (SELECT 1 FROM accounts WHERE skeleton = ?6 AND name <> ?1)",
+            params![name, level, salt, hash, now, skeleton],
         );
         match res {
+            Ok(0) => {
+                let same: Option<i64> = conn
+                    .query_row("SELECT id FROM accounts WHERE name = ?1", [name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if same.is_some() {
+                    return Err(StoreError::Exists(format!("user `{name}`")));
+                }
+                let existing: String = conn.query_row(
+                    "SELECT name FROM accounts WHERE skeleton = ?1 ORDER BY id LIMIT 1",
+                    [&skeleton],
+                    |r| r.get(0),
+                )?;
+                Err(StoreError::LooksLike {
+                    name: name.to_string(),
+                    existing,
+                })
+            }
             Ok(_) => Ok(conn.last_insert_rowid()),
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -569,6 +615,21 @@ impl Store for SqliteStore {
                 r.get(0)
             })
             .optional()?)
+    }
+
+    fn init_meta(&self, name: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        let conn = self.conn();
+        // One statement each: a second process writing the same name at the same time keeps
+        // the first value, and both read back the same one.
+        conn.execute(
+            "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![name, value],
+        )?;
+        Ok(
+            conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?,
+        )
     }
 
     fn reseal_all(
@@ -1006,5 +1067,65 @@ mod tests {
         drop(s);
         let s = SqliteStore::open(&p).expect("reopen");
         assert_eq!(s.integrity_check().expect("check"), "ok");
+    }
+
+    #[test]
+    fn look_alike_names_are_refused_and_old_databases_get_their_skeletons() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("old.db");
+        {
+            // A database as the version before the skeleton column left it, with two accounts
+            // that already look alike (nothing refused them then).
+            let mut c = Connection::open(&p).expect("open");
+            for (i, step) in MIGRATIONS.iter().enumerate().take(6) {
+                c.execute_batch(step).expect("step");
+                c.pragma_update(None, "user_version", (i + 1) as i64)
+                    .expect("version");
+            }
+            let tx = c.transaction().expect("tx");
+            for name in ["alice", "Alice", "bob"] {
+                tx.execute(
+                    "INSERT INTO accounts (name, level, created_at) VALUES (?1, 'off', 1)",
+                    [name],
+                )
+                .expect("insert");
+            }
+            tx.commit().expect("commit");
+        }
+        let s = SqliteStore::open(&p).expect("upgrade");
+        let missing: i64 = s
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM accounts WHERE skeleton IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(missing, 0, "every old account has its skeleton");
+        for (name, like) in [("ALICE", "alice"), ("b\u{3bf}b", "bob"), ("ｂｏｂ", "bob")] {
+            match s.create_account(name, "off", None, 2) {
+                Err(StoreError::LooksLike { existing, .. }) => assert_eq!(existing, like),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            s.create_account("alice", "off", None, 2),
+            Err(StoreError::Exists(_))
+        ));
+        s.create_account("carol", "off", None, 2)
+            .expect("a new name");
+        // The check is a lookup in the skeleton index, not a scan of every account.
+        let plan: String = s
+            .conn()
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM accounts WHERE skeleton = 'x'",
+                [],
+                |r| r.get(3),
+            )
+            .expect("plan");
+        assert!(plan.contains("accounts_skeleton"), "{plan}");
+        // Logins still find names exactly.
+        assert!(s.account("Alice").expect("read").is_some());
+        assert!(s.account("ALICE").expect("read").is_none());
     }
 }
