@@ -70,6 +70,16 @@ fn opts(kind: TokenKind, active: bool) -> TokenOptions {
     oath_token(kind, active)
 }
 
+/// A second token of one account may not share [`SECRET`] with the first (issue 14: two
+/// tokens with one secret would accept each code twice), so it gets this one.
+const SECRET2: &[u8] = b"abcdefghijabcdefghij";
+
+fn opts2(kind: TokenKind, active: bool) -> TokenOptions {
+    let mut o = oath_token(kind, active);
+    o.secret_b32 = Some(data_encoding::BASE32_NOPAD.encode(SECRET2).into());
+    o
+}
+
 #[test]
 fn totp_accepts_once_and_rejects_replay() {
     let w = World::new(Config::default());
@@ -245,7 +255,7 @@ fn pending_and_disabled_tokens_match_nothing() {
     w.admin.add_user("bob", Some("1234"), None).expect("user");
     let pending = w
         .admin
-        .add_token("bob", opts(TokenKind::Hotp, false))
+        .add_token("bob", opts2(TokenKind::Hotp, false))
         .expect("token");
     // Level needing OTP is refused while the only token is pending.
     assert!(w.admin.set_user("bob", None, Some("everywhere")).is_err());
@@ -256,17 +266,17 @@ fn pending_and_disabled_tokens_match_nothing() {
     w.admin
         .set_user("bob", None, Some("everywhere"))
         .expect("level");
-    let hotp0 = hotp(Algorithm::Sha1, SECRET, 0, 6);
+    let hotp0 = hotp(Algorithm::Sha1, SECRET2, 0, 6);
     let d = w.check("bob", "vpn", &format!("1234{hotp0}"));
     assert_eq!(d.verdict, Verdict::Reject, "pending token matched: {d:?}");
     // Activation consumes a code; afterwards the next one works.
     w.admin
-        .activate(&pending.token.serial, &hotp(Algorithm::Sha1, SECRET, 1, 6))
+        .activate(&pending.token.serial, &hotp(Algorithm::Sha1, SECRET2, 1, 6))
         .expect("activate");
     let d = w.check(
         "bob",
         "vpn",
-        &format!("1234{}", hotp(Algorithm::Sha1, SECRET, 2, 6)),
+        &format!("1234{}", hotp(Algorithm::Sha1, SECRET2, 2, 6)),
     );
     assert_eq!(d.verdict, Verdict::Accept, "{d:?}");
     assert_eq!(d.serial.as_deref(), Some(pending.token.serial.as_str()));
@@ -377,13 +387,13 @@ fn failures_throttle_then_lock_then_clear() {
 fn any_active_token_may_match() {
     let w = World::new(Config::default());
     w.alice(TokenKind::Totp);
-    let mut o = opts(TokenKind::Hotp, true);
+    let mut o = opts2(TokenKind::Hotp, true);
     o.digits = 8;
     let second = w.admin.add_token("alice", o).expect("second token");
     let d = w.check(
         "alice",
         "vpn",
-        &format!("1234{}", hotp(Algorithm::Sha1, SECRET, 0, 8)),
+        &format!("1234{}", hotp(Algorithm::Sha1, SECRET2, 0, 8)),
     );
     assert_eq!(d.verdict, Verdict::Accept, "{d:?}");
     assert_eq!(d.serial.as_deref(), Some(second.token.serial.as_str()));

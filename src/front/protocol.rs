@@ -163,10 +163,14 @@ pub fn parse(line: &[u8]) -> Result<Request, ProtoError> {
         "status" => Ok(Request::Status),
         other => Err(ProtoError::new(
             codes::UNKNOWN_OP,
-            format!(
-                "unknown op `{}`; this daemon knows check, account, ping, status",
-                shorten(other)
-            ),
+            match op_name(other) {
+                Some(name) => {
+                    format!("unknown op `{name}`; this daemon knows check, account, ping, status")
+                }
+                None => "unknown op (not shown: an op is a short word of letters, `-` and \
+                         `_`); this daemon knows check, account, ping, status"
+                    .to_string(),
+            },
         )),
     }
 }
@@ -195,12 +199,15 @@ fn bounded_to(field: &str, v: String, max: usize) -> Result<String, ProtoError> 
     Ok(v)
 }
 
-/// An op name echoed in an error stays short and printable.
-fn shorten(s: &str) -> String {
-    s.chars()
-        .take(32)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+/// An unknown op is echoed only when it looks like an op name: a short word of ASCII
+/// letters, `-` and `_`. Anything else (digits, other characters, length) could be a
+/// password sent in the wrong field, and errors never echo a value that might be one.
+fn op_name(s: &str) -> Option<&str> {
+    let word = !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_');
+    word.then_some(s)
 }
 
 #[derive(Serialize)]
@@ -392,6 +399,9 @@ mod tests {
         assert!(e.message.contains("`password`"), "{e:?}");
         assert!(!e.message.contains("4711287082"), "{e:?}");
         let e = err(r#"{"op":"check","password":"4711287082""#);
+        assert!(!e.message.contains("4711287082"), "{e:?}");
+        let e = err(r#"{"op":"4711287082"}"#);
+        assert_eq!(e.code, codes::UNKNOWN_OP);
         assert!(!e.message.contains("4711287082"), "{e:?}");
     }
 
