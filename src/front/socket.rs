@@ -570,11 +570,12 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
             let res = tokio::task::spawn_blocking(move || {
                 let (v, reason) = engine.account_check(&user, &service, rhost.as_deref());
                 if v == AccountVerdict::Deny {
+                    // As `&str`: quoted and escaped in the text log, like the audit line.
                     tracing::info!(
-                        user = %user,
-                        service = %service,
+                        user = user.as_str(),
+                        service = service.as_str(),
                         rhost = rhost.as_deref().unwrap_or("-"),
-                        reason = %reason,
+                        reason = reason.as_str(),
                         "account phase: deny"
                     );
                 }
