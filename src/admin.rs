@@ -286,6 +286,8 @@ pub struct RestoreReport {
     pub tokens: usize,
     pub totp_burned: usize,
     pub hotp: Vec<String>,
+    /// Accounts of the backup whose names look alike (made before otpd refused that).
+    pub look_alikes: Vec<Vec<String>>,
 }
 
 /// Replaces the live database with a backup, after checking that the backup is sound and
@@ -354,10 +356,12 @@ pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, Adm
         .filter(|t| t.kind == TokenKind::Hotp)
         .map(|t| t.serial)
         .collect();
+    let look_alikes = live.look_alike_groups()?;
     Ok(RestoreReport {
         tokens: tokens.len(),
         totp_burned,
         hotp,
+        look_alikes,
     })
 }
 

@@ -223,7 +223,8 @@ fn parse_line(
     if !users.insert(name.clone()) {
         return Err(format!("user `{name}` appears twice in the input"));
     }
-    if let Some(earlier) = skeletons.insert(crate::confusable::skeleton(&name), name.clone()) {
+    let skeleton = crate::confusable::skeleton(&name);
+    if let Some(earlier) = skeletons.insert(skeleton.clone(), name.clone()) {
         return Err(format!(
             "user `{name}` looks like user `{earlier}` earlier in the input (case, width or \
              look-alike characters)"
@@ -290,6 +291,7 @@ fn parse_line(
     Ok(ImportAccount {
         line: 0,
         name,
+        skeleton,
         level,
         pin,
         created_at: now,

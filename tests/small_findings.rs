@@ -434,4 +434,26 @@ fn look_alike_account_names_are_refused() {
         &["user", "import", "-"],
         Some(&format!("{}\n", json!({"user": "dave"}))),
     );
+
+    // Accounts that looked alike before otpd refused them are kept as they are (and a
+    // restore says so): written here past otpd, as an older version could have made them.
+    let db = env.path().join("data/otpd.db");
+    rusqlite::Connection::open(&db)
+        .expect("db")
+        .execute(
+            "INSERT INTO accounts (name, level, created_at) VALUES ('Dave', 'off', 1)",
+            [],
+        )
+        .expect("insert");
+    let backup = env.path().join("old.db");
+    env.ok(&["backup", backup.to_str().expect("utf-8")], None);
+    let out = env.ok(&["restore", backup.to_str().expect("utf-8"), "--yes"], None);
+    assert!(
+        out.contains("look alike") && out.contains("`dave`, `Dave`"),
+        "{out}"
+    );
+    let list = env.ok(&["user", "list"], None);
+    assert!(list.contains("Dave") && list.contains("dave"), "{list}");
+    let err = refused(&env, &["user", "add", "DAVE"], None);
+    assert!(err.contains("looks like the existing user `dave`"), "{err}");
 }

@@ -243,6 +243,18 @@ fn restore(cfg: &Config, file: &std::path::Path, yes: bool) -> Result<Outcome, C
             r.hotp.join(", ")
         );
     }
+    for group in &r.look_alikes {
+        // Kept as they were (logins find names exactly), but an admin should know.
+        println!(
+            "warning: these accounts look alike (case, width or look-alike letters), which \
+             makes logs and audit easy to misread: {}",
+            group
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(Outcome::Ok)
 }
 

@@ -11,6 +11,8 @@ pub struct ImportAccount {
     /// Line of the input it came from, for error messages.
     pub line: usize,
     pub name: String,
+    /// Look-alike key of `name` (`confusable::skeleton`).
+    pub skeleton: String,
     pub level: String,
     /// (salt, keyed hash)
     pub pin: Option<(Vec<u8>, Vec<u8>)>,
@@ -62,9 +64,7 @@ impl SqliteStore {
                 {
                     conflicts.push(format!("line {}: user `{}` already exists", a.line, a.name));
                 } else if let Some(existing) = looks_like
-                    .query_row([crate::confusable::skeleton(&a.name)], |r| {
-                        r.get::<_, String>(0)
-                    })
+                    .query_row([&a.skeleton], |r| r.get::<_, String>(0))
                     .optional()?
                 {
                     conflicts.push(format!(
@@ -117,7 +117,7 @@ impl SqliteStore {
                         salt,
                         hash,
                         a.created_at,
-                        crate::confusable::skeleton(&a.name)
+                        a.skeleton
                     ])
                     .map_err(|e| at_line(a.line, e))?;
                 let id = tx.last_insert_rowid();

@@ -206,6 +206,28 @@ impl SqliteStore {
         })
     }
 
+    /// Groups of accounts whose names look alike (same `confusable::skeleton`), each sorted
+    /// by age: possible only for accounts made before otpd refused look-alikes.
+    pub fn look_alike_groups(&self) -> StoreResult<Vec<Vec<String>>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT a.skeleton, a.name FROM accounts a
+             WHERE a.skeleton IN (SELECT skeleton FROM accounts
+                                  GROUP BY skeleton HAVING count(*) > 1)
+             ORDER BY a.skeleton, a.id",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for row in rows {
+            let (skeleton, name) = row?;
+            match groups.last_mut() {
+                Some((s, names)) if *s == skeleton => names.push(name),
+                _ => groups.push((skeleton, vec![name])),
+            }
+        }
+        Ok(groups.into_iter().map(|(_, names)| names).collect())
+    }
+
     pub fn integrity_check(&self) -> StoreResult<String> {
         Ok(self
             .conn()
