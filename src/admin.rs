@@ -121,6 +121,15 @@ pub fn open(cfg: &Config) -> Result<(Arc<dyn Store>, Arc<Keys>), AdminError> {
             db.display()
         )));
     }
+    if !key.exists() {
+        return Err(AdminError::Refused(format!(
+            "database {} exists but key file {} does not: restore the key file from your \
+             backup (`otpd init` will not make a new one: it could not open the secrets \
+             sealed under the old one)",
+            db.display(),
+            key.display()
+        )));
+    }
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
     let sealed_hash = store.meta(HASH_KEY_META)?;
     let keys = Arc::new(Keys::load(&key, sealed_hash.as_deref())?);

@@ -205,6 +205,13 @@ fn a_key_that_does_not_fit_the_database_stops_start() {
         .expect("count");
     assert_eq!(n, 1, "written on the first open with the right key");
 
+    // A database whose key file is gone: every command says to restore the key file.
+    std::fs::rename(&key, env.path().join("elsewhere.key")).expect("move key");
+    for args in [&["serve"][..], &["user", "list"][..], &["init"][..]] {
+        let err = refused(&env, args, None);
+        assert!(err.contains("restore the key file"), "{args:?}: {err}");
+    }
+
     // A database without tokens is checked by its key check value alone.
     let empty = Env::new("");
     let key = empty.path().join("data/otpd.key");
