@@ -432,6 +432,7 @@ impl Admin {
             last_failure: None,
             locked_until: None,
             created_at: 0,
+            familiar_sources: Vec::new(),
         };
         self.check_level_reachable(&probe, level)?;
         self.store.create_account(

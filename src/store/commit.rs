@@ -52,11 +52,18 @@ pub(super) const SQL_ADVANCE: &str =
     "UPDATE tokens SET last_counter = ?2, drift = ?3, last_used_at = ?4,
          state = CASE WHEN ?5 THEN 'active' ELSE state END
      WHERE id = ?1 AND last_counter < ?2";
-pub(super) const SQL_FAILURE: &str =
-    "UPDATE accounts SET failures = failures + 1, last_failure = ?2,
-         locked_until = CASE WHEN ?3 > 0 AND failures + 1 >= ?3 THEN ?4
-                             ELSE locked_until END
+/// A lock that has ended is forgotten with the failures that made it, so the next guess
+/// starts a fresh count (engine/gate.rs): one guess per lock duration cannot keep the
+/// account locked for good.
+pub(super) const SQL_FAILURE: &str = "UPDATE accounts SET
+         failures = CASE WHEN locked_until <= ?2 THEN 1 ELSE failures + 1 END,
+         last_failure = ?2,
+         locked_until = CASE
+             WHEN locked_until <= ?2 THEN CASE WHEN ?3 = 1 THEN ?4 END
+             WHEN ?3 > 0 AND failures + 1 >= ?3 THEN ?4
+             ELSE locked_until END
      WHERE id = ?1 RETURNING failures";
+pub(super) const SQL_FAMILIAR: &str = "UPDATE accounts SET familiar = ?2 WHERE id = ?1";
 pub(super) const SQL_CLEAR: &str =
     "UPDATE accounts SET failures = 0, last_failure = NULL, locked_until = NULL
      WHERE id = ?1 AND (failures != 0 OR locked_until IS NOT NULL)";
@@ -102,6 +109,11 @@ pub(super) enum Op {
     },
     UnknownFailure {
         now: i64,
+    },
+    /// The account's familiar sources, newest first: bookkeeping, nobody waits for it.
+    Familiar {
+        account_id: i64,
+        sources: String,
     },
     Audit(AuditRecord),
     /// When and from where an app password was last used: bookkeeping, nobody waits for it.
@@ -185,6 +197,14 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<
         }
         Op::ClearFailures { account_id } => {
             conn.prepare_cached(SQL_CLEAR)?.execute([account_id])?;
+            Answer::Done
+        }
+        Op::Familiar {
+            account_id,
+            sources,
+        } => {
+            conn.prepare_cached(SQL_FAMILIAR)?
+                .execute(params![account_id, sources])?;
             Answer::Done
         }
         Op::UnknownFailure { now } => {

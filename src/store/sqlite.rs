@@ -253,9 +253,9 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 
 /// Of `accounts a`, in the order `account_from_row` reads them.
 const ACCOUNT_COLS: &str = "a.id, a.name, a.level, a.pin_salt, a.pin_hash, a.failures, \
-    a.last_failure, a.locked_until, a.created_at";
+    a.last_failure, a.locked_until, a.created_at, a.familiar";
 /// How many columns `ACCOUNT_COLS` has: where a joined token row starts.
-const ACCOUNT_NCOLS: usize = 9;
+const ACCOUNT_NCOLS: usize = 10;
 
 fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
     let pin_hash: Option<Vec<u8>> = r.get(4)?;
@@ -270,6 +270,13 @@ fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
         last_failure: r.get(6)?,
         locked_until: r.get(7)?,
         created_at: r.get(8)?,
+        familiar_sources: r
+            .get_ref(9)?
+            .as_str()?
+            .split('\n')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
     })
 }
 
@@ -452,6 +459,13 @@ impl Store for SqliteStore {
             Answer::Failures(n) => Ok(n),
             other => Err(StoreError::Commit(format!("unexpected answer {other:?}"))),
         }
+    }
+
+    fn set_familiar_sources(&self, account_id: i64, sources: &[String]) -> StoreResult<()> {
+        self.write_later(Op::Familiar {
+            account_id,
+            sources: sources.join("\n"),
+        })
     }
 
     fn clear_failures(&self, account_id: i64) -> StoreResult<()> {
