@@ -108,6 +108,9 @@ pub struct Account {
     /// their failures are counted apart from everybody else's (engine/gate.rs).
     #[serde(skip)]
     pub familiar_sources: Vec<String>,
+    /// How often the admin unlocked the account.
+    #[serde(skip)]
+    pub unlocks: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -19,8 +19,10 @@
 //! own places).
 //!
 //! The memory entry is authoritative while attempts are in flight and for `SYNC_MS` after
-//! the last change, when the row a login read may predate a commit of this process; after
-//! that it is taken from the row again, so `otpd user unlock` from another process shows.
+//! this process last counted a failure, when the row a login read may predate that commit;
+//! after that it is taken from the row again. The admin's unlock (`otpd user unlock`, from
+//! any process) counts up `unlocks` in the row, and an entry that sees a higher count starts
+//! afresh at once.
 
 use super::lockout;
 use crate::config::LockoutConfig;
@@ -35,7 +37,7 @@ const SYNC_MS: i64 = 2_000;
 const MAX_WAIT: Duration = Duration::from_millis(250);
 /// Accounts with an entry at most: entries exist only while an account has failures, a lock
 /// or attempts in flight; beyond it, entries with nothing in flight go first.
-const MAX_ENTRIES: usize = 200_000;
+const MAX_ENTRIES: usize = 65_536;
 const SHARDS: usize = 16;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +80,8 @@ struct Entry {
     familiar: Bucket,
     /// When this process last counted a failure of the account (ms).
     changed_ms: i64,
+    /// The admin's unlocks the entry has seen.
+    unlocks: i64,
 }
 
 impl Entry {
@@ -144,6 +148,8 @@ struct Shard {
 /// The gate of every account.
 pub struct Gate {
     shards: [Shard; SHARDS],
+    /// Keys the ghost ids of unknown names; per process, so ids say nothing outside it.
+    ghost_key: std::collections::hash_map::RandomState,
 }
 
 impl Default for Gate {
@@ -165,6 +171,29 @@ impl Gate {
     pub fn new() -> Gate {
         Gate {
             shards: std::array::from_fn(|_| Shard::default()),
+            ghost_key: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// A stand-in account for a name that has none, with a negative id no real account has:
+    /// its failures live in memory only, so that an unknown name is throttled and locked
+    /// like a real one (engine/mod.rs `unknown_user`).
+    pub fn ghost(&self, name: &str) -> Account {
+        use std::hash::BuildHasher;
+        let id = (self.ghost_key.hash_one(name) >> 1) as i64;
+        Account {
+            id: -1 - id,
+            name: String::new(),
+            level: String::new(),
+            pin_salt: None,
+            pin_hash: None,
+            has_pin: false,
+            failures: 0,
+            last_failure: None,
+            locked_until: None,
+            created_at: 0,
+            familiar_sources: Vec::new(),
+            unlocks: 0,
         }
     }
 
@@ -194,10 +223,24 @@ impl Gate {
                 unfamiliar: Bucket::from_row(account),
                 familiar: Bucket::default(),
                 changed_ms: i64::MIN,
+                unlocks: account.unlocks,
             });
+            if account.unlocks > e.unlocks {
+                // The admin unlocked it since: start afresh, both buckets.
+                e.unlocks = account.unlocks;
+                e.changed_ms = i64::MIN;
+                e.familiar = Bucket {
+                    in_flight: e.familiar.in_flight,
+                    ..Bucket::default()
+                };
+            }
             // Only this process's own failures can be missing from the row (their commits
             // may not have landed when it was read): `changed_ms` is the latest of them.
-            if e.unfamiliar.in_flight == 0 && now_ms.saturating_sub(e.changed_ms) >= SYNC_MS {
+            // A ghost has no row: its memory is all there is.
+            if account.id >= 0
+                && e.unfamiliar.in_flight == 0
+                && now_ms.saturating_sub(e.changed_ms) >= SYNC_MS
+            {
                 e.unfamiliar = Bucket::from_row(account);
             }
             let b = e.bucket(familiar);
@@ -394,6 +437,7 @@ mod tests {
             locked_until: None,
             created_at: 0,
             familiar_sources: Vec::new(),
+            unlocks: 0,
         }
     }
 
@@ -499,6 +543,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_name_is_throttled_like_an_account() {
+        let g = Gate::new();
+        let c = LockoutConfig {
+            delay: Duration::from_secs(60),
+            ..cfg()
+        };
+        let ghost = g.ghost("mallory");
+        assert!(ghost.id < 0);
+        assert_eq!(ghost.id, g.ghost("mallory").id);
+        assert_ne!(ghost.id, g.ghost("mallorz").id);
+        for _ in 0..3 {
+            g.enter(&ghost, false, 0, &c).expect("free").failed(0, &c);
+        }
+        // Its memory is not replaced by a row, however long it is quiet.
+        assert!(matches!(
+            g.enter(&ghost, false, 30_000, &c),
+            Err(Refusal::Throttled { .. })
+        ));
+    }
+
+    #[test]
     fn the_row_wins_again_once_the_entry_is_quiet() {
         let g = Gate::new();
         let c = LockoutConfig {
@@ -513,7 +578,15 @@ mod tests {
             g.enter(&acct(), false, 500, &c),
             Err(Refusal::Throttled { .. })
         ));
-        // ... but after SYNC_MS the row counts: an admin's unlock in another process.
-        assert!(g.enter(&acct(), false, 3_000, &c).is_ok());
+        // ... an admin's unlock (from any process) does, at once ...
+        let unlocked = Account {
+            unlocks: 1,
+            ..acct()
+        };
+        g.enter(&unlocked, false, 600, &c)
+            .expect("unlocked")
+            .failed(0, &c);
+        // ... and after SYNC_MS the row counts again.
+        assert!(g.enter(&unlocked, false, 3_000, &c).is_ok());
     }
 }

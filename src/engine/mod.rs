@@ -369,22 +369,41 @@ impl Engine {
             // still a Defer for the audit.
             UnknownUser::Defer | UnknownUser::Reject => {
                 // The same work a wrong PIN or code costs, the durable failure write included,
-                // so the answer time does not tell whether the account exists.
-                let now = self.clock.now_ms().div_euclid(1000);
-                if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
-                    return Decision::reject(user, block).class(class);
-                }
-                // A known account's login reads its account and token rows (decide): the
-                // same read here, of a real account's rows, or unknown users answer sooner
-                // (examples/timing.rs measured 50 µs without any token query and about 30 µs
-                // with a query that found nothing).
-                let probe = lock(&self.recent_account).clone();
-                let _ = self
-                    .store
-                    .account_with_tokens(probe.as_deref().unwrap_or(&user));
-                self.dummy_work(password, now);
-                self.sources.failed(rhost, &user, now, &self.cfg.lockout);
-                let d = self.reject_uncounted(user, "unknown user", now);
+                // so the answer time does not tell whether the account exists. The name also
+                // passes the gate, as a ghost account held in memory: refused unseen, or let
+                // through and counted, exactly when a real account would be, so neither its
+                // answers nor their pattern under a parallel burst tell it apart.
+                let now_ms = self.clock.now_ms();
+                let now = now_ms.div_euclid(1000);
+                let l = &self.cfg.lockout;
+                let gated = match self.sources.blocked(rhost, &user, now, l) {
+                    Some(block) => Err(block),
+                    None => self
+                        .gate
+                        .enter(&self.gate.ghost(&user), false, now_ms, l)
+                        .map_err(|r| r.to_string()),
+                };
+                let d = match gated {
+                    Err(why) => self.reject_as_unknown_users_are(
+                        user,
+                        password,
+                        &format!("unknown user; {why}"),
+                    ),
+                    Ok(pass) => {
+                        // A known account's login reads its account and token rows (decide):
+                        // the same read here, of a real account's rows, or unknown users
+                        // answer sooner (examples/timing.rs measured 50 µs without any token
+                        // query and about 30 µs with a query that found nothing).
+                        let probe = lock(&self.recent_account).clone();
+                        let _ = self
+                            .store
+                            .account_with_tokens(probe.as_deref().unwrap_or(&user));
+                        self.dummy_work(password, now);
+                        self.sources.failed(rhost, &user, now, l);
+                        pass.failed(now, l);
+                        self.reject_uncounted(user, "unknown user", now)
+                    }
+                };
                 if self.cfg.unknown_user == UnknownUser::Defer {
                     return Decision::defer(d.user, d.reason).class(class);
                 }

@@ -63,6 +63,8 @@ pub(super) const SQL_FAILURE: &str = "UPDATE accounts SET
              WHEN ?3 > 0 AND failures + 1 >= ?3 THEN ?4
              ELSE locked_until END
      WHERE id = ?1 RETURNING failures";
+pub(super) const SQL_UNLOCK: &str = "UPDATE accounts SET failures = 0, last_failure = NULL,
+         locked_until = NULL, unlocks = unlocks + 1 WHERE id = ?1";
 pub(super) const SQL_FAMILIAR: &str = "UPDATE accounts SET familiar = ?2 WHERE id = ?1";
 pub(super) const SQL_CLEAR: &str =
     "UPDATE accounts SET failures = 0, last_failure = NULL, locked_until = NULL
@@ -105,6 +107,9 @@ pub(super) enum Op {
         lock_until: i64,
     },
     ClearFailures {
+        account_id: i64,
+    },
+    Unlock {
         account_id: i64,
     },
     UnknownFailure {
@@ -197,6 +202,10 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<
         }
         Op::ClearFailures { account_id } => {
             conn.prepare_cached(SQL_CLEAR)?.execute([account_id])?;
+            Answer::Done
+        }
+        Op::Unlock { account_id } => {
+            conn.prepare_cached(SQL_UNLOCK)?.execute([account_id])?;
             Answer::Done
         }
         Op::Familiar {

@@ -101,5 +101,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 7 (guessing protection): the sources an account logged in from, newest first, one per
     // line; failures from them count apart from the rest (engine/gate.rs). In the account
     // row because every login reads that row anyway.
-    "ALTER TABLE accounts ADD COLUMN familiar TEXT NOT NULL DEFAULT '';",
+    // `unlocks` counts the admin's unlocks, so a running daemon tells an unlock from a row
+    // read before its own failure was committed.
+    "ALTER TABLE accounts ADD COLUMN familiar TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN unlocks INTEGER NOT NULL DEFAULT 0;",
 ];

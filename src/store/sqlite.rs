@@ -253,9 +253,9 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 
 /// Of `accounts a`, in the order `account_from_row` reads them.
 const ACCOUNT_COLS: &str = "a.id, a.name, a.level, a.pin_salt, a.pin_hash, a.failures, \
-    a.last_failure, a.locked_until, a.created_at, a.familiar";
+    a.last_failure, a.locked_until, a.created_at, a.familiar, a.unlocks";
 /// How many columns `ACCOUNT_COLS` has: where a joined token row starts.
-const ACCOUNT_NCOLS: usize = 10;
+const ACCOUNT_NCOLS: usize = 11;
 
 fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
     let pin_hash: Option<Vec<u8>> = r.get(4)?;
@@ -277,6 +277,7 @@ fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
+        unlocks: r.get(10)?,
     })
 }
 
@@ -466,6 +467,10 @@ impl Store for SqliteStore {
             account_id,
             sources: sources.join("\n"),
         })
+    }
+
+    fn unlock_account(&self, account_id: i64) -> StoreResult<()> {
+        self.write(Op::Unlock { account_id }).map(|_| ())
     }
 
     fn clear_failures(&self, account_id: i64) -> StoreResult<()> {
