@@ -324,9 +324,11 @@ impl Engine {
         d
     }
 
-    /// Makes `source` the account's newest familiar source, if it is not one yet.
+    /// Adds `source` to the account's familiar sources, if it is not one yet (the oldest
+    /// added goes when there are too many). A known one is not moved up: a user who
+    /// alternates between two places would otherwise cost a write per login.
     fn remember_source(&self, account: &Account, source: String) {
-        if account.familiar_sources.first() == Some(&source) {
+        if account.familiar_sources.contains(&source) {
             return;
         }
         let mut list = Vec::with_capacity(MAX_FAMILIAR_SOURCES);

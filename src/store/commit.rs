@@ -115,7 +115,7 @@ pub(super) enum Op {
     UnknownFailure {
         now: i64,
     },
-    /// The account's familiar sources, newest first: bookkeeping, nobody waits for it.
+    /// The account's familiar sources, most recently added first: bookkeeping, nobody waits for it.
     Familiar {
         account_id: i64,
         sources: String,
@@ -897,6 +897,38 @@ mod tests {
         );
         s.clear_failures(id).expect("clear");
         assert_eq!(s.account("alice").expect("a").expect("alice").failures, 0);
+    }
+
+    #[test]
+    fn a_failure_after_an_ended_lock_starts_a_fresh_count() {
+        let (_d, s, _tok) = store();
+        let id = s.account("alice").expect("a").expect("alice").id;
+        for now in 1..=3 {
+            s.record_failure(id, now, 3, 100).expect("failure");
+        }
+        let a = s.account("alice").expect("a").expect("alice");
+        assert_eq!((a.failures, a.locked_until), (3, Some(100)));
+        // Still locked at 99: counted on. At 100 the lock is over: one, and no lock.
+        assert_eq!(s.record_failure(id, 99, 3, 199).expect("failure"), 4);
+        assert_eq!(s.record_failure(id, 100, 3, 200).expect("failure"), 1);
+        let a = s.account("alice").expect("a").expect("alice");
+        assert_eq!((a.failures, a.locked_until), (1, None));
+        // Unlocking counts the unlock, so a running daemon sees it.
+        s.unlock_account(id).expect("unlock");
+        let a = s.account("alice").expect("a").expect("alice");
+        assert_eq!((a.failures, a.unlocks), (0, 1));
+    }
+
+    #[test]
+    fn familiar_sources_round_trip() {
+        let (_d, s, _tok) = store();
+        let id = s.account("alice").expect("a").expect("alice").id;
+        let list = vec!["192.0.2.1".to_string(), "2001:db8::/64".to_string()];
+        s.set_familiar_sources(id, &list).expect("set");
+        // Queued without a wait: an audit-free advance later makes it durable.
+        s.clear_failures(id).expect("a waited write");
+        let a = s.account("alice").expect("a").expect("alice");
+        assert_eq!(a.familiar_sources, list);
     }
 
     /// Runs the threads `spawn` starts so that their writes share one batch with a write

@@ -98,7 +98,7 @@ pub const MIGRATIONS: &[&str] = &[
     // page (the user's place in the index) and was never used: `otpd audit --user` filters
     // with `?1 IS NULL OR user = ?1`, which SQLite answers by walking the newest rows.
     "DROP INDEX IF EXISTS audit_user;",
-    // 7 (guessing protection): the sources an account logged in from, newest first, one per
+    // 7 (guessing protection): the sources an account logged in from, most recently added first, one per
     // line; failures from them count apart from the rest (engine/gate.rs). In the account
     // row because every login reads that row anyway.
     // `unlocks` counts the admin's unlocks, so a running daemon tells an unlock from a row
