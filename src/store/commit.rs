@@ -60,8 +60,9 @@ pub(super) const SQL_FAILURE: &str = "UPDATE accounts SET
          last_failure = ?2,
          locked_until = CASE
              WHEN locked_until <= ?2 THEN CASE WHEN ?3 = 1 THEN ?4 END
+             WHEN locked_until IS NOT NULL THEN locked_until
              WHEN ?3 > 0 AND failures + 1 >= ?3 THEN ?4
-             ELSE locked_until END
+             END
      WHERE id = ?1 RETURNING failures";
 pub(super) const SQL_UNLOCK: &str = "UPDATE accounts SET failures = 0, last_failure = NULL,
          locked_until = NULL, unlocks = unlocks + 1 WHERE id = ?1";
@@ -908,7 +909,8 @@ mod tests {
         }
         let a = s.account("alice").expect("a").expect("alice");
         assert_eq!((a.failures, a.locked_until), (3, Some(100)));
-        // Still locked at 99: counted on. At 100 the lock is over: one, and no lock.
+        // Still locked at 99 (another process's login): counted on, the lock not moved. At
+        // 100 the lock is over: one, and no lock.
         assert_eq!(s.record_failure(id, 99, 3, 199).expect("failure"), 4);
         assert_eq!(s.record_failure(id, 100, 3, 200).expect("failure"), 1);
         let a = s.account("alice").expect("a").expect("alice");
