@@ -145,6 +145,7 @@ fn check(engine: &Engine, user: &str, password: &str, service: &str) -> &'static
             rhost: Some("192.0.2.1".into()),
             client: Some("timing".into()),
             state: None,
+            defer_is_reject: false,
         })
         .verdict
         .as_str()

@@ -527,6 +527,8 @@ impl Admin {
             last_failure: None,
             locked_until: None,
             created_at: 0,
+            familiar_sources: Vec::new(),
+            unlocks: 0,
         };
         self.check_level_reachable(&probe, level)?;
         self.store.create_account(
@@ -562,7 +564,7 @@ impl Admin {
 
     pub fn unlock(&self, raw: &str) -> Result<(), AdminError> {
         let account = self.account(raw)?;
-        Ok(self.store.clear_failures(account.id)?)
+        Ok(self.store.unlock_account(account.id)?)
     }
 
     pub fn delete_user(&self, raw: &str) -> Result<(), AdminError> {

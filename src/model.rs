@@ -104,6 +104,13 @@ pub struct Account {
     /// Unix seconds until which the account is locked, if locked.
     pub locked_until: Option<i64>,
     pub created_at: i64,
+    /// Sources (addresses, /64s, station ids) the account has logged in from, most recently added first:
+    /// their failures are counted apart from everybody else's (engine/gate.rs).
+    #[serde(skip)]
+    pub familiar_sources: Vec<String>,
+    /// How often the admin unlocked the account.
+    #[serde(skip)]
+    pub unlocks: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]

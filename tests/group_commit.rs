@@ -60,6 +60,7 @@ fn req(user: &str, counter: u64) -> CheckRequest {
         rhost: None,
         client: Some("test".into()),
         state: None,
+        defer_is_reject: false,
     }
 }
 

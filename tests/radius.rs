@@ -323,7 +323,10 @@ fn answers_are_signed_and_carry_proxy_state() {
     assert_eq!(attr_values(&attrs, 18), vec![b"Login failed".to_vec()]);
     let audit = audit_settled(&r.env, "bob", 2);
     let newest = audit.last().expect("audit");
-    assert_eq!(newest["rhost"], "192.0.2.9", "NAS-IP-Address");
+    // Issue 14: the NAS's own address is not where the user is; without Calling-Station-Id
+    // the login has no source (it was NAS-IP-Address before, which let guesses through one
+    // NAS block every user behind it).
+    assert_eq!(newest["rhost"], serde_json::Value::Null, "no user source");
 }
 
 #[test]

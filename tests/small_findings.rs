@@ -295,7 +295,9 @@ fn user_names_cannot_forge_fields_in_the_log_or_the_audit() {
         b"mallory\" verdict=\"accept",
     ];
     for (i, user) in forged.iter().enumerate() {
-        let req = access_request(i as u8 + 1, user, b"1234999999", &[]);
+        // A Calling-Station-Id is free text from the NAS too (the login's source).
+        let station = attr(31, b"02-00-00-00-00-01 verdict=accept\nfake");
+        let req = access_request(i as u8 + 1, user, b"1234999999", &[station]);
         let (answer, _) = nas.ask(&req, Duration::from_secs(5)).expect("an answer");
         assert_eq!(answer[0], ACCESS_REJECT);
     }

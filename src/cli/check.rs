@@ -58,6 +58,7 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
         rhost: args.rhost,
         client: Some("cli".into()),
         state: None,
+        defer_is_reject: false,
     });
     if args.json {
         super::print_json(&serde_json::json!({

@@ -9,7 +9,7 @@ pub mod socket;
 pub mod tokens;
 
 pub use email::{EmailConfig, EmailTls};
-pub use radius::{RadiusClientConfig, RadiusConfig};
+pub use radius::{RadiusClientConfig, RadiusConfig, CALLING_STATION_ID};
 pub use socket::SocketConfig;
 pub use tokens::{MotpConfig, YubicoConfig};
 

@@ -57,10 +57,47 @@ pub struct RadiusClientConfig {
     pub service: String,
     #[serde(default = "yes")]
     pub require_message_authenticator: bool,
+    /// The attribute that says who the user is (their address or station id), for the
+    /// per-source limits and familiar sources: `Calling-Station-Id` (default),
+    /// `Framed-IP-Address`, an attribute number, or `none`. Never the NAS's own address.
+    #[serde(default = "calling_station_id")]
+    pub source_attribute: String,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn calling_station_id() -> String {
+    "Calling-Station-Id".into()
+}
+
+/// Attribute type of Calling-Station-Id (RFC 2865 §5.31).
+pub const CALLING_STATION_ID: u8 = 31;
+
+impl RadiusClientConfig {
+    /// The attribute type `source_attribute` names; 0 for `none`.
+    pub fn source_attribute_type(&self) -> Result<u8, String> {
+        let s = self.source_attribute.trim();
+        match s.to_ascii_lowercase().as_str() {
+            "calling-station-id" => Ok(CALLING_STATION_ID),
+            "framed-ip-address" => Ok(8),
+            "none" => Ok(0),
+            _ => match s.parse::<u8>() {
+                Ok(0) | Err(_) => Err(format!(
+                    "`{s}` is not Calling-Station-Id, Framed-IP-Address, none, or an attribute \
+                     number from 1 to 255"
+                )),
+                // The NAS's own address says nothing about the user.
+                Ok(4) | Ok(95) => Err(
+                    "NAS-IP-Address and NAS-IPv6-Address are the NAS's own address, not the \
+                     user's: guessing through one NAS would block every user behind it"
+                        .to_string(),
+                ),
+                Ok(n) => Ok(n),
+            },
+        }
+    }
 }
 
 fn ip_or_net<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
@@ -106,6 +143,9 @@ impl RadiusConfig {
                     format!("{key}.secret"),
                     "a shared secret needs at least 8 characters (16 or more recommended)",
                 ));
+            }
+            if let Err(why) = c.source_attribute_type() {
+                return Err(invalid(format!("{key}.source_attribute"), why));
             }
             if !cfg.services.contains_key(&c.service) {
                 return Err(invalid(

@@ -2,7 +2,7 @@
 //! the normal password. One is used alone, without PIN, and only for the classes it was made
 //! for. Each is a random 20-character string (about 99 bits), stored as a keyed hash.
 
-use super::{CheckRequest, Decision, Engine};
+use super::{gate, CheckRequest, Decision, Engine};
 use crate::model::Account;
 use zeroize::Zeroizing;
 
@@ -30,6 +30,10 @@ impl Engine {
         account: &Account,
         class: &str,
         req: &CheckRequest,
+        // Held while the passwords are compared; a wrong app password is not counted (below)
+        // and a right one does not forgive PIN guesses (a mail client polling every minute
+        // would reset the count for a guesser just as often).
+        _pass: gate::Pass<'_>,
     ) -> Decision {
         let list = match self.store.app_passwords(account.id) {
             Ok(l) => l,

@@ -8,7 +8,7 @@
 //! every half-done login, which costs the user one more PIN prompt and nothing else.
 
 use super::email::active_email_token;
-use super::{lockout, CheckRequest, Decision, Engine};
+use super::{gate, CheckRequest, Decision, Engine};
 use crate::crypto;
 use crate::model::{Account, Token};
 use std::collections::HashMap;
@@ -176,9 +176,10 @@ impl Engine {
         tokens: Vec<Token>,
         req: &CheckRequest,
         class: &str,
+        pass: gate::Pass<'_>,
     ) -> Decision {
-        if let Some(state) = req.state.as_deref() {
-            return self.continue_challenge(user, account, tokens, req, class, state);
+        if req.state.is_some() {
+            return self.continue_challenge(user, account, tokens, req, class, pass);
         }
         let two_step = self
             .cfg
@@ -189,30 +190,19 @@ impl Engine {
         // e-mail token gets the two-step login in every class that asks for OTP.
         let email = active_email_token(&tokens);
         if !two_step && email.is_none() {
-            return self.check_otp(user, account, req, tokens);
+            return self.check_otp(user, account, req, tokens, pass);
         }
+        // A locked, throttled or blocked attempt never gets here (the gate, engine/mod.rs):
+        // the PIN alone is looked at, and mail sent, only for an attempt that holds a slot.
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
-        // A locked or throttled account gets its refusal from the one-step path; the PIN is
-        // not looked at.
-        if lockout::blocked(account, now, &self.cfg.lockout).is_some() {
-            return self.check_otp(user, account, req, tokens);
-        }
-        // Nor does a blocked source get mail sent.
-        if email.is_some()
-            && self
-                .sources
-                .blocked(req.rhost.as_deref(), &user, now, &self.cfg.lockout)
-                .is_some()
-        {
-            return self.check_otp(user, account, req, tokens);
-        }
         let pin_alone = match (&account.pin_salt, &account.pin_hash) {
             (Some(salt), Some(hash)) => self.keys.verify_hash(salt, req.password.as_bytes(), hash),
             _ => false,
         };
         if !pin_alone {
-            return self.check_otp(user, account, req, tokens);
+            // A wrong PIN alone is a counted failure like any wrong password.
+            return self.check_otp(user, account, req, tokens, pass);
         }
         let mut lifetime_ms = self.challenges.lifetime_ms();
         let (message, reason, serial) = match &email {
@@ -264,8 +254,9 @@ impl Engine {
         tokens: Vec<Token>,
         req: &CheckRequest,
         class: &str,
-        state: &str,
+        pass: gate::Pass<'_>,
     ) -> Decision {
+        let state = req.state.as_deref().unwrap_or_default();
         let p = match self.challenges.take(self.clock.now_ms(), state) {
             Ok(p) => p,
             Err(why) => return Decision::reject(user, why),
@@ -291,7 +282,7 @@ impl Engine {
             state: None,
             ..req.clone()
         };
-        self.check_otp(user, account, &second, tokens)
+        self.check_otp(user, account, &second, tokens, pass)
     }
 }
 
@@ -340,6 +331,7 @@ mod tests {
                 rhost: None,
                 client: Some(client.into()),
                 state: state.map(str::to_string),
+                defer_is_reject: false,
             })
         }
 

@@ -166,6 +166,7 @@ mod tests {
                 rhost: Some("192.0.2.7".into()),
                 client: Some("pam".into()),
                 state: state.map(str::to_string),
+                defer_is_reject: false,
             })
         }
 

@@ -52,6 +52,7 @@ impl World {
             rhost: rhost.map(str::to_string),
             client: Some("test".into()),
             state: None,
+            defer_is_reject: false,
         })
     }
 

@@ -5,6 +5,7 @@ mod app_password;
 mod challenge;
 mod clock;
 mod email;
+mod gate;
 mod lockout;
 pub mod relogin;
 mod request;
@@ -14,7 +15,7 @@ pub use app_password::normalize as normalize_app_password;
 pub use challenge::CODE_PROMPT;
 pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
-pub use source_limit::SourceLimiter;
+pub use source_limit::{source_key, SourceLimiter};
 
 use crate::config::{Config, Requirement, UnknownUser, ANY_CLASS};
 use crate::crypto::Keys;
@@ -60,6 +61,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// In-memory failure counts per source address; carried over on reload.
     sources: Arc<SourceLimiter>,
+    /// Every attempt at a PIN, a code or an app password passes here first; carried over on
+    /// reload.
+    gate: Arc<gate::Gate>,
     /// Open States of two-step logins (challenge.rs); carried over on reload.
     challenges: Arc<challenge::Challenges>,
     /// Webmail re-logins (relogin.rs); carried over on reload.
@@ -92,6 +96,7 @@ impl Engine {
             store,
             clock,
             sources: Arc::new(SourceLimiter::new()),
+            gate: Arc::new(gate::Gate::new()),
             challenges: Arc::new(challenge::Challenges::new(challenge::DEFAULT_LIFETIME)),
             relogin: Arc::new(relogin::ReloginCache::new(relogin::MAX_ENTRIES)),
             mailer: Arc::new(Smtp),
@@ -110,6 +115,7 @@ impl Engine {
             keys: self.keys.clone(),
             clock: self.clock.clone(),
             sources: self.sources.clone(),
+            gate: self.gate.clone(),
             challenges: self.challenges.clone(),
             relogin: self.relogin.clone(),
             mailer: self.mailer.clone(),
@@ -234,7 +240,7 @@ impl Engine {
             Err(e) => return Decision::reject(user, format!("store error: {e}")).class(class),
         };
         let Some((account, tokens)) = found else {
-            return self.unknown_user(user, class, req.rhost.as_deref(), &req.password);
+            return self.unknown_user(user, class, req);
         };
         self.remember_account(&account.name);
         let Some(req_kind) = self.cfg.requirement(&account.level, &class) else {
@@ -259,48 +265,154 @@ impl Engine {
                     "password holds control characters (a client's filler, not a guess); not counted",
                 )
             }
-            Requirement::Password => Decision::defer(
-                user,
-                format!("level {}: {class} uses the normal password", account.level),
+            Requirement::Password => self.not_ours(
+                Decision::defer(
+                    user,
+                    format!("level {}: {class} uses the normal password", account.level),
+                ),
+                req,
             ),
-            Requirement::Deny => Decision::deny(
-                user,
-                format!("level {}: {class} is switched off", account.level),
+            Requirement::Deny => self.not_ours(
+                Decision::deny(
+                    user,
+                    format!("level {}: {class} is switched off", account.level),
+                ),
+                req,
             ),
-            Requirement::AppPassword => self.check_app_password(user, &account, &class, req),
-            Requirement::Otp => self.otp_with_relogin(user, &account, tokens, &class, req),
+            Requirement::AppPassword => self.gated(user, &account, req, |user, pass| {
+                self.check_app_password(user, &account, &class, req, pass)
+            }),
+            Requirement::Otp => self.gated(user, &account, req, |user, pass| {
+                self.otp_with_relogin(user, &account, tokens, &class, req, pass)
+            }),
         };
         d.class(class)
     }
 
-    fn unknown_user(
+    /// The guessing gate in front of everything that looks at a PIN, a code or an app
+    /// password: the source's block, then the account's lock and delay with a slot taken
+    /// for this attempt (gate.rs). A refusal costs what a wrong code costs, or its speed
+    /// would tell a guesser that the account exists and is locked.
+    fn gated(
         &self,
         user: String,
-        class: String,
-        rhost: Option<&str>,
-        password: &str,
+        account: &Account,
+        req: &CheckRequest,
+        f: impl FnOnce(String, gate::Pass<'_>) -> Decision,
     ) -> Decision {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms.div_euclid(1000);
+        let rhost = req.rhost.as_deref();
+        if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
+            return self.reject_as_unknown_users_are(user, &req.password, &block);
+        }
+        let source = source_key(rhost);
+        let familiar = source
+            .as_ref()
+            .is_some_and(|s| account.familiar_sources.contains(s));
+        let d = match self
+            .gate
+            .enter(account, familiar, now_ms, &self.cfg.lockout)
+        {
+            Err(refusal) => {
+                return self.reject_as_unknown_users_are(user, &req.password, &refusal.to_string())
+            }
+            Ok(pass) => f(user, pass),
+        };
+        if d.verdict == Verdict::Accept {
+            if let Some(s) = source {
+                self.remember_source(account, s);
+            }
+        }
+        d
+    }
+
+    /// Adds `source` to the account's familiar sources, if it is not one yet (the oldest
+    /// added goes when there are too many). A known one is not moved up: a user who
+    /// alternates between two places would otherwise cost a write per login.
+    fn remember_source(&self, account: &Account, source: String) {
+        if account.familiar_sources.contains(&source) {
+            return;
+        }
+        let mut list = Vec::with_capacity(MAX_FAMILIAR_SOURCES);
+        list.extend(
+            account
+                .familiar_sources
+                .iter()
+                .filter(|s| **s != source)
+                .take(MAX_FAMILIAR_SOURCES - 1)
+                .cloned(),
+        );
+        list.insert(0, source);
+        if let Err(e) = self.store.set_familiar_sources(account.id, &list) {
+            tracing::warn!("familiar source not recorded: {e}");
+        }
+    }
+
+    /// A Defer or Deny, at the cost of a Reject where the front-end answers all three alike.
+    fn not_ours(&self, d: Decision, req: &CheckRequest) -> Decision {
+        if !req.defer_is_reject {
+            return d;
+        }
+        let now = self.clock.now_ms().div_euclid(1000);
+        let _ = self.store.account_with_tokens("");
+        self.dummy_work(&req.password, now);
+        if let Err(e) = self.store.record_unknown_failure(now) {
+            tracing::warn!("uncounted write failed: {e}");
+        }
+        d
+    }
+
+    fn unknown_user(&self, user: String, class: String, req: &CheckRequest) -> Decision {
+        let (rhost, password) = (req.rhost.as_deref(), req.password.as_str());
+        let defer_is_reject = req.defer_is_reject;
         match self.cfg.unknown_user {
-            UnknownUser::Defer => Decision::defer(user, "unknown user").class(class),
-            UnknownUser::Reject => {
+            UnknownUser::Defer if !defer_is_reject => {
+                Decision::defer(user, "unknown user").class(class)
+            }
+            // Answered Access-Reject over RADIUS: the same work as a wrong code (below), and
+            // still a Defer for the audit.
+            UnknownUser::Defer | UnknownUser::Reject => {
                 // The same work a wrong PIN or code costs, the durable failure write included,
-                // so the answer time does not tell whether the account exists.
-                let now = self.clock.now_ms().div_euclid(1000);
-                if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
-                    return Decision::reject(user, block).class(class);
+                // so the answer time does not tell whether the account exists. The name also
+                // passes the gate, as a ghost account held in memory: refused unseen, or let
+                // through and counted, exactly when a real account would be, so neither its
+                // answers nor their pattern under a parallel burst tell it apart.
+                let now_ms = self.clock.now_ms();
+                let now = now_ms.div_euclid(1000);
+                let l = &self.cfg.lockout;
+                let gated = match self.sources.blocked(rhost, &user, now, l) {
+                    Some(block) => Err(block),
+                    None => self
+                        .gate
+                        .enter(&self.gate.ghost(&user), false, now_ms, l)
+                        .map_err(|r| r.to_string()),
+                };
+                let d = match gated {
+                    Err(why) => self.reject_as_unknown_users_are(
+                        user,
+                        password,
+                        &format!("unknown user; {why}"),
+                    ),
+                    Ok(pass) => {
+                        // A known account's login reads its account and token rows (decide):
+                        // the same read here, of a real account's rows, or unknown users
+                        // answer sooner (examples/timing.rs measured 50 µs without any token
+                        // query and about 30 µs with a query that found nothing).
+                        let probe = lock(&self.recent_account).clone();
+                        let _ = self
+                            .store
+                            .account_with_tokens(probe.as_deref().unwrap_or(&user));
+                        self.dummy_work(password, now);
+                        self.sources.failed(rhost, &user, now, l);
+                        pass.failed(now, l);
+                        self.reject_uncounted(user, "unknown user", now)
+                    }
+                };
+                if self.cfg.unknown_user == UnknownUser::Defer {
+                    return Decision::defer(d.user, d.reason).class(class);
                 }
-                // A known account's login reads its account and token rows (decide): the
-                // same read here, of a real account's rows, or unknown users answer sooner
-                // (examples/timing.rs measured 50 µs without any token query and about 30 µs
-                // with a query that found nothing).
-                let probe = lock(&self.recent_account).clone();
-                let _ = self
-                    .store
-                    .account_with_tokens(probe.as_deref().unwrap_or(&user));
-                self.dummy_work(password, now);
-                self.sources.failed(rhost, &user, now, &self.cfg.lockout);
-                self.reject_uncounted(user, "unknown user", now)
-                    .class(class)
+                d.class(class)
             }
         }
     }
@@ -358,16 +470,11 @@ impl Engine {
         account: &Account,
         req: &CheckRequest,
         tokens: Vec<Token>,
+        pass: gate::Pass<'_>,
     ) -> Decision {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
-        if let Some(block) = lockout::blocked(account, now, &self.cfg.lockout) {
-            return Decision::reject(user, block);
-        }
         let rhost = req.rhost.as_deref();
-        if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
-            return Decision::reject(user, block);
-        }
         let active: Vec<_> = tokens
             .into_iter()
             .filter(|t| t.state == TokenState::Active)
@@ -410,10 +517,11 @@ impl Engine {
             } else {
                 "wrong PIN".to_string()
             };
-            return self.failed(user, account, rhost, now, &why);
+            return self.failed(user, account, rhost, now, &why, pass);
         };
         match matcher.redeem(token, &claim, now, false) {
             Ok(Redeemed::Won(note)) => {
+                pass.succeeded();
                 self.sources.succeeded(rhost, &user);
                 if account.failures > 0 || account.locked_until.is_some() {
                     if let Err(e) = self.store.clear_failures(account.id) {
@@ -439,25 +547,45 @@ impl Engine {
         rhost: Option<&str>,
         now: i64,
         why: &str,
+        pass: gate::Pass<'_>,
     ) -> Decision {
         let l = &self.cfg.lockout;
         self.sources.failed(rhost, &user, now, l);
+        // Counted in memory first, so an attempt waiting at the gate sees it at once; then
+        // made durable. A familiar source's failures live in memory only, but pay the same
+        // durable write, or their answer would come a flush sooner.
+        let counted = pass.failed(now, l);
         let lock_until = now + l.lock_duration.as_secs() as i64;
-        match self
-            .store
-            .record_failure(account.id, now, l.max_failures, lock_until)
-        {
-            Ok(n) if l.max_failures > 0 && n >= l.max_failures => {
-                if n == l.max_failures {
-                    crate::metrics::get().lockout();
-                }
-                Decision::reject(
-                    user,
-                    format!("{why}; {n} failures in a row, account locked"),
-                )
+        let written = if counted.durable {
+            self.store
+                .record_failure(account.id, now, l.max_failures, lock_until)
+                .map(|_| ())
+        } else {
+            self.store.record_unknown_failure(now)
+        };
+        let n = counted.failures;
+        let from = if counted.durable {
+            ""
+        } else {
+            " from familiar sources"
+        };
+        if counted.locked {
+            crate::metrics::get().lockout();
+        }
+        let d = if counted.locked {
+            Decision::reject(
+                user,
+                format!("{why}; {n} failures in a row{from}, account locked"),
+            )
+        } else {
+            Decision::reject(user, format!("{why}; {n} failures in a row{from}"))
+        };
+        match written {
+            Ok(()) => d,
+            Err(e) => {
+                let reason = format!("{}; failure not written: {e}", d.reason);
+                Decision::reject(d.user, reason)
             }
-            Ok(n) => Decision::reject(user, format!("{why}; {n} failures in a row")),
-            Err(e) => Decision::reject(user, format!("{why}; failure not counted: {e}")),
         }
     }
 
@@ -509,6 +637,9 @@ pub enum Checked {
     /// [`Engine::settle`] has the outcome.
     Pending(Decision, crate::store::commit::Deferred),
 }
+
+/// Familiar sources kept per account: the user's home, office, phone network and a few more.
+const MAX_FAMILIAR_SOURCES: usize = 8;
 
 /// A provisional Accept turned into the Reject the waiting path gives (check_otp): same
 /// user, class and token, the reason given.

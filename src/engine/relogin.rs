@@ -9,7 +9,7 @@
 //! the cache. Logins without a source address are never cached: "the same source" is the
 //! whole safety argument.
 
-use super::{CheckRequest, Decision, Engine, Verdict};
+use super::{gate, CheckRequest, Decision, Engine, Verdict};
 use crate::config::ServiceConfig;
 use crate::crypto;
 use crate::model::{Account, Token, TokenState};
@@ -182,6 +182,7 @@ impl Engine {
         tokens: Vec<Token>,
         class: &str,
         req: &CheckRequest,
+        pass: gate::Pass<'_>,
     ) -> Decision {
         let svc = self.cfg.services.get(class).filter(|s| s.relogin_cache);
         // A challenge answer is not what the user typed at the first login.
@@ -196,7 +197,7 @@ impl Engine {
             _ => None,
         };
         let (Some(svc), Some(key)) = (svc, key) else {
-            return self.check_otp_two_step(user, account, tokens, req, class);
+            return self.check_otp_two_step(user, account, tokens, req, class, pass);
         };
         // An Accept here goes into the cache before the answer leaves: it must be final, so
         // this login waits for its commit (no deferred answer, engine/mod.rs).
@@ -216,7 +217,7 @@ impl Engine {
                 _ => self.relogin.forget(&key),
             }
         }
-        let d = self.check_otp_two_step(user, account, tokens, req, class);
+        let d = self.check_otp_two_step(user, account, tokens, req, class, pass);
         if d.verdict == Verdict::Accept {
             if let Some(serial) = &d.serial {
                 self.relogin.remember(key, serial, now_ms, svc);

@@ -22,6 +22,10 @@ pub struct CheckRequest {
     pub client: Option<String>,
     /// Continues a challenge.
     pub state: Option<String>,
+    /// The front-end answers Defer and Deny as it answers Reject (RADIUS has no password
+    /// stack behind it): then they must cost what a Reject costs, or their speed tells an
+    /// account at level `off`, or no account at all, from one that asks for a code.
+    pub defer_is_reject: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,8 +9,9 @@
 //!   every account.
 //!
 //! IPv6 sources count by /64, the smallest block an ISP hands out, so an attacker cannot step
-//! through the addresses of their own prefix. Without a known source (a local login) only the
-//! account's own limits apply.
+//! through the addresses of their own prefix. A source that is not an IP address (a station
+//! id such as a MAC address, RADIUS Calling-Station-Id) is compared as given. Without a known
+//! source (a local login, a NAS that names no station) only the account's own limits apply.
 
 use crate::config::LockoutConfig;
 use std::collections::HashMap;
@@ -20,17 +21,33 @@ use std::sync::Mutex;
 /// Entries kept at most; beyond it, expired ones go first, then the oldest.
 const MAX_ENTRIES: usize = 100_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Source(u128);
+/// Longest station id kept as a source; longer ones are cut (front-ends bound them already).
+const MAX_SOURCE_LEN: usize = 64;
+
+type Source = String;
+
+/// Who a login comes from, as the limits and the familiar sources count it: an IPv4 address,
+/// an IPv6 /64 (`2001:db8:1:2::/64`), or any other station id as given.
+pub fn source_key(rhost: Option<&str>) -> Option<String> {
+    let r = rhost?.trim();
+    if r.is_empty() {
+        return None;
+    }
+    Some(match r.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let net = std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1));
+                format!("{net}/64")
+            }
+        },
+        Err(_) => r.chars().take(MAX_SOURCE_LEN).collect(),
+    })
+}
 
 fn source(rhost: Option<&str>) -> Option<Source> {
-    match rhost?.trim().parse::<IpAddr>().ok()? {
-        IpAddr::V4(v4) => Some(Source(u128::from(u32::from(v4)))),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => Some(Source(u128::from(u32::from(v4)))),
-            None => Some(Source(u128::from(v6) & !((1u128 << 64) - 1) | (1 << 32))),
-        },
-    }
+    source_key(rhost)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +85,7 @@ impl SourceLimiter {
         let src = source(rhost)?;
         if cfg.source_max_failures > 0 {
             let m = lock(&self.by_source);
-            if let Some(e) = m.get(&src) {
+            if let Some(e) = m.get(src.as_str()) {
                 if now < e.blocked_until {
                     return Some(format!(
                         "source address blocked for {} s after {} failures on any account",
@@ -80,7 +97,7 @@ impl SourceLimiter {
         }
         if cfg.per_source_limit() > 0 {
             let m = lock(&self.by_pair);
-            if let Some(e) = m.get(&(src, user.to_string())) {
+            if let Some(e) = m.get(&(src.clone(), user.to_string())) {
                 if now < e.blocked_until {
                     return Some(format!(
                         "source address blocked for this account for {} s after {} failures",
@@ -100,7 +117,14 @@ impl SourceLimiter {
         let block = cfg.source_block.as_secs() as i64;
         if cfg.source_max_failures > 0 {
             let mut m = lock(&self.by_source);
-            bump(&mut m, src, now, window, block, cfg.source_max_failures);
+            bump(
+                &mut m,
+                src.clone(),
+                now,
+                window,
+                block,
+                cfg.source_max_failures,
+            );
         }
         let per_pair = cfg.per_source_limit();
         if per_pair > 0 {
@@ -248,15 +272,40 @@ mod tests {
     }
 
     #[test]
-    fn no_source_no_limit_and_bad_addresses_are_ignored() {
+    fn no_source_no_limit_and_station_ids_count_as_given() {
         let l = SourceLimiter::new();
         let c = cfg();
         for _ in 0..10 {
             l.failed(None, "alice", 0, &c);
-            l.failed(Some("not-an-ip"), "alice", 0, &c);
+            l.failed(Some("  "), "alice", 0, &c);
         }
         assert!(l.blocked(None, "alice", 0, &c).is_none());
         assert_eq!(l.len(), (0, 0));
+        // A Wi-Fi station's MAC address is a source like an address.
+        for _ in 0..3 {
+            l.failed(Some("00-11-22-33-44-55"), "alice", 0, &c);
+        }
+        assert!(l
+            .blocked(Some("00-11-22-33-44-55"), "alice", 0, &c)
+            .is_some());
+        assert!(l
+            .blocked(Some("00-11-22-33-44-56"), "alice", 0, &c)
+            .is_none());
+    }
+
+    #[test]
+    fn source_keys() {
+        assert_eq!(source_key(Some("192.0.2.1")).as_deref(), Some("192.0.2.1"));
+        assert_eq!(
+            source_key(Some("::ffff:192.0.2.1")).as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            source_key(Some("2001:db8:1:2:3:4:5:6")).as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        assert_eq!(source_key(Some("AA:BB")).as_deref(), Some("AA:BB"));
+        assert_eq!(source_key(None), None);
     }
 
     #[test]

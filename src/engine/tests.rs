@@ -62,6 +62,7 @@ impl World {
             rhost: None,
             client: Some("test".into()),
             state: None,
+            defer_is_reject: false,
         })
     }
 }
@@ -370,7 +371,8 @@ fn failures_throttle_then_lock_then_clear() {
     let d = w.check("alice", "vpn", &code(0));
     assert!(d.reason.contains("locked"), "{d:?}");
     w.admin.unlock("alice").expect("unlock");
-    assert_eq!(w.check("alice", "vpn", &code(0)).verdict, Verdict::Accept);
+    let d = w.check("alice", "vpn", &code(0));
+    assert_eq!(d.verdict, Verdict::Accept, "{d:?}");
     let acct = w.admin.account("alice").expect("account");
     assert_eq!(acct.failures, 0, "an accept clears the count");
     // The lock also clears by itself.
@@ -476,6 +478,7 @@ impl World {
             rhost: Some(rhost.into()),
             client: Some("test".into()),
             state: None,
+            defer_is_reject: false,
         })
     }
 }

@@ -553,6 +553,7 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
                 rhost,
                 client: Some(client.unwrap_or_else(|| "socket".into())),
                 state,
+                defer_is_reject: false,
             };
             match tokio::task::spawn_blocking(move || engine.check(&req)).await {
                 Ok(d) => {

@@ -52,11 +52,21 @@ pub(super) const SQL_ADVANCE: &str =
     "UPDATE tokens SET last_counter = ?2, drift = ?3, last_used_at = ?4,
          state = CASE WHEN ?5 THEN 'active' ELSE state END
      WHERE id = ?1 AND last_counter < ?2";
-pub(super) const SQL_FAILURE: &str =
-    "UPDATE accounts SET failures = failures + 1, last_failure = ?2,
-         locked_until = CASE WHEN ?3 > 0 AND failures + 1 >= ?3 THEN ?4
-                             ELSE locked_until END
+/// A lock that has ended is forgotten with the failures that made it, so the next guess
+/// starts a fresh count (engine/gate.rs): one guess per lock duration cannot keep the
+/// account locked for good.
+pub(super) const SQL_FAILURE: &str = "UPDATE accounts SET
+         failures = CASE WHEN locked_until <= ?2 THEN 1 ELSE failures + 1 END,
+         last_failure = ?2,
+         locked_until = CASE
+             WHEN locked_until <= ?2 THEN CASE WHEN ?3 = 1 THEN ?4 END
+             WHEN locked_until IS NOT NULL THEN locked_until
+             WHEN ?3 > 0 AND failures + 1 >= ?3 THEN ?4
+             END
      WHERE id = ?1 RETURNING failures";
+pub(super) const SQL_UNLOCK: &str = "UPDATE accounts SET failures = 0, last_failure = NULL,
+         locked_until = NULL, unlocks = unlocks + 1 WHERE id = ?1";
+pub(super) const SQL_FAMILIAR: &str = "UPDATE accounts SET familiar = ?2 WHERE id = ?1";
 pub(super) const SQL_CLEAR: &str =
     "UPDATE accounts SET failures = 0, last_failure = NULL, locked_until = NULL
      WHERE id = ?1 AND (failures != 0 OR locked_until IS NOT NULL)";
@@ -100,8 +110,16 @@ pub(super) enum Op {
     ClearFailures {
         account_id: i64,
     },
+    Unlock {
+        account_id: i64,
+    },
     UnknownFailure {
         now: i64,
+    },
+    /// The account's familiar sources, most recently added first: bookkeeping, nobody waits for it.
+    Familiar {
+        account_id: i64,
+        sources: String,
     },
     Audit(AuditRecord),
     /// When and from where an app password was last used: bookkeeping, nobody waits for it.
@@ -185,6 +203,18 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<
         }
         Op::ClearFailures { account_id } => {
             conn.prepare_cached(SQL_CLEAR)?.execute([account_id])?;
+            Answer::Done
+        }
+        Op::Unlock { account_id } => {
+            conn.prepare_cached(SQL_UNLOCK)?.execute([account_id])?;
+            Answer::Done
+        }
+        Op::Familiar {
+            account_id,
+            sources,
+        } => {
+            conn.prepare_cached(SQL_FAMILIAR)?
+                .execute(params![account_id, sources])?;
             Answer::Done
         }
         Op::UnknownFailure { now } => {
@@ -868,6 +898,39 @@ mod tests {
         );
         s.clear_failures(id).expect("clear");
         assert_eq!(s.account("alice").expect("a").expect("alice").failures, 0);
+    }
+
+    #[test]
+    fn a_failure_after_an_ended_lock_starts_a_fresh_count() {
+        let (_d, s, _tok) = store();
+        let id = s.account("alice").expect("a").expect("alice").id;
+        for now in 1..=3 {
+            s.record_failure(id, now, 3, 100).expect("failure");
+        }
+        let a = s.account("alice").expect("a").expect("alice");
+        assert_eq!((a.failures, a.locked_until), (3, Some(100)));
+        // Still locked at 99 (another process's login): counted on, the lock not moved. At
+        // 100 the lock is over: one, and no lock.
+        assert_eq!(s.record_failure(id, 99, 3, 199).expect("failure"), 4);
+        assert_eq!(s.record_failure(id, 100, 3, 200).expect("failure"), 1);
+        let a = s.account("alice").expect("a").expect("alice");
+        assert_eq!((a.failures, a.locked_until), (1, None));
+        // Unlocking counts the unlock, so a running daemon sees it.
+        s.unlock_account(id).expect("unlock");
+        let a = s.account("alice").expect("a").expect("alice");
+        assert_eq!((a.failures, a.unlocks), (0, 1));
+    }
+
+    #[test]
+    fn familiar_sources_round_trip() {
+        let (_d, s, _tok) = store();
+        let id = s.account("alice").expect("a").expect("alice").id;
+        let list = vec!["192.0.2.1".to_string(), "2001:db8::/64".to_string()];
+        s.set_familiar_sources(id, &list).expect("set");
+        // Queued without a wait: an audit-free advance later makes it durable.
+        s.clear_failures(id).expect("a waited write");
+        let a = s.account("alice").expect("a").expect("alice");
+        assert_eq!(a.familiar_sources, list);
     }
 
     /// Runs the threads `spawn` starts so that their writes share one batch with a write

@@ -87,6 +87,11 @@ pub trait Store: Send + Sync {
         lock_until: i64,
     ) -> StoreResult<u32>;
     fn clear_failures(&self, account_id: i64) -> StoreResult<()>;
+    /// The admin's unlock: clears the failures and counts the unlock (`Account::unlocks`).
+    fn unlock_account(&self, account_id: i64) -> StoreResult<()>;
+    /// Sets the sources the account has logged in from, most recently added first. Queued, not waited
+    /// for: losing it in a crash costs the user one login's familiarity.
+    fn set_familiar_sources(&self, account_id: i64, sources: &[String]) -> StoreResult<()>;
 
     fn insert_token(&self, token: &NewToken) -> StoreResult<i64>;
     fn token(&self, serial: &str) -> StoreResult<Option<Token>>;

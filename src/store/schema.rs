@@ -98,7 +98,14 @@ pub const MIGRATIONS: &[&str] = &[
     // page (the user's place in the index) and was never used: `otpd audit --user` filters
     // with `?1 IS NULL OR user = ?1`, which SQLite answers by walking the newest rows.
     "DROP INDEX IF EXISTS audit_user;",
-    // 7 (issue 14): the look-alike key of each account name (confusable.rs), so that a new
+    // 7 (guessing protection): the sources an account logged in from, most recently added first, one per
+    // line; failures from them count apart from the rest (engine/gate.rs). In the account
+    // row because every login reads that row anyway.
+    // `unlocks` counts the admin's unlocks, so a running daemon tells an unlock from a row
+    // read before its own failure was committed.
+    "ALTER TABLE accounts ADD COLUMN familiar TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN unlocks INTEGER NOT NULL DEFAULT 0;",
+    // 8 (issue 14, item 6): the look-alike key of each account name (confusable.rs), so that a new
     // name like an existing one is found by one index lookup. Not unique: accounts created
     // before this step may already look alike. Existing rows are filled in by `migrate`
     // (the skeleton needs Unicode tables SQL does not have).

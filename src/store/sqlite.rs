@@ -298,9 +298,9 @@ fn backfill_skeletons(conn: &mut Connection) -> StoreResult<()> {
 
 /// Of `accounts a`, in the order `account_from_row` reads them.
 const ACCOUNT_COLS: &str = "a.id, a.name, a.level, a.pin_salt, a.pin_hash, a.failures, \
-    a.last_failure, a.locked_until, a.created_at";
+    a.last_failure, a.locked_until, a.created_at, a.familiar, a.unlocks";
 /// How many columns `ACCOUNT_COLS` has: where a joined token row starts.
-const ACCOUNT_NCOLS: usize = 9;
+const ACCOUNT_NCOLS: usize = 11;
 
 fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
     let pin_hash: Option<Vec<u8>> = r.get(4)?;
@@ -315,6 +315,14 @@ fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
         last_failure: r.get(6)?,
         locked_until: r.get(7)?,
         created_at: r.get(8)?,
+        familiar_sources: r
+            .get_ref(9)?
+            .as_str()?
+            .split('\n')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        unlocks: r.get(10)?,
     })
 }
 
@@ -520,6 +528,17 @@ impl Store for SqliteStore {
             Answer::Failures(n) => Ok(n),
             other => Err(StoreError::Commit(format!("unexpected answer {other:?}"))),
         }
+    }
+
+    fn set_familiar_sources(&self, account_id: i64, sources: &[String]) -> StoreResult<()> {
+        self.write_later(Op::Familiar {
+            account_id,
+            sources: sources.join("\n"),
+        })
+    }
+
+    fn unlock_account(&self, account_id: i64) -> StoreResult<()> {
+        self.write(Op::Unlock { account_id }).map(|_| ())
     }
 
     fn clear_failures(&self, account_id: i64) -> StoreResult<()> {
@@ -1099,7 +1118,11 @@ mod tests {
             // A database as the version before the skeleton column left it, with two accounts
             // that already look alike (nothing refused them then).
             let mut c = Connection::open(&p).expect("open");
-            for (i, step) in MIGRATIONS.iter().enumerate().take(6) {
+            let before = MIGRATIONS
+                .iter()
+                .position(|m| m.contains("ADD COLUMN skeleton"))
+                .expect("the skeleton step");
+            for (i, step) in MIGRATIONS.iter().enumerate().take(before) {
                 c.execute_batch(step).expect("step");
                 c.pragma_update(None, "user_version", (i + 1) as i64)
                     .expect("version");

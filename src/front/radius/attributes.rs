@@ -7,7 +7,7 @@ use crate::engine::messages;
 use ::radius::core::avp::AVP;
 use ::radius::core::code::Code;
 use ::radius::core::packet::Packet;
-use ::radius::core::{rfc2865, rfc2869, rfc3162};
+use ::radius::core::{rfc2865, rfc2869};
 use zeroize::Zeroizing;
 
 /// Microsoft's vendor id; MS-CHAP-Response (1), MS-CHAP-Challenge (11) and
@@ -100,10 +100,11 @@ pub fn read_status_server(checked: &Checked<'_>, secret: &[u8]) -> Result<Reques
 pub fn read_access_request(
     checked: &Checked<'_>,
     secret: &[u8],
+    source_attribute: u8,
 ) -> Result<(RequestInfo, Result<Login, Unusable>), Dropped> {
     let p = decode(checked, secret)?;
     let info = info(checked, &p);
-    let login = read_login(&p)?;
+    let login = read_login(&p, source_attribute)?;
     Ok((info, login))
 }
 
@@ -126,7 +127,7 @@ fn not_pap(p: &Packet) -> Option<&'static str> {
     ms_chap.then_some("MS-CHAP")
 }
 
-fn read_login(p: &Packet) -> Result<Result<Login, Unusable>, Dropped> {
+fn read_login(p: &Packet, source_attribute: u8) -> Result<Result<Login, Unusable>, Dropped> {
     if let Some(what) = not_pap(p) {
         return Ok(Err(Unusable::NotPap(what)));
     }
@@ -161,31 +162,36 @@ fn read_login(p: &Packet) -> Result<Result<Login, Unusable>, Dropped> {
         user,
         password,
         state,
-        rhost: rhost(p),
+        rhost: rhost(p, source_attribute),
     }))
 }
 
-/// Where the user is: Calling-Station-Id (a VPN client's address, a Wi-Fi station's MAC),
-/// else the NAS's own address. Bounded and printable, because it goes into logs.
-fn rhost(p: &Packet) -> Option<String> {
-    if let Some(Ok(id)) = rfc2865::lookup_calling_station_id(p) {
-        let clean: String = id
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_RHOST_LEN)
-            .collect();
-        let clean = clean.trim().to_string();
-        if !clean.is_empty() {
-            return Some(clean);
+/// Where the user is: the client's source attribute, Calling-Station-Id unless configured
+/// otherwise (a VPN client's address, a Wi-Fi station's MAC, any station id, compared as
+/// given). Never the NAS's own address: guesses through one NAS would then block every user
+/// behind it. Without one, the login has no source and only the account's own limits apply.
+/// Bounded and printable, because it goes into logs.
+fn rhost(p: &Packet, attribute: u8) -> Option<String> {
+    if attribute == 0 {
+        return None;
+    }
+    let raw = p.lookup(attribute)?.encode_bytes();
+    let text = match (attribute, raw.len()) {
+        (rfc2865::FRAMED_IP_ADDRESS_TYPE, 4) => {
+            std::net::Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).to_string()
         }
-    }
-    if let Some(Ok(ip)) = rfc2865::lookup_nas_ip_address(p) {
-        return Some(ip.to_string());
-    }
-    if let Some(Ok(ip)) = rfc3162::lookup_nas_ipv6_address(p) {
-        return Some(ip.to_string());
-    }
-    None
+        _ => match std::str::from_utf8(&raw) {
+            Ok(s) => s.to_string(),
+            Err(_) => data_encoding::HEXLOWER.encode(&raw),
+        },
+    };
+    let clean: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_RHOST_LEN)
+        .collect();
+    let clean = clean.trim();
+    (!clean.is_empty()).then(|| clean.to_string())
 }
 
 /// Longest prefix of `s` that fits in one attribute, cut at a character boundary.

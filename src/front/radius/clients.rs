@@ -13,6 +13,8 @@ pub struct Client {
     /// The service class of every login from this client.
     pub service: String,
     pub require_message_authenticator: bool,
+    /// Type of the attribute that names the user's source (0: none); config validated it.
+    pub source_attribute: u8,
 }
 
 impl Client {
@@ -23,6 +25,7 @@ impl Client {
             secret: Zeroizing::new(secret.to_vec()),
             service: service.to_string(),
             require_message_authenticator: require_ma,
+            source_attribute: crate::config::CALLING_STATION_ID,
         }
     }
 }
@@ -44,13 +47,17 @@ impl Clients {
         Clients(
             cfg.iter()
                 .map(|c| {
-                    Arc::new(Client::new(
+                    let mut client = Client::new(
                         &c.name,
                         c.address,
                         c.secret.as_bytes(),
                         &c.service,
                         c.require_message_authenticator,
-                    ))
+                    );
+                    // Validated at load; a bad value cannot get here, but if it did, no
+                    // source is the safe reading (only the account's own limits apply).
+                    client.source_attribute = c.source_attribute_type().unwrap_or(0);
+                    Arc::new(client)
                 })
                 .collect(),
         )
@@ -84,6 +91,7 @@ mod tests {
             secret: "0123456789abcdef".into(),
             service: "vpn".into(),
             require_message_authenticator: true,
+            source_attribute: "Calling-Station-Id".into(),
         }
     }
 

@@ -75,7 +75,7 @@ pub fn handle_datagram_bytes(datagram: &[u8], client: &Client) -> Result<Step, D
             attributes::encode_answer(Code::AccessAccept, &info, secret, Some(STATUS_REPLY), None)?;
         return Ok(Step::Status(answer));
     }
-    let (info, login) = attributes::read_access_request(&checked, secret)?;
+    let (info, login) = attributes::read_access_request(&checked, secret, client.source_attribute)?;
     match login {
         Ok(login) => Ok(Step::Check(Box::new(Pending { info, login }))),
         Err(why) => {

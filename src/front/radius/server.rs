@@ -547,6 +547,8 @@ impl Shared {
                     rhost: login.rhost,
                     client: Some(client.name.clone()),
                     state: login.state,
+                    // Defer and Deny are Access-Reject here.
+                    defer_is_reject: true,
                 };
                 let engine = self.handle.current();
                 match engine.check_deferrable(&req) {

@@ -129,12 +129,36 @@ fn pap_login_is_decoded() {
 }
 
 #[test]
-fn nas_ip_is_the_rhost_without_calling_station_id() {
+fn the_nas_address_is_never_the_users_source() {
+    // NAS-IP-Address alone (issue 14): no source, so guesses through this NAS cannot block
+    // the other users behind it.
     let p = request(1, 1, &login("a", "b", &[attr(4, &[10, 0, 0, 1])]), true);
     let Ok(Step::Check(p)) = handle_datagram_bytes(&p, &client(true)) else {
         panic!("expected a login");
     };
-    assert_eq!(p.login.rhost.as_deref(), Some("10.0.0.1"));
+    assert_eq!(p.login.rhost, None);
+}
+
+#[test]
+fn the_source_is_the_attribute_the_client_names() {
+    // A MAC address as Calling-Station-Id is a source as given.
+    let attrs = [attr(31, b"00-11-22-33-44-55"), attr(8, &[198, 51, 100, 9])];
+    let p = request(1, 1, &login("a", "b", &attrs), true);
+    let Ok(Step::Check(d)) = handle_datagram_bytes(&p, &client(true)) else {
+        panic!("expected a login");
+    };
+    assert_eq!(d.login.rhost.as_deref(), Some("00-11-22-33-44-55"));
+    let mut framed = client(true);
+    framed.source_attribute = 8;
+    let Ok(Step::Check(d)) = handle_datagram_bytes(&p, &framed) else {
+        panic!("expected a login");
+    };
+    assert_eq!(d.login.rhost.as_deref(), Some("198.51.100.9"));
+    framed.source_attribute = 0;
+    let Ok(Step::Check(d)) = handle_datagram_bytes(&p, &framed) else {
+        panic!("expected a login");
+    };
+    assert_eq!(d.login.rhost, None);
 }
 
 #[test]
