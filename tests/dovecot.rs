@@ -195,7 +195,7 @@ impl Dovecot {
         let (ok, out) = products::run(Command::new("cp").arg("-a").arg("/etc/dovecot").arg(&etc));
         assert!(ok, "copy /etc/dovecot: {out}");
         let conf = etc.join("dovecot.conf");
-        let block = products::docs_block("mail.md", "dovecot-2.3-install");
+        let block = products::docs_block("docs/mail.md", "dovecot-2.3-install");
         let printed = products::run_block(
             &block,
             &[

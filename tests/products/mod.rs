@@ -12,20 +12,19 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shell block that follows the marker `<!-- test: NAME -->` in a document under docs/:
-/// the commands an admin is told to type, which a test runs with its own paths.
-pub fn docs_block(doc: &str, name: &str) -> String {
-    let path = repo().join("docs").join(doc);
+/// The fenced block (```sh, ```toml ...) that follows the marker `<!-- test: NAME -->` in a
+/// file of the repository (`docs/mail.md`, `conf/openvpn/README.md`): the commands or the
+/// configuration an admin is told to use, which a test runs or loads with its own paths.
+pub fn docs_block(file: &str, name: &str) -> String {
+    let path = repo().join(file);
     let text = std::fs::read_to_string(&path).expect("read doc");
     let marker = format!("<!-- test: {name} -->");
     let at = text
         .find(&marker)
         .unwrap_or_else(|| panic!("{} has no {marker}", path.display()));
     let rest = &text[at + marker.len()..];
-    let open = rest
-        .find("```sh\n")
-        .expect("a ```sh block after the marker")
-        + "```sh\n".len();
+    let fence = rest.find("```").expect("a fenced block after the marker");
+    let open = fence + rest[fence..].find('\n').expect("the fence's line") + 1;
     let close = rest[open..].find("```").expect("the block's end");
     rest[open..open + close].to_string()
 }
