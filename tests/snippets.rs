@@ -377,14 +377,16 @@ fn freeradius_proxies_a_login_through_the_stock_default_site_to_otpd() {
     .expect("inner-tunnel");
     let log_path = dir.path().join("radiusd.log");
     let log_file = std::fs::File::create(&log_path).expect("log");
-    let mut fr = Command::new("freeradius")
-        .args(["-X", "-d"])
-        .arg(&raddb)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("log"))
-        .stderr(log_file)
-        .spawn()
-        .expect("start freeradius");
+    let fr = products::Running(
+        Command::new("freeradius")
+            .args(["-X", "-d"])
+            .arg(&raddb)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start freeradius"),
+    );
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     products::wait_for(20, "freeradius did not become ready", log, || {
         log().contains("Ready to process requests")
@@ -418,7 +420,7 @@ fn freeradius_proxies_a_login_through_the_stock_default_site_to_otpd() {
         "{}",
         log()
     );
-    products::stop_child(&mut fr);
+    drop(fr);
     otpd.stop();
     let audit = common::audit_of(&env, "alice");
     assert_eq!(audit.len(), 2, "two logins reached otpd: {audit:?}");
@@ -590,7 +592,7 @@ fn openvpn_auth_pam_plugin_with_the_shipped_server_conf_logs_a_client_in_through
     let otpd = env.start();
     let _turn = PAM_WRAPPER.lock().unwrap_or_else(|p| p.into_inner());
     let server_log = d.join("server.log");
-    let mut server = Command::new("openvpn")
+    let server = Command::new("openvpn")
         .arg("--config")
         .arg(d.join("server.conf"))
         .arg("--log")
@@ -603,6 +605,7 @@ fn openvpn_auth_pam_plugin_with_the_shipped_server_conf_logs_a_client_in_through
         .stderr(Stdio::null())
         .spawn()
         .expect("start openvpn");
+    let server = products::Running(server);
     let slog = || std::fs::read_to_string(&server_log).unwrap_or_default();
     products::wait_for(20, "the OpenVPN server did not start", slog, || {
         slog().contains("Initialization Sequence Completed")
@@ -668,7 +671,7 @@ fn openvpn_auth_pam_plugin_with_the_shipped_server_conf_logs_a_client_in_through
         "the used code again: client:\n{out}\n--- server:\n{}",
         slog()
     );
-    products::stop_child(&mut server);
+    drop(server);
     drop(_turn);
     otpd.stop();
     let audit = common::audit_of(&env, "alice");

@@ -95,3 +95,13 @@ pub fn wait_for(secs: u64, what: &str, log: impl Fn() -> String, mut ready: impl
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A process a test started, stopped by its pid (stop_child) when dropped: also when the test
+/// fails half-way.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        stop_child(&mut self.0);
+    }
+}
