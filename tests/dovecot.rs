@@ -35,6 +35,11 @@ struct Dovecot {
 
 impl Dovecot {
     fn start(otpd_socket: &Path) -> Dovecot {
+        Dovecot::start_with(otpd_socket, "0", "%s")
+    }
+
+    /// The hand-made configuration with Dovecot's auth cache size and the PAM passdb's args.
+    fn start_with(otpd_socket: &Path, auth_cache_size: &str, passdb_args: &str) -> Dovecot {
         assert!(
             Path::new(DOVECOT).is_file(),
             "{DOVECOT} is missing: install the Debian package dovecot-imapd"
@@ -93,13 +98,13 @@ impl Dovecot {
              auth_mechanisms = plain login\n\
              auth_failure_delay = 0\n\
              auth_verbose = yes\n\
-             # Dovecot's own auth cache stays off (the default): it would cache PIN+OTP.\n\
-             auth_cache_size = 0\n\
+             # Dovecot's own auth cache stays off (the default) unless a test says otherwise.\n\
+             auth_cache_size = {auth_cache_size}\n\
              # The master passes only these variables to its children, the auth worker\n\
              # (which runs PAM) among them.\n\
              import_environment = TZ LD_PRELOAD PAM_WRAPPER PAM_WRAPPER_SERVICE_DIR\n\
              mail_location = maildir:{d}/mail/%u\n\
-             passdb {{\n  driver = pam\n  args = %s\n}}\n\
+             passdb {{\n  driver = pam\n  args = {passdb_args}\n}}\n\
              userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home={d}/home/%u\n}}\n\
              # Dovecot delays every login from an address after failures from it (up to 15 s,\n\
              # kept in anvil); a test that fails on purpose would crawl. mode 0 on anvil's\n\
@@ -1025,4 +1030,42 @@ fn dovecot_2_4_variant_has_no_2_3_syntax_and_says_what_the_2_3_file_says() {
     let opened = s24.iter().filter(|l| l.ends_with('{')).count();
     let closed = s24.iter().filter(|l| *l == "}").count();
     assert_eq!(opened, closed, "braces of the 2.4 file");
+}
+
+/// The rule docs/mail.md states for Dovecot 2.3's auth cache: it caches PAM logins only when
+/// the passdb's args carry `cache_key=`, and then a used code logs in again without reaching
+/// otpd. With the cache on and no cache key, otpd still sees (and refuses) the replay.
+#[test]
+fn dovecot_caches_pam_logins_only_with_cache_key_and_then_replays_a_used_code() {
+    let env = otpd_env();
+    env.enrol("dave", "1234", "hotp", "everywhere");
+    let otpd = env.start();
+    {
+        let dc = Dovecot::start_with(&env.socket_path(), "1M", "%s");
+        dc.ok(
+            MAIL_CLIENT,
+            "dave",
+            &otp(0),
+            "PIN+OTP, cache on, no cache_key",
+        );
+        dc.no(MAIL_CLIENT, "dave", &otp(0), "the used code, no cache_key");
+    }
+    assert_eq!(audit_count(&env, "dave"), 2, "both logins reached otpd");
+    {
+        let dc = Dovecot::start_with(&env.socket_path(), "1M", "cache_key=%u%w %s");
+        dc.ok(MAIL_CLIENT, "dave", &otp(1), "PIN+OTP, cache_key");
+        dc.ok(
+            OTHER_WEBMAIL,
+            "dave",
+            &otp(1),
+            "the used code again, from another address: Dovecot's cache answers",
+        );
+    }
+    assert_eq!(
+        audit_count(&env, "dave"),
+        3,
+        "the replay never reached otpd: {:?}",
+        common::audit_of(&env, "dave")
+    );
+    otpd.stop();
 }

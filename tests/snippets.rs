@@ -421,11 +421,54 @@ fn freeradius_proxies_a_login_through_the_stock_default_site_to_otpd() {
         log()
     );
     drop(fr);
+
+    // The snippet's commented DEFAULT realm, uncommented as it says: names without a realm
+    // go to otpd too.
+    let text = std::fs::read_to_string(&installed).expect("installed");
+    let commented = "#realm DEFAULT {\n#\tauth_pool = otpd_pool\n#\tnostrip\n#}";
+    assert!(text.contains(commented), "{text}");
+    let uncommented = text.replace(commented, &commented.replace('#', ""));
+    std::fs::write(&installed, uncommented).expect("DEFAULT realm");
+    let log_file = std::fs::File::create(&log_path).expect("log");
+    let fr = products::Running(
+        Command::new("freeradius")
+            .args(["-X", "-d"])
+            .arg(&raddb)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start freeradius"),
+    );
+    products::wait_for(20, "freeradius did not become ready", log, || {
+        log().contains("Ready to process requests")
+    });
+    let (_, out) = login("alice", &otp(1));
+    assert!(
+        out.contains("Received Access-Accept"),
+        "a name without a realm, DEFAULT realm: {out}\n--- radiusd:\n{}",
+        log()
+    );
+    // Another realm is kept in the name: otpd knows no "alice@elsewhere.org".
+    let (_, out) = login("alice@elsewhere.org", &otp(2));
+    assert!(out.contains("Received Access-Reject"), "{out}");
+    drop(fr);
     otpd.stop();
     let audit = common::audit_of(&env, "alice");
-    assert_eq!(audit.len(), 2, "two logins reached otpd: {audit:?}");
+    assert_eq!(
+        audit.len(),
+        3,
+        "three of alice's logins reached otpd: {audit:?}"
+    );
+    let other = common::audit_of(&env, "alice@elsewhere.org");
+    assert_eq!(
+        other.len(),
+        1,
+        "the other realm's name, as typed: {other:?}"
+    );
     assert_eq!(audit[0]["verdict"], "accept", "{audit:?}");
     assert_eq!(audit[0]["client"], "freeradius-proxy", "{audit:?}");
+    assert_eq!(audit[2]["verdict"], "accept", "{audit:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -893,4 +936,93 @@ fn strongswan_loads_the_shipped_plugin_and_swanctl_files_into_a_private_charon()
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// conf/pam.d/dovecot under another PAM service name
+
+/// `service=mail` in conf/pam.d/dovecot: installed under a PAM service name that otpd's
+/// `pam_services` do not list (Dovecot's `args = NAME`), logins still count as `mail`, in
+/// `auth` and `account` alike. (tests/dovecot.rs drives the file through Dovecot itself.)
+#[test]
+fn dovecot_pam_file_names_its_class_under_any_service_name() {
+    common::require("pamtester", "pamtester");
+    let env = Env::new("");
+    env.enrol("erin", "1234", "hotp", "off");
+    env.enrol("bob", "1234", "hotp", "web-only");
+    let dir = tempdir();
+    let d = dir.path();
+    let pam_dir = d.join("pam.d");
+    std::fs::create_dir(&pam_dir).expect("mkdir");
+    std::fs::write(
+        d.join("passdb"),
+        "erin:normal-pw:mailstore\nbob:normal-pw:mailstore\n",
+    )
+    .expect("passdb");
+    let shipped = std::fs::read_to_string(repo().join("conf/pam.d/dovecot")).expect("shipped");
+    let module = common::pam_module_path();
+    let matrix = common::pam_wrapper_module("pam_matrix.so");
+    let mut pam = String::new();
+    for line in shipped.lines() {
+        let line = if line.starts_with('#') {
+            line.to_string()
+        } else if line.contains("pam_otpd.so") {
+            line.replace(
+                "pam_otpd.so",
+                &format!(
+                    "{} socket={}",
+                    module.display(),
+                    env.socket_path().display()
+                ),
+            )
+        } else if line.starts_with("auth") {
+            line.replace(
+                "pam_unix.so",
+                &format!("{} passdb={}", matrix.display(), d.join("passdb").display()),
+            )
+        } else {
+            line.replace("pam_unix.so", "pam_permit.so")
+        };
+        pam.push_str(&line);
+        pam.push('\n');
+    }
+    std::fs::write(pam_dir.join("mailstore"), pam).expect("PAM file");
+    let otpd = env.start();
+    // Twice: pam_matrix prompts again where pam_unix would reuse the typed password.
+    let (ok, out) = pamtester(
+        &pam_dir,
+        &[
+            "-I",
+            "rhost=198.51.100.7",
+            "mailstore",
+            "erin",
+            "authenticate",
+            "acct_mgmt",
+        ],
+        "normal-pw\nnormal-pw\n",
+    );
+    assert!(ok, "level off, normal password: {out}");
+    let (ok, out) = pamtester(
+        &pam_dir,
+        &[
+            "-I",
+            "rhost=198.51.100.7",
+            "mailstore",
+            "bob",
+            "authenticate",
+        ],
+        "normal-pw\nnormal-pw\n",
+    );
+    assert!(!ok, "web-only, mail client: {out}");
+    let (ok, out) = pamtester(&pam_dir, &["mailstore", "bob", "acct_mgmt"], "");
+    assert!(
+        !ok && out.contains("Permission denied"),
+        "web-only, account: {out}"
+    );
+    otpd.stop();
+    let audit = common::audit_of(&env, "erin");
+    assert!(
+        !audit.is_empty() && audit.iter().all(|r| r["service"] == "mail"),
+        "{audit:?}"
+    );
 }
