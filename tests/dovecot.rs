@@ -679,7 +679,7 @@ impl Postfix {
              alias_maps =\n\
              alias_database =\n\
              smtpd_tls_security_level = none\n\
-             # What docs/mail.md sets:\n\
+             # What docs/mail.md sets, but smtpd_tls_auth_only (the test speaks no TLS):\n\
              smtpd_sasl_type = dovecot\n\
              smtpd_sasl_path = private/auth\n\
              smtpd_sasl_auth_enable = yes\n",
