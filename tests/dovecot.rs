@@ -4,6 +4,11 @@
 //! `pam_otpd.so` asking the real otpd daemon, and `pam_matrix.so` as the normal password
 //! store. The test logs in over IMAP from 127.0.0.1 (a mail client) and from 127.0.0.2 and
 //! 127.0.0.3 (two webmail hosts, the `web` class's `rhosts`), as Dovecot sees them.
+//!
+//! Two kinds of instance: a hand-made dovecot.conf (the engine's behaviour through Dovecot),
+//! and Debian's stock /etc/dovecot, copied, with conf/dovecot/90-auth-otpd.conf and
+//! conf/pam.d/dovecot installed by the commands docs/mail.md prints (the shipped snippet
+//! proven by Dovecot 2.3), next to a private Postfix whose SMTP AUTH goes through it.
 mod common;
 mod products;
 
