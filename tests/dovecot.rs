@@ -440,6 +440,9 @@ impl Dovecot {
     /// process is gone.
     fn remove_pam_wrapper_leftovers(&self) {
         let ours = self.dir.path().display().to_string();
+        // One wait for all: the master's children (log, anvil, auth ...) end a moment after
+        // it, later under load.
+        let deadline = Instant::now() + Duration::from_secs(10);
         let Ok(entries) = std::fs::read_dir("/tmp") else {
             return;
         };
@@ -464,17 +467,30 @@ impl Dovecot {
                 .ok()
                 .and_then(|p| p.trim().parse().ok())
                 .unwrap_or(0);
-            let deadline = Instant::now() + Duration::from_secs(3);
-            // SAFETY: kill(pid, 0) only asks whether the process exists.
-            while pid > 0 && unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+            while pid > 0 && running(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            // SAFETY: as above.
-            if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+            if pid <= 0 || !running(pid) {
                 let _ = std::fs::remove_dir_all(&path);
             }
         }
     }
+}
+
+/// Whether a process still runs. A zombie does not: a Dovecot child that outlives the master
+/// is reparented to PID 1, which in a container may never reap it.
+fn running(pid: i32) -> bool {
+    // SAFETY: kill(pid, 0) only asks whether the process exists.
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    exists && !zombie
 }
 
 /// A TCP connection to 127.0.0.1:port from the given source address (std cannot bind before
@@ -969,8 +985,10 @@ fn stock_debian_dovecot_with_the_shipped_snippet_at_every_level_over_imap_and_sm
         "SMTP, everywhere, the used code again",
     );
 
-    drop(dc);
+    // Postfix first: its smtpd processes stay connected to Dovecot's auth process, which
+    // (and the stats process it talks to) would otherwise outlive the master.
     drop(pf);
+    drop(dc);
     otpd.stop();
     let a = audit(&env);
     assert!(a.contains("\"service\":\"mail\""), "{a}");
