@@ -659,9 +659,9 @@ fn openvpn_auth_pam_plugin_with_the_shipped_server_conf_logs_a_client_in_through
         slog()
     );
 
-    // A client on --dev null: the login happens before it would need a device; it stops
-    // when it cannot configure one (or times out) either way.
-    let client = |user: &str, password: &str, n: u32| -> String {
+    // A client on --dev null, which configures nothing (ifconfig-noexec, route-noexec) and
+    // stays connected until stopped. `wait_for` is the server log line to wait for.
+    let client = |user: &str, password: &str, n: u32, extra: &str, wait_for: &str| -> String {
         let up = d.join(format!("up{n}"));
         std::fs::write(&up, format!("{user}\n{password}\n")).expect("credentials");
         std::fs::set_permissions(&up, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -669,46 +669,60 @@ fn openvpn_auth_pam_plugin_with_the_shipped_server_conf_logs_a_client_in_through
         std::fs::write(
             &conf,
             format!(
-                "client\ndev null\nproto udp4\nremote 127.0.0.1 {port}\nca {ca}\n\
-                 auth-user-pass {up}\nverify-x509-name server name\nconnect-retry-max 1\n\
-                 hand-window 15\nverb 3\n",
+                "client\ndev null\nifconfig-noexec\nroute-noexec\nproto udp4\n\
+                 remote 127.0.0.1 {port}\nca {ca}\nauth-user-pass {up}\n\
+                 verify-x509-name server name\nconnect-retry-max 1\nhand-window 15\nverb 3\n\
+                 {extra}",
                 ca = d.join("ca.pem").display(),
                 up = up.display()
             ),
         )
         .expect("client.conf");
-        let mut c = Command::new("openvpn")
-            .arg("--config")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("openvpn client");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                break;
-            }
-            let done = slog().matches("authentication succeeded").count()
-                + slog().matches("verification failed").count();
-            if done >= n as usize {
-                std::thread::sleep(Duration::from_millis(300));
+        let mut c = products::Running(
+            Command::new("openvpn")
+                .arg("--config")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("openvpn client"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(25);
+        while Instant::now() < deadline && !slog().contains(wait_for) {
+            if let Ok(Some(_)) = c.0.try_wait() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        products::stop_child(&mut c);
-        let out = c.wait_with_output().expect("client output");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        products::stop_child(&mut c.0);
+        let mut out = String::new();
+        if let Some(mut stdout) = c.0.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+        }
+        out
     };
-    let out = client("alice", &otp(0), 1);
+    // PIN+OTP logs in. A TLS renegotiation (after 6 s here, hourly by default) is
+    // authenticated with the token auth-gen-token handed out, not with the spent code: otpd
+    // is not asked again (the audit below has one record for it).
+    let out = client(
+        "alice",
+        &otp(0),
+        1,
+        "reneg-sec 6\n",
+        "auth-token authentication succeeded",
+    );
     assert!(
         slog().contains("TLS: Username/Password authentication succeeded for username 'alice'"),
         "PIN+OTP: client:\n{out}\n--- server:\n{}",
         slog()
     );
-    let out = client("alice", &otp(0), 2);
+    assert!(
+        slog().contains("TLS: Username/auth-token authentication succeeded for username 'alice'"),
+        "renegotiation with the auth token: client:\n{out}\n--- server:\n{}",
+        slog()
+    );
+    let out = client("alice", &otp(0), 2, "", "verification failed");
     assert!(
         slog().contains("TLS Auth Error: Auth Username/Password verification failed for peer"),
         "the used code again: client:\n{out}\n--- server:\n{}",
