@@ -575,6 +575,11 @@ fn pam_radius_auth_logs_in_to_otpd_with_the_documented_client_entry() {
     let otpd = env.start();
     let (ok, out) = auth(&otp(1));
     assert!(!ok, "with require_message_authenticator = true: {out}");
+    let log = otpd.log_text();
+    assert!(
+        log.contains("dropped: no Message-Authenticator, and this client must send one"),
+        "otpd's log: {log}"
+    );
     otpd.stop();
     let audit = common::audit_of(&env, "alice");
     assert_eq!(
