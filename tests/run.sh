@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of otpd: format and lint checks, unit tests, and the integration tests that
 # drive the real daemon with real clients (oathtool, radclient, pamtester under pam_wrapper,
-# Dovecot). Installs the Debian packages those tests need when they are missing. A test that
-# still cannot find its tool fails and names the package: nothing is skipped.
+# Dovecot, Postfix, sshd, FreeRADIUS, pam_radius_auth, OpenVPN, strongSwan). Installs the
+# Debian packages those tests need when they are missing. A test that still cannot find its
+# tool fails and names the package: nothing is skipped.
 #
 #   tests/run.sh            everything
 #   tests/run.sh --quick    only cargo test (no fmt/clippy, no fuzzing)
@@ -21,6 +22,15 @@ declare -A needs=(
   [/usr/lib/x86_64-linux-gnu/libpam_wrapper.so]=libpam-wrapper
   [/usr/include/security/pam_modules.h]=libpam0g-dev
   [/usr/sbin/dovecot]=dovecot-imapd
+  [/usr/sbin/postfix]=postfix
+  [/usr/sbin/sshd]=openssh-server
+  [/usr/sbin/freeradius]=freeradius
+  [/lib/x86_64-linux-gnu/security/pam_radius_auth.so]=libpam-radius-auth
+  [/usr/sbin/openvpn]=openvpn
+  [/usr/sbin/swanctl]=strongswan-swanctl
+  [/usr/sbin/charon-systemd]=charon-systemd
+  [/usr/lib/ipsec/plugins/libstrongswan-eap-radius.so]=libcharon-extra-plugins
+  [ssh-keygen]=openssh-client
   [setpriv]=util-linux
   [systemd-analyze]=systemd
   [python3]=python3
@@ -45,8 +55,9 @@ if [ ${#missing[@]} -gt 0 ]; then
       exit 1
     fi
   fi
-  # Installing dovecot must not start the system's own mail server: the tests start private
-  # instances on 127.0.0.1. A temporary policy-rc.d stops package scripts from starting it.
+  # Installing dovecot, postfix, openssh-server, freeradius, openvpn or strongSwan must not
+  # start the system's own services: the tests start private instances on 127.0.0.1. A
+  # temporary policy-rc.d stops package scripts from starting them.
   made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
@@ -54,6 +65,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     made_policy=1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # postfix asks what kind of mail system to set up: none (the tests bring their own main.cf).
+  echo 'postfix postfix/main_mailer_type select No configuration' | $sudo debconf-set-selections
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ $made_policy = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
