@@ -9,6 +9,7 @@
 //! and Debian's stock /etc/dovecot, copied, with conf/dovecot/90-auth-otpd.conf and
 //! conf/pam.d/dovecot installed by the commands docs/mail.md prints (the shipped snippet
 //! proven by Dovecot 2.3), next to a private Postfix whose SMTP AUTH goes through it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod products;
 

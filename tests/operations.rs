@@ -1,4 +1,5 @@
 //! Key rotation, backup and restore (issue 8) through the real binary and the library.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use common::{hotp_code, Env};

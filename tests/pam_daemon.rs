@@ -4,6 +4,7 @@
 //! (pam_matrix as the normal password store), and account management denies switched-off
 //! services. pam_module/tests/pam_wrapper.rs tests the module against a scripted server; this
 //! file is about the two real halves together.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use common::Env;

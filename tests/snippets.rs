@@ -13,6 +13,7 @@
 //!   with the client entry conf/openvpn/README.md gives, through pamtester and through a
 //!   real OpenVPN server (auth-pam plugin, conf/openvpn/server.conf) and client.
 //! - strongSwan: a private charon-systemd, `swanctl --load-all` with the shipped files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod products;
 

@@ -1,6 +1,7 @@
 //! The Unix socket of the real daemon: wire protocol v1 (check, account, ping), the peer
 //! allow-list (SO_PEERCRED, with a client under another uid), malformed requests, the line
 //! limit, the idle timeout, the connection bound, and the socket file's life cycle.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use common::{plain_log, socket_call, Env};

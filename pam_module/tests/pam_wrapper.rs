@@ -5,6 +5,7 @@
 //! Needs the Debian packages pamtester and libpam-wrapper; a missing one fails the test
 //! with the package name, because a skipped PAM test looks exactly like a passing one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
