@@ -5,7 +5,7 @@ use crate::config::{Config, PinCharset, Requirement};
 use crate::crypto::{self, create_key_file, load_key_file, write_key_file, KeyFileError, Keys};
 use crate::engine::{normalize_user, Clock, SystemClock};
 use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{self, AdminStore, Advance, CommitMode, StoreError};
 use crate::tokens::oath::Algorithm;
 use crate::tokens::{resync_oath, Matcher, Redeemed, ResyncError};
 use std::os::unix::fs::DirBuilderExt;
@@ -86,12 +86,19 @@ pub fn init(cfg: &Config) -> Result<InitReport, AdminError> {
         create_key_file(&key)?;
     }
     load_key_file(&key)?;
-    SqliteStore::open(&db)?;
+    store::open(&db)?;
     open(cfg)?;
     Ok(InitReport {
         created_key,
         created_db,
     })
+}
+
+/// A store that answered a `CommitMode::Wait` write with a ticket broke its contract.
+fn not_waited() -> AdminError {
+    AdminError::Store(StoreError::Commit(
+        "the store queued a write that was to be waited for".into(),
+    ))
 }
 
 /// The refusal for a key file whose database is gone.
@@ -109,7 +116,7 @@ fn lost_database(key: &std::path::Path, db: &std::path::Path) -> AdminError {
 
 /// Opens what every command needs: the keys (checking the key file's mode) and the store,
 /// and checks that they belong together.
-pub fn open(cfg: &Config) -> Result<(Arc<dyn Store>, Arc<Keys>), AdminError> {
+pub fn open(cfg: &Config) -> Result<(Arc<dyn AdminStore>, Arc<Keys>), AdminError> {
     let key = cfg.key_path();
     let db = cfg.database_path();
     if !db.exists() {
@@ -130,7 +137,7 @@ pub fn open(cfg: &Config) -> Result<(Arc<dyn Store>, Arc<Keys>), AdminError> {
             key.display()
         )));
     }
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+    let store = store::open(&db)?;
     let sealed_hash = store.meta(HASH_KEY_META)?;
     let keys = Arc::new(Keys::load(&key, sealed_hash.as_deref())?);
     check_key_fits(store.as_ref(), &keys, &key, &db)?;
@@ -142,7 +149,7 @@ pub fn open(cfg: &Config) -> Result<(Arc<dyn Store>, Arc<Keys>), AdminError> {
 /// every sealed secret in it opened with that key: a wrong key must not be written down as
 /// the right one.
 fn check_key_fits(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     keys: &Keys,
     key: &std::path::Path,
     db: &std::path::Path,
@@ -269,9 +276,9 @@ pub fn backup(cfg: &Config, dest: &std::path::Path) -> Result<BackupReport, Admi
         )));
     }
     let (_, keys) = open(cfg)?;
-    let live = SqliteStore::open(&cfg.database_path())?;
+    let live = store::open(&cfg.database_path())?;
     live.backup_to(dest)?;
-    let copy = SqliteStore::open_existing_readonly(dest)?;
+    let copy = store::open_readonly(dest)?;
     let check = copy.integrity_check()?;
     if check != "ok" {
         return Err(AdminError::Refused(format!(
@@ -306,7 +313,7 @@ pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, Adm
     if !src.exists() {
         return Err(invalid(format!("no backup at {}", src.display())));
     }
-    let backup = SqliteStore::open_existing_readonly(src)?;
+    let backup = store::open_readonly(src)?;
     let check = backup
         .integrity_check()
         .map_err(|e| invalid(format!("{} is not an otpd database: {e}", src.display())))?;
@@ -349,11 +356,11 @@ pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, Adm
             )));
         }
     }
-    let live = SqliteStore::open(&cfg.database_path())?;
-    live.restore_from(&backup)?;
+    let live = store::open(&cfg.database_path())?;
+    live.restore_from(src)?;
     drop(live);
     // Reopen so migrations bring an older backup up to date.
-    let live = SqliteStore::open(&cfg.database_path())?;
+    let live = store::open(&cfg.database_path())?;
     let now = SystemClock.now_ms().div_euclid(1000);
     let totp_burned = live.burn_totp_until(now)?;
     // A code e-mailed (and maybe used) since the backup must not work again; a user whose
@@ -376,7 +383,7 @@ pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, Adm
 
 pub struct Admin {
     pub cfg: Arc<Config>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn AdminStore>,
     pub keys: Arc<Keys>,
     pub clock: Arc<dyn Clock>,
     /// Sends e-mailed codes (activation of e-mail tokens); tests put a recorder here.
@@ -401,7 +408,7 @@ pub struct TokenOptions {
 }
 
 impl Admin {
-    pub fn new(cfg: Arc<Config>, store: Arc<dyn Store>, keys: Arc<Keys>) -> Admin {
+    pub fn new(cfg: Arc<Config>, store: Arc<dyn AdminStore>, keys: Arc<Keys>) -> Admin {
         Admin {
             cfg,
             store,
@@ -675,9 +682,11 @@ impl Admin {
                 why.map(|w| format!(" ({w})")).unwrap_or_default()
             ))
         })?;
-        match matcher.redeem(&token, &claim, now, true)? {
+        match matcher.redeem(&token, &claim, now, true, CommitMode::Wait)? {
             Redeemed::Won(_) => self.token(serial),
             Redeemed::Lost => Err(AdminError::Refused("that code was used already".into())),
+            // `Wait` is answered durably by contract (store/login.rs).
+            Redeemed::Pending(_) => Err(not_waited()),
         }
     }
 
@@ -705,11 +714,19 @@ impl Admin {
                 AdminError::Refused(format!("token {serial}: {e}"))
             }
         })?;
-        if !self
-            .store
-            .advance_counter(token.id, m.counter, m.drift, self.now(), false)?
-        {
-            return Err(AdminError::Refused("those codes were used already".into()));
+        match self.store.advance_counter(
+            token.id,
+            m.counter,
+            m.drift,
+            self.now(),
+            false,
+            CommitMode::Wait,
+        )? {
+            Advance::Durable(true) => {}
+            Advance::Durable(false) => {
+                return Err(AdminError::Refused("those codes were used already".into()))
+            }
+            Advance::Pending(_) => return Err(not_waited()),
         }
         self.token(serial)
     }

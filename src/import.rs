@@ -9,8 +9,7 @@ use crate::admin::{decode_base32, Admin, AdminError};
 use crate::config::Requirement;
 use crate::crypto;
 use crate::model::{NewToken, TokenKind, TokenState};
-use crate::store::import::{ImportAccount, ImportToken};
-use crate::store::SqliteStore;
+use crate::store::{AdminStore, ImportAccount, ImportToken};
 use crate::tokens::oath::Algorithm;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -150,7 +149,7 @@ pub struct ImportReport {
 /// Reads every line, checks it, and stores all accounts in one transaction of `store`.
 pub fn import(
     admin: &Admin,
-    store: &SqliteStore,
+    store: &dyn AdminStore,
     input: impl BufRead,
 ) -> Result<ImportReport, ImportError> {
     let now = admin.clock.now_ms().div_euclid(1000);

@@ -97,8 +97,7 @@ fn corpus_seeds_and_saved_crashes_replay_without_a_panic() {
 fn engine_check_account_has_every_token_kind() {
     // engine() asserts that every TokenKind has an active token, so every kind's PIN/code
     // split is on the fuzzer's path; the seeds then reach each split with a well-formed code.
-    let e = bodies::engine();
-    let toks = e.store().tokens(Some("alice")).expect("tokens");
+    let toks = bodies::store().tokens(Some("alice")).expect("tokens");
     for seed in [
         "yubikey",
         "yubikey_remote",

@@ -7,7 +7,7 @@ use otpd::config::Config;
 use otpd::crypto::{Keys, MasterKey};
 use otpd::engine::{CheckRequest, Engine, Verdict};
 use otpd::model::TokenKind;
-use otpd::store::{SqliteStore, Store};
+use otpd::store::{AdminStore, AuditStore, LoginStore, SqliteStore};
 use otpd::tokens::oath::{hotp, Algorithm};
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ fn world_with(users: usize, store: SqliteStore) -> (Arc<Engine>, Arc<SqliteStore
     cfg.lockout.max_failures = 0;
     let cfg = Arc::new(cfg.finish().expect("config"));
     let store = Arc::new(store);
-    let dyn_store: Arc<dyn Store> = store.clone();
+    let dyn_store: Arc<dyn AdminStore> = store.clone();
     let keys = Arc::new(Keys::new(&MasterKey::from_bytes([5u8; 32])));
     let admin = Admin::new(cfg.clone(), dyn_store.clone(), keys.clone());
     for i in 0..users {

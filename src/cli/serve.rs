@@ -33,7 +33,7 @@ pub fn run(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<Out
     let cfg = Arc::new(cfg);
     let engine = Arc::new(Engine::for_daemon(
         cfg.clone(),
-        store,
+        store.clone(),
         keys,
         Arc::new(crate::engine::SystemClock),
     ));
@@ -41,11 +41,15 @@ pub fn run(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<Out
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))?;
+    // The daemon's housekeeping sees the store's audit and status side only; logins go
+    // through the engine's login side.
+    let db: Arc<dyn crate::store::DaemonStore> = store;
     let handle = Arc::new(crate::front::EngineHandle::new(
         engine,
         config_path.map(|p| p.to_path_buf()),
+        Arc::new(crate::front::DbStatus(db.clone())),
     ));
-    rt.block_on(crate::front::serve(handle))
+    rt.block_on(crate::front::serve(handle, db))
         .map_err(|e| CliError::Other(e.to_string()))?;
     Ok(Outcome::Ok)
 }

@@ -195,15 +195,14 @@ fn show(a: &Admin, acc: &Account, json: bool, what: &str) -> Result<(), CliError
 }
 
 fn import(a: &Admin, file: &std::path::Path, json: bool) -> Result<Outcome, CliError> {
-    let store = crate::store::SqliteStore::open(&a.cfg.database_path())?;
     let started = std::time::Instant::now();
     let fail = |e: crate::import::ImportError| CliError::Other(format!("{}: {e}", file.display()));
     let r = if file.as_os_str() == "-" {
-        crate::import::import(a, &store, std::io::stdin().lock()).map_err(fail)?
+        crate::import::import(a, a.store.as_ref(), std::io::stdin().lock()).map_err(fail)?
     } else {
         let f = std::fs::File::open(file)
             .map_err(|e| CliError::Other(format!("{}: {e}", file.display())))?;
-        crate::import::import(a, &store, std::io::BufReader::new(f)).map_err(fail)?
+        crate::import::import(a, a.store.as_ref(), std::io::BufReader::new(f)).map_err(fail)?
     };
     if json {
         print_json(&serde_json::json!({

@@ -69,7 +69,7 @@ mod tests {
     use crate::engine::testkit::{self, TestClock};
     use crate::engine::{CheckRequest, Decision, Verdict};
     use crate::model::AuditFilter;
-    use crate::store::Store;
+    use crate::store::AdminStore;
     use crate::tokens::email::{Outgoing, SendError};
     use std::sync::Mutex;
 
@@ -121,7 +121,7 @@ mod tests {
         admin: Admin,
         clock: Arc<TestClock>,
         mail: Arc<Recorder>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn AdminStore>,
     }
 
     impl World {

@@ -5,6 +5,7 @@ mod app_password;
 mod audit;
 mod challenge;
 mod clock;
+mod deferred;
 mod email;
 mod equal_time;
 mod gate;
@@ -18,14 +19,16 @@ mod source_limit;
 pub use app_password::normalize as normalize_app_password;
 pub use challenge::CODE_PROMPT;
 pub use clock::{Clock, SystemClock};
+pub use deferred::{Checked, Pending, Responder};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
 pub use source_limit::{source_key, SourceLimiter};
 
 use crate::config::{Config, Requirement, ANY_CLASS};
 use crate::crypto::Keys;
 use crate::model::Token;
-use crate::store::Store;
+use crate::store::{CommitMode, LoginStore, Outcome};
 use crate::tokens::email::{Mailer, Smtp};
+use deferred::{lost, Commit};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -59,7 +62,7 @@ impl AccountVerdict {
 
 pub struct Engine {
     cfg: Arc<Config>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn LoginStore>,
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
     /// In-memory failure counts per source address; carried over on reload.
@@ -84,13 +87,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(cfg: Arc<Config>, store: Arc<dyn Store>, keys: Arc<Keys>) -> Engine {
+    pub fn new(cfg: Arc<Config>, store: Arc<dyn LoginStore>, keys: Arc<Keys>) -> Engine {
         Engine::with_clock(cfg, store, keys, Arc::new(SystemClock))
     }
 
     pub fn with_clock(
         cfg: Arc<Config>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn LoginStore>,
         keys: Arc<Keys>,
         clock: Arc<dyn Clock>,
     ) -> Engine {
@@ -113,7 +116,7 @@ impl Engine {
     /// lifetime is RADIUS's setting (the engine knows no protocol, so it is handed over here).
     pub fn for_daemon(
         cfg: Arc<Config>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn LoginStore>,
         keys: Arc<Keys>,
         clock: Arc<dyn Clock>,
     ) -> Engine {
@@ -143,10 +146,6 @@ impl Engine {
         &self.cfg
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// The service class of a login: a webmail host's address wins over what the service is
     /// called; then a class name; then a PAM service name mapped in config.
     pub fn resolve_class(&self, service: &str, rhost: Option<&str>) -> Option<String> {
@@ -169,36 +168,35 @@ impl Engine {
 
     /// Decides a login, writes the audit record and the log line.
     pub fn check(&self, req: &CheckRequest) -> Decision {
-        let d = self.decide(req);
+        let d = self.decide(req, &mut Commit::new(CommitMode::Wait));
         self.audit(req, &d);
         d
     }
 
     /// [`Engine::check`] for a front-end that can answer from another thread: a login whose
-    /// only wait would be its counter advance's commit comes back [`Checked::Pending`] at
-    /// once, decided as if the advance won. The front-end passes the outcome to
-    /// [`Engine::settle`] when it arrives (`Deferred::then`) and only then answers; the audit
-    /// record is written there, with the final verdict.
+    /// only wait would be its counter advance's commit asks the store for
+    /// [`CommitMode::Defer`] and comes back [`Checked::Pending`] at once, decided as if the
+    /// advance won. The front-end then gives it a [`Responder`] ([`Pending::then`]), which
+    /// answers once the outcome is durable; the audit record is written then, with the final
+    /// verdict ([`Engine::settle`]).
     pub fn check_deferrable(&self, req: &CheckRequest) -> Checked {
-        crate::store::commit::defer_begin();
-        let d = self.decide(req);
-        match crate::store::commit::defer_end() {
+        let mut commit = Commit::new(CommitMode::Defer);
+        let d = self.decide(req, &mut commit);
+        match commit.ticket {
             None => {
                 self.audit(req, &d);
                 Checked::Done(d)
             }
-            Some(deferred) => Checked::Pending(d, deferred),
+            Some(ticket) => Checked::Pending(Pending {
+                decision: d,
+                ticket,
+            }),
         }
     }
 
     /// The final decision of a [`Checked::Pending`] login once its advance is durable, or
     /// lost to another login that used the code first, or failed; writes its audit record.
-    pub fn settle(
-        &self,
-        req: &CheckRequest,
-        d: Decision,
-        outcome: crate::store::commit::Outcome,
-    ) -> Decision {
+    pub fn settle(&self, req: &CheckRequest, d: Decision, outcome: Outcome) -> Decision {
         let d = match outcome {
             Ok(true) => d,
             Ok(false) => lost(d, "code already used".to_string()),
@@ -208,7 +206,7 @@ impl Engine {
         d
     }
 
-    fn decide(&self, req: &CheckRequest) -> Decision {
+    fn decide(&self, req: &CheckRequest, commit: &mut Commit) -> Decision {
         let user = match normalize_user(&req.user) {
             Ok(u) => u,
             Err(why) => return Decision::reject(req.user.clone(), why),
@@ -268,7 +266,7 @@ impl Engine {
                 self.check_app_password(user, &account, &class, req, pass)
             }),
             Requirement::Otp => self.gated(user, &account, req, |user, pass| {
-                self.otp_with_relogin(user, &account, tokens, &class, req, pass)
+                self.otp_with_relogin(user, &account, tokens, &class, req, pass, commit)
             }),
         };
         d.class(class)
@@ -314,26 +312,8 @@ mod tests;
 #[cfg(test)]
 mod mail_tests;
 
-/// What a front-end gets from [`Engine::check_deferrable`].
-pub enum Checked {
-    /// Decided and audited.
-    Done(Decision),
-    /// Decided as if the counter advance won; not final (and not audited) until
-    /// [`Engine::settle`] has the outcome.
-    Pending(Decision, crate::store::commit::Deferred),
-}
-
 /// Familiar sources kept per account: the user's home, office, phone network and a few more.
 pub(super) const MAX_FAMILIAR_SOURCES: usize = 8;
-
-/// A provisional Accept turned into the Reject the waiting path gives (check_otp): same
-/// user, class and token, the reason given.
-fn lost(d: Decision, why: String) -> Decision {
-    let mut r = Decision::reject(d.user, why);
-    r.serial = d.serial;
-    r.class = d.class;
-    r
-}
 
 /// A poisoned lock only means a thread panicked while holding it; a name is still a name.
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

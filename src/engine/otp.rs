@@ -1,8 +1,9 @@
 //! The PIN+code check itself: every active token tried in full (so the time does not say which
 //! part was wrong), then the winner's code made to stick.
 
-use super::{gate, CheckRequest, Decision, Engine};
+use super::{gate, CheckRequest, Commit, Decision, Engine};
 use crate::model::{Account, Token, TokenState};
+use crate::store::CommitMode;
 use crate::tokens::{self, Matcher, Redeemed};
 
 impl Engine {
@@ -15,6 +16,7 @@ impl Engine {
         req: &CheckRequest,
         tokens: Vec<Token>,
         pass: gate::Pass<'_>,
+        commit: &mut Commit,
     ) -> Decision {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
@@ -63,24 +65,30 @@ impl Engine {
             };
             return self.failed(user, account, rhost, now, &why, pass);
         };
-        match matcher.redeem(token, &claim, now, false) {
-            Ok(Redeemed::Won(note)) => {
-                pass.succeeded();
-                self.sources.succeeded(rhost, &user);
-                if account.failures > 0 || account.locked_until.is_some() {
-                    if let Err(e) = self.store.clear_failures(account.id) {
-                        tracing::warn!("failure count not cleared: {e}");
-                    }
-                }
-                let mut d = Decision::accept(user, token.serial.clone());
-                d.reason = note;
-                d
+        let note = match matcher.redeem(token, &claim, now, false, commit.mode) {
+            Ok(Redeemed::Won(note)) => note,
+            // Decided as if won; the ticket tells the caller later whether it did (mod.rs
+            // `check_deferrable`). A login redeems once, so what follows waits.
+            Ok(Redeemed::Pending(ticket)) => {
+                commit.ticket = Some(ticket);
+                commit.mode = CommitMode::Wait;
+                "ok".to_string()
             }
             // Another request used this code (or a later one) first: a replay or a race.
             Ok(Redeemed::Lost) => {
-                Decision::reject(user, "code already used").serial(token.serial.clone())
+                return Decision::reject(user, "code already used").serial(token.serial.clone())
             }
-            Err(e) => Decision::reject(user, format!("store error: {e}")),
+            Err(e) => return Decision::reject(user, format!("store error: {e}")),
+        };
+        pass.succeeded();
+        self.sources.succeeded(rhost, &user);
+        if account.failures > 0 || account.locked_until.is_some() {
+            if let Err(e) = self.store.clear_failures(account.id) {
+                tracing::warn!("failure count not cleared: {e}");
+            }
         }
+        let mut d = Decision::accept(user, token.serial.clone());
+        d.reason = note;
+        d
     }
 }

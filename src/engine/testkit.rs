@@ -6,7 +6,7 @@ use crate::admin::{Admin, TokenOptions};
 use crate::config::Config;
 use crate::crypto::{Keys, MasterKey};
 use crate::model::TokenKind;
-use crate::store::{SqliteStore, Store};
+use crate::store::{AdminStore, SqliteStore};
 use crate::tokens::oath::Algorithm;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -38,11 +38,11 @@ pub struct Parts {
     pub engine: Engine,
     pub admin: Admin,
     pub clock: Arc<TestClock>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn AdminStore>,
 }
 
 /// An engine and an admin for `cfg` (finished already) on `store`, sharing keys and clock.
-pub fn parts_with_store(cfg: Arc<Config>, store: Arc<dyn Store>) -> Parts {
+pub fn parts_with_store(cfg: Arc<Config>, store: Arc<dyn AdminStore>) -> Parts {
     let keys = Arc::new(Keys::new(&MasterKey::from_bytes([3u8; 32])));
     let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)));
     let engine = Engine::with_clock(cfg.clone(), store.clone(), keys.clone(), clock.clone());

@@ -3,7 +3,7 @@ use super::*;
 use crate::admin::{Admin, TokenOptions};
 use crate::config::{Config, UnknownUser};
 use crate::model::{TokenKind, TokenState};
-use crate::store::SqliteStore;
+use crate::store::{AdminStore, SqliteStore};
 use crate::tokens::oath::{hotp, Algorithm};
 
 struct World {
@@ -17,7 +17,7 @@ impl World {
         World::with_store(cfg, Arc::new(SqliteStore::open_in_memory().expect("store")))
     }
 
-    fn with_store(cfg: Config, store: Arc<dyn Store>) -> World {
+    fn with_store(cfg: Config, store: Arc<dyn AdminStore>) -> World {
         let p = testkit::parts_with_store(Arc::new(cfg.finish().expect("config")), store);
         World {
             engine: p.engine,
@@ -216,8 +216,8 @@ fn unknown_users_read_a_known_account_but_never_touch_it() {
         Verdict::Reject
     );
     let before = w
-        .engine
-        .store()
+        .admin
+        .store
         .account("alice")
         .expect("read")
         .expect("alice");
@@ -228,8 +228,8 @@ fn unknown_users_read_a_known_account_but_never_touch_it() {
         assert_eq!(d.serial, None, "no serial of alice's token: {d:?}");
     }
     let after = w
-        .engine
-        .store()
+        .admin
+        .store
         .account("alice")
         .expect("read")
         .expect("alice");
@@ -436,8 +436,8 @@ fn audit_records_every_decision_without_secrets() {
     w.check("alice", "vpn", &format!("1234{code}"));
     w.check("alice", "vpn", "9999123456");
     let recs = w
-        .engine
-        .store()
+        .admin
+        .store
         .audit(&crate::model::AuditFilter::default())
         .expect("audit");
     assert_eq!(recs.len(), 2);

@@ -1,6 +1,7 @@
 //! Front-ends: protocol in, `CheckRequest` to the engine, `Decision` back out as bytes.
 
-use crate::engine::{Clock, Engine};
+use crate::engine::Clock;
+use crate::store::DaemonStore;
 use std::sync::Arc;
 
 pub mod metrics_http;
@@ -18,11 +19,31 @@ pub enum FrontError {
     Start(String),
 }
 
+/// What a front-end may ask of the database besides logins (those go through the engine):
+/// how much it holds, counted where the rows are. An error says the database does not answer.
+pub trait StoreStatus: Send + Sync {
+    /// (accounts, tokens)
+    fn counts(&self) -> Result<(u64, u64), String>;
+}
+
+/// [`StoreStatus`] of the daemon's store.
+pub struct DbStatus(pub Arc<dyn DaemonStore>);
+
+impl StoreStatus for DbStatus {
+    fn counts(&self) -> Result<(u64, u64), String> {
+        self.0
+            .counts()
+            .map(|c| (c.accounts, c.tokens))
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// How long a stop waits for requests already being worked on.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
-pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
+/// `db` is the store's housekeeping side (the watchdog's probe, the audit's pruning).
+pub async fn serve(handle: Arc<EngineHandle>, db: Arc<dyn DaemonStore>) -> Result<(), FrontError> {
     // Uptime counts from here, not from the first request that touches the metrics.
     crate::metrics::get();
     let engine = handle.current();
@@ -37,7 +58,7 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
             None
         }
     };
-    let _pruner = tokio::spawn(prune_audit(handle.clone()));
+    let _pruner = tokio::spawn(prune_audit(handle.clone(), db.clone()));
     let reloader = reload::on_sighup(handle.clone())
         .map_err(|e| FrontError::Start(format!("cannot take over SIGHUP for reload: {e}")))?;
     tokio::spawn(reloader);
@@ -49,7 +70,7 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
         tokio::spawn(metrics_http::serve(l));
     }
     if let Some(every) = notify::watchdog_interval() {
-        tokio::spawn(watchdog(engine.clone(), every / 2));
+        tokio::spawn(watchdog(db.clone(), every / 2));
     }
     let radius = radius::start(&cfg, handle.clone())
         .await
@@ -76,16 +97,13 @@ pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
 
 /// Pings systemd's watchdog only while the store answers: a daemon whose database hangs is
 /// restarted rather than left rejecting every login.
-async fn watchdog(engine: Arc<Engine>, every: std::time::Duration) {
+async fn watchdog(db: Arc<dyn DaemonStore>, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let store = engine.store().clone();
-        let probe = tokio::time::timeout(
-            every,
-            tokio::task::spawn_blocking(move || store.meta("watchdog")),
-        )
-        .await;
+        let store = db.clone();
+        let probe =
+            tokio::time::timeout(every, tokio::task::spawn_blocking(move || store.ping())).await;
         match probe {
             Ok(Ok(Ok(_))) => notify::notify("WATCHDOG=1"),
             other => tracing::error!("watchdog: store did not answer: {other:?}"),
@@ -94,7 +112,7 @@ async fn watchdog(engine: Arc<Engine>, every: std::time::Duration) {
 }
 
 /// Hourly pruning of old audit records (`[audit] keep_days`, as configured now).
-async fn prune_audit(handle: Arc<EngineHandle>) {
+async fn prune_audit(handle: Arc<EngineHandle>, db: Arc<dyn DaemonStore>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
@@ -103,7 +121,7 @@ async fn prune_audit(handle: Arc<EngineHandle>) {
         if keep_days == 0 {
             continue;
         }
-        let store = engine.store().clone();
+        let store = db.clone();
         let before_ms = crate::engine::SystemClock.now_ms() - i64::from(keep_days) * 86_400_000;
         match tokio::task::spawn_blocking(move || store.prune_audit(before_ms)).await {
             Ok(Ok(n)) if n > 0 => {

@@ -2,6 +2,7 @@
 //! every request from now on see it. Requests already running finish on the engine they
 //! started with: nothing in flight is lost or answered twice.
 
+use super::StoreStatus;
 use crate::config::Config;
 use crate::engine::Engine;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::sync::{Arc, RwLock};
 pub struct EngineHandle {
     current: RwLock<Arc<Engine>>,
     config_path: Option<PathBuf>,
+    /// The database's counts for `status`; the store itself stays with the engine.
+    status: Arc<dyn StoreStatus>,
     /// Requests between bytes in and answer out, so a stop can wait for them.
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
@@ -44,9 +47,14 @@ impl Drop for InFlightOwned {
 }
 
 impl EngineHandle {
-    pub fn new(engine: Arc<Engine>, config_path: Option<PathBuf>) -> EngineHandle {
+    pub fn new(
+        engine: Arc<Engine>,
+        config_path: Option<PathBuf>,
+        status: Arc<dyn StoreStatus>,
+    ) -> EngineHandle {
         EngineHandle {
             current: RwLock::new(engine),
+            status,
             config_path,
             in_flight: AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
@@ -85,6 +93,11 @@ impl EngineHandle {
         };
         let _ = tokio::time::timeout(limit, wait).await;
         self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// What the front-ends may ask of the database besides logins.
+    pub fn store_status(&self) -> &dyn StoreStatus {
+        self.status.as_ref()
     }
 
     pub fn current(&self) -> Arc<Engine> {

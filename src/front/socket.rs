@@ -521,7 +521,7 @@ async fn serve_conn(
     }
 }
 
-async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
+async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
     let started = std::time::Instant::now();
     let req = match protocol::parse(line) {
         Ok(r) => r,
@@ -534,7 +534,12 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
     let engine = handle.current();
     match req {
         Request::Ping => protocol::ping_answer(),
-        Request::Status => match tokio::task::spawn_blocking(move || status(&engine)).await {
+        Request::Status => match tokio::task::spawn_blocking({
+            let handle = handle.clone();
+            move || status(handle.store_status())
+        })
+        .await
+        {
             Ok(s) => protocol::status_answer(&s),
             Err(e) => internal(e),
         },
@@ -594,15 +599,16 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Asks the store the way a login would: a daemon whose database does not answer says so.
-fn status(engine: &crate::engine::Engine) -> protocol::StatusAnswer {
-    let store = engine.store();
-    let counts = store
-        .meta("status")
-        .and_then(|_| Ok((store.accounts()?.len(), store.tokens(None)?.len())));
+/// Asks the database for its counts: a daemon whose database does not answer says so.
+fn status(db: &dyn super::StoreStatus) -> protocol::StatusAnswer {
+    let counts = db.counts();
     let m = metrics::get();
     let (store, accounts, tokens) = match counts {
-        Ok((a, t)) => ("ok".to_string(), Some(a), Some(t)),
+        Ok((a, t)) => (
+            "ok".to_string(),
+            Some(usize::try_from(a).unwrap_or(usize::MAX)),
+            Some(usize::try_from(t).unwrap_or(usize::MAX)),
+        ),
         Err(e) => (format!("error: {e}"), None, None),
     };
     protocol::StatusAnswer {

@@ -9,7 +9,7 @@
 use crate::config::{email::parse_template, email::Piece, EmailConfig, EmailTls};
 use crate::crypto::{self, Keys};
 use crate::model::Token;
-use crate::store::Store;
+use crate::store::LoginStore;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -332,7 +332,7 @@ pub enum IssueError {
 /// down leaves the code sent earlier working. Returns the masked address it went to.
 pub fn issue(
     cfg: &EmailConfig,
-    store: &dyn Store,
+    store: &dyn LoginStore,
     keys: &Keys,
     mailer: &dyn Mailer,
     token: &Token,

@@ -18,7 +18,7 @@ pub mod yubico;
 use crate::config::{Config, HotpConfig, TotpConfig};
 use crate::crypto::Keys;
 use crate::model::{Token, TokenKind};
-use crate::store::{Store, StoreResult};
+use crate::store::{Advance, CommitMode, LoginStore, StoreResult, Ticket};
 use oath::{find_counter, totp_step};
 
 /// Length in characters of the code part of a password for this token.
@@ -68,23 +68,26 @@ pub enum Claim {
 pub type Miss = Option<String>;
 
 /// The outcome of making a claim stick.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Redeemed {
     /// This request won; the string is the audit reason.
     Won(String),
     /// Another request used this code (or a later one) first: a replay or a race.
     Lost,
+    /// A counter advance asked for with [`CommitMode::Defer`] and queued: won or lost is
+    /// known when the ticket resolves.
+    Pending(Ticket),
 }
 
 /// Matches codes for every token kind. Borrowed per request; holds nothing itself.
 pub struct Matcher<'a> {
     cfg: &'a Config,
-    store: &'a dyn Store,
+    store: &'a dyn LoginStore,
     keys: &'a Keys,
 }
 
 impl<'a> Matcher<'a> {
-    pub fn new(cfg: &'a Config, store: &'a dyn Store, keys: &'a Keys) -> Self {
+    pub fn new(cfg: &'a Config, store: &'a dyn LoginStore, keys: &'a Keys) -> Self {
         Matcher { cfg, store, keys }
     }
 
@@ -190,25 +193,27 @@ impl<'a> Matcher<'a> {
     }
 
     /// Makes a claim stick with one conditional, durable write. `activate` turns a pending
-    /// token active (enrolment's confirming code).
+    /// token active (enrolment's confirming code). `mode` is passed to a counter advance,
+    /// which alone may come back [`Redeemed::Pending`]; the other claims always wait.
     pub fn redeem(
         &self,
         token: &Token,
         claim: &Claim,
         now: i64,
         activate: bool,
+        mode: CommitMode,
     ) -> StoreResult<Redeemed> {
         match claim {
-            Claim::Counter(m) => {
-                let won = self
+            Claim::Counter(m) => Ok(
+                match self
                     .store
-                    .advance_counter(token.id, m.counter, m.drift, now, activate)?;
-                Ok(if won {
-                    Redeemed::Won("ok".into())
-                } else {
-                    Redeemed::Lost
-                })
-            }
+                    .advance_counter(token.id, m.counter, m.drift, now, activate, mode)?
+                {
+                    Advance::Durable(true) => Redeemed::Won("ok".into()),
+                    Advance::Durable(false) => Redeemed::Lost,
+                    Advance::Pending(ticket) => Redeemed::Pending(ticket),
+                },
+            ),
             Claim::BackupCode(id) => {
                 if !self.store.use_backup_code(token.id, *id, now)? {
                     return Ok(Redeemed::Lost);

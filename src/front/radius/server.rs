@@ -14,7 +14,7 @@ use super::receivers::Receivers;
 use super::wire::{Dropped, MAX_PACKET_LEN};
 use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo, Step};
 use crate::config::Config;
-use crate::engine::{CheckRequest, Checked, Decision};
+use crate::engine::{CheckRequest, Checked, Decision, Responder};
 use crate::front::EngineHandle;
 use crate::metrics::{self, Drop as MDrop, Frontend};
 use std::collections::HashMap;
@@ -557,13 +557,21 @@ impl Shared {
                     // sends the answer once it is durable, and this thread receives the next
                     // request meanwhile. What bounds the work in flight (the slots, the stop's
                     // wait, the duplicate entry) goes along until then.
-                    Checked::Pending(d, deferred) => {
-                        let (shared, sock) = (self.clone(), sock.clone());
-                        deferred.then(move |outcome| {
-                            let d = engine.settle(&req, d, outcome);
-                            shared.reply(&sock, &info, &d, &client, src, guard, received);
-                            drop((slot, source_slot, working));
-                        });
+                    Checked::Pending(login) => {
+                        login.then(
+                            engine,
+                            req,
+                            Box::new(Reply {
+                                shared: self.clone(),
+                                sock: sock.clone(),
+                                info,
+                                client,
+                                src,
+                                guard,
+                                received,
+                                held: (slot, source_slot, working),
+                            }),
+                        );
                         return;
                     }
                 }
@@ -610,6 +618,37 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+/// A deferred login's way back to its client: run by the store's writer once the counter
+/// advance is durable. What bounds the work in flight (the slots, the stop's wait, the
+/// duplicate entry) is held until the answer has left.
+struct Reply {
+    shared: Arc<Shared>,
+    sock: Arc<UdpSocket>,
+    info: RequestInfo,
+    client: Arc<Client>,
+    src: SocketAddr,
+    guard: InProgress,
+    received: Instant,
+    held: (Slot, SourceSlot, crate::front::reload::InFlightOwned),
+}
+
+impl Responder for Reply {
+    fn respond(self: Box<Self>, d: &Decision) {
+        let Reply {
+            shared,
+            sock,
+            info,
+            client,
+            src,
+            guard,
+            received,
+            held,
+        } = *self;
+        shared.reply(&sock, &info, d, &client, src, guard, received);
+        drop(held);
     }
 }
 

@@ -1,38 +1,18 @@
 //! Bulk import of accounts with their tokens in one transaction (`otpd user import`): either
 //! every line goes in or none does, and 100,000 accounts take seconds, not one fsync each.
 
-use super::{SqliteStore, StoreError, StoreResult};
-use crate::model::NewToken;
+use super::SqliteStore;
+use crate::store::admin::ImportAccount;
+use crate::store::{StoreError, StoreResult};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::collections::HashSet;
-
-/// One account ready to store: PIN already hashed, secrets already sealed.
-pub struct ImportAccount {
-    /// Line of the input it came from, for error messages.
-    pub line: usize,
-    pub name: String,
-    /// Look-alike key of `name` (`confusable::skeleton`).
-    pub skeleton: String,
-    pub level: String,
-    /// (salt, keyed hash)
-    pub pin: Option<(Vec<u8>, Vec<u8>)>,
-    pub created_at: i64,
-    pub tokens: Vec<ImportToken>,
-}
-
-pub struct ImportToken {
-    /// `account_id` is ignored: the account is created in the same transaction.
-    pub token: NewToken,
-    /// Last used HOTP counter (-1: none yet).
-    pub last_counter: i64,
-}
 
 /// Most conflicts listed before giving up.
 const MAX_CONFLICTS: usize = 20;
 
 impl SqliteStore {
     /// Serials already in use, so new ones can be drawn around them.
-    pub fn serials(&self) -> StoreResult<HashSet<String>> {
+    pub(super) fn import_serials(&self) -> StoreResult<HashSet<String>> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT serial FROM tokens")?;
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
@@ -42,7 +22,7 @@ impl SqliteStore {
     /// Stores every account and token in one transaction. `Ok(Err(lines))`: some accounts or
     /// serials exist already (one message per line, naming it); nothing was stored.
     /// `Ok(Ok((accounts, tokens)))`: all were stored, durable.
-    pub fn import_accounts(
+    pub(super) fn import_all(
         &self,
         accounts: &[ImportAccount],
     ) -> StoreResult<Result<(usize, usize), Vec<String>>> {
@@ -100,11 +80,6 @@ impl SqliteStore {
                 "INSERT INTO accounts (name, level, pin_salt, pin_hash, created_at, skeleton)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            let mut ins_token = tx.prepare(
-                "INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
-                                     secret, label, created_at, last_counter)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
             for a in accounts {
                 let (salt, hash) = match &a.pin {
                     Some((s, h)) => (Some(s), Some(h)),
@@ -122,21 +97,7 @@ impl SqliteStore {
                     .map_err(|e| at_line(a.line, e))?;
                 let id = tx.last_insert_rowid();
                 for t in &a.tokens {
-                    let n = &t.token;
-                    ins_token
-                        .execute(params![
-                            n.serial,
-                            id,
-                            n.kind.as_str(),
-                            n.state.as_str(),
-                            n.algorithm.as_str().to_ascii_lowercase(),
-                            n.digits,
-                            n.period,
-                            n.sealed_secret,
-                            n.label,
-                            n.created_at,
-                            t.last_counter
-                        ])
+                    super::insert_token_row(&tx, &t.token, id, t.last_counter)
                         .map_err(|e| at_line(a.line, e))?;
                     tokens += 1;
                 }

@@ -1,0 +1,167 @@
+//! The bounded FIFO between the logins and the writer, and who hears each write's answer.
+
+use super::ops::{Answer, Op};
+use super::QUEUE_BOUND;
+use crate::store::ticket::Resolver;
+use crate::store::StoreResult;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Where a waiter's answer lands. One per thread, reused: a thread waits for one write at a
+/// time, and the writer only holds a clone until it has answered.
+pub(super) struct Slot {
+    pub(super) answer: Mutex<Option<StoreResult<Answer>>>,
+    pub(super) ready: Condvar,
+}
+
+impl Slot {
+    fn put(&self, a: StoreResult<Answer>) {
+        *lock(&self.answer) = Some(a);
+        self.ready.notify_one();
+    }
+}
+
+thread_local! {
+    pub(super) static SLOT: Arc<Slot> = Arc::new(Slot {
+        answer: Mutex::new(None),
+        ready: Condvar::new(),
+    });
+}
+
+/// Who hears a write's answer.
+pub(super) enum Reply {
+    /// A thread asleep until the commit.
+    Slot(Arc<Slot>),
+    /// A caller that went on without waiting and holds the ticket (`CommitMode::Defer`).
+    Ticket(Resolver),
+}
+
+impl Reply {
+    pub(super) fn put(self, a: StoreResult<Answer>) {
+        match self {
+            Reply::Slot(s) => s.put(a),
+            Reply::Ticket(r) => r.resolve(a.and_then(Answer::won)),
+        }
+    }
+}
+
+pub(super) struct Job {
+    pub(super) op: Op,
+    /// `None`: nobody waits (audit records), or answered already.
+    pub(super) reply: Option<Reply>,
+}
+
+impl Drop for Job {
+    /// A job dropped unanswered (the writer panicked) must not leave its waiter asleep for
+    /// ever: it hears that the write failed.
+    fn drop(&mut self) {
+        if let Some(r) = self.reply.take() {
+            r.put(Err(super::writer::stopped()));
+        }
+    }
+}
+/// A poisoned lock only means another thread panicked while holding it; the data (a queue,
+/// an answer) is still consistent, so take it over.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The bounded FIFO between the logins and the writer. A Mutex and two Condvars rather than
+/// a channel: the writer is woken only when it sleeps, and nobody spins (on two cores a
+/// spinning waiter takes the CPU the writer needs).
+pub(super) struct Queue {
+    pub(super) state: Mutex<QueueState>,
+    pub(super) has_jobs: Condvar,
+    pub(super) has_room: Condvar,
+}
+
+pub(super) struct QueueState {
+    pub(super) jobs: VecDeque<Job>,
+    pub(super) closed: bool,
+    pub(super) writer_sleeps: bool,
+    pub(super) senders_wait: usize,
+}
+
+impl Queue {
+    pub(super) fn push(&self, job: Job) -> StoreResult<()> {
+        let mut st = lock(&self.state);
+        let mut _asleep = None;
+        while st.jobs.len() >= QUEUE_BOUND && !st.closed && !IS_WRITER.with(|w| w.get()) {
+            _asleep.get_or_insert_with(crate::blocking::enter);
+            st.senders_wait += 1;
+            st = self.has_room.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.senders_wait -= 1;
+        }
+        if st.closed {
+            return Err(super::writer::stopped());
+        }
+        st.jobs.push_back(job);
+        let wake = st.writer_sleeps;
+        drop(st);
+        if wake {
+            self.has_jobs.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves up to `max` jobs into `batch`, sleeping while there are none. `false`: closed
+    /// and empty, the writer is done.
+    pub(super) fn take(&self, batch: &mut Vec<Job>, max: usize) -> bool {
+        let mut st = lock(&self.state);
+        while st.jobs.is_empty() && !st.closed {
+            st.writer_sleeps = true;
+            st = self.has_jobs.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.writer_sleeps = false;
+        }
+        if st.jobs.is_empty() {
+            return false;
+        }
+        let n = st.jobs.len().min(max);
+        batch.extend(st.jobs.drain(..n));
+        let room = st.senders_wait > 0;
+        drop(st);
+        if room {
+            self.has_room.notify_all();
+        }
+        true
+    }
+
+    /// Adds to `batch` whatever arrives within `linger` (up to `max` in all), returning as
+    /// soon as something came or the queue closed.
+    pub(super) fn take_within(&self, batch: &mut Vec<Job>, max: usize, linger: Duration) {
+        let deadline = Instant::now() + linger;
+        let mut st = lock(&self.state);
+        while st.jobs.is_empty() && !st.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            st.writer_sleeps = true;
+            st = match self.has_jobs.wait_timeout(st, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+            st.writer_sleeps = false;
+        }
+        let n = st.jobs.len().min(max.saturating_sub(batch.len()));
+        batch.extend(st.jobs.drain(..n));
+        let room = st.senders_wait > 0;
+        drop(st);
+        if room {
+            self.has_room.notify_all();
+        }
+    }
+
+    pub(super) fn close(&self) {
+        lock(&self.state).closed = true;
+        self.has_jobs.notify_all();
+        self.has_room.notify_all();
+    }
+}
+
+thread_local! {
+    /// Whether this thread is the writer: its own writes (audit records of deferred logins,
+    /// queued by their completions) must not wait for room in the queue only it empties.
+    pub(super) static IS_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
