@@ -305,6 +305,8 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod login_store_tests;
+#[cfg(test)]
 mod testkit;
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,7 @@ pub struct Parts {
     pub admin: Admin,
     pub clock: Arc<TestClock>,
     pub store: Arc<dyn AdminStore>,
+    pub keys: Arc<Keys>,
 }
 
 /// An engine and an admin for `cfg` (finished already) on `store`, sharing keys and clock.
@@ -46,13 +47,14 @@ pub fn parts_with_store(cfg: Arc<Config>, store: Arc<dyn AdminStore>) -> Parts {
     let keys = Arc::new(Keys::new(&MasterKey::from_bytes([3u8; 32])));
     let clock = Arc::new(TestClock(AtomicI64::new(1_700_000_000_000)));
     let engine = Engine::with_clock(cfg.clone(), store.clone(), keys.clone(), clock.clone());
-    let mut admin = Admin::new(cfg, store.clone(), keys);
+    let mut admin = Admin::new(cfg, store.clone(), keys.clone());
     admin.clock = clock.clone();
     Parts {
         engine,
         admin,
         clock,
         store,
+        keys,
     }
 }
 
