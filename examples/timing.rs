@@ -36,6 +36,7 @@ use otpd::admin::{self, Admin};
 use otpd::config::Config;
 use otpd::engine::{CheckRequest, Engine};
 use otpd::model::TokenState;
+use otpd::store::Store;
 use otpd::tokens::oath::{hotp, Algorithm};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -260,6 +261,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Res<()> {
     let mut answers: Vec<HashMap<String, usize>> = vec![HashMap::new(); n];
     let mut last_user: Vec<String> = vec![String::new(); n];
     let mut reasons: Vec<String> = vec![String::new(); n];
+    let states: String;
     let expected: Vec<&str> = KINDS
         .iter()
         .map(|k| k.expected(args.via, args.unknown_user))
@@ -291,7 +293,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Res<()> {
         Via::Engine => {
             let cfg =
                 Arc::new(Config::load(Some(&config)).map_err(|e| format!("configuration: {e}"))?);
-            let engine = prepare_in_process(&cfg, &import, &plan)?;
+            let (engine, store) = prepare_in_process(&cfg, &import, &plan)?;
             let mut client = EngineClient {
                 engine,
                 reasons: HashMap::new(),
@@ -300,6 +302,21 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Res<()> {
             for (i, u) in last_user.iter().enumerate() {
                 reasons[i] = client.reasons.get(u).cloned().unwrap_or_default();
             }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| format!("clock: {e}"))?
+                .as_secs() as i64;
+            let accounts = store
+                .accounts()
+                .map_err(|e| format!("reading the accounts: {e}"))?
+                .into_iter()
+                .map(|a| AccountState {
+                    locked: a.locked_until.is_some_and(|t| t > now),
+                    name: a.name,
+                    failures: a.failures,
+                })
+                .collect();
+            states = check_states(accounts)?;
         }
         Via::Socket | Via::Radius => {
             let bin = bin.clone().ok_or("no otpd binary")?;
@@ -317,16 +334,13 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Res<()> {
                 }
             };
             let stopped = daemon.stop();
-            result.map_err(|e| {
-                format!(
-                    "{e} (daemon log: {})",
-                    dir.path().join("otpd.log").display()
-                )
-            })?;
-            stopped?;
+            let log = || log_tail(&dir.path().join("otpd.log"));
+            result.map_err(|e| format!("{e}\nthe daemon's log ends:\n{}", log()))?;
+            stopped.map_err(|e| format!("{e}\nthe daemon's log ends:\n{}", log()))?;
             for (i, u) in last_user.iter().enumerate() {
                 reasons[i] = cli.last_reason(u).unwrap_or_else(|e| format!("({e})"));
             }
+            states = check_states(cli.accounts()?)?;
         }
     }
 
@@ -339,6 +353,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Res<()> {
         &answers,
         &expected,
         &reasons,
+        &states,
         bin.as_deref(),
     )
     .map_err(|e| format!("writing the report: {e}"))
@@ -496,7 +511,11 @@ fn preparing_logins(plan: &Plan) -> Res<Vec<(String, String)>> {
     Ok(v)
 }
 
-fn prepare_in_process(cfg: &Arc<Config>, import: &Path, plan: &Plan) -> Res<Engine> {
+fn prepare_in_process(
+    cfg: &Arc<Config>,
+    import: &Path,
+    plan: &Plan,
+) -> Res<(Engine, Arc<dyn Store>)> {
     admin::init(cfg).map_err(|e| format!("init: {e}"))?;
     let (store, keys) = admin::open(cfg).map_err(|e| format!("open: {e}"))?;
     let a = Admin::new(cfg.clone(), store.clone(), keys.clone());
@@ -518,7 +537,7 @@ fn prepare_in_process(cfg: &Arc<Config>, import: &Path, plan: &Plan) -> Res<Engi
             return Err(format!("preparing `{user}`: got {}", d.verdict.as_str()));
         }
     }
-    Ok(Engine::new(cfg.clone(), store, keys))
+    Ok((Engine::new(cfg.clone(), store.clone(), keys), store))
 }
 
 fn prepare_with_cli(cli: &Cli, import: &Path, plan: &Plan) -> Res<()> {
@@ -584,6 +603,84 @@ fn otpd_binary(given: Option<&Path>) -> Res<PathBuf> {
     }
 }
 
+/// What the run needs to know of an account afterwards.
+struct AccountState {
+    name: String,
+    failures: u32,
+    locked: bool,
+}
+
+/// Checks that the run timed what its kinds say, from the accounts' state afterwards, without
+/// relying on the engine's wording: no pool account reached the throttle (so none of its
+/// samples was refused unseen), the locked account is still locked and the throttled one is
+/// throttled, not locked. Returns a summary.
+fn check_states(accounts: Vec<AccountState>) -> Res<String> {
+    let pools: Vec<&str> = KINDS
+        .iter()
+        .filter(|k| !k.unknown())
+        .filter_map(|k| k.pool_prefix())
+        .collect();
+    let in_pool = |name: &str| {
+        pools
+            .iter()
+            .any(|p| name.strip_prefix(p).is_some_and(|r| r.starts_with('-')))
+    };
+    let mut most = 0;
+    let mut pooled = 0;
+    for a in accounts.iter().filter(|a| in_pool(&a.name)) {
+        pooled += 1;
+        most = most.max(a.failures);
+        if a.failures as usize >= FREE_FAILURES || a.locked {
+            return Err(format!(
+                "pool account `{}` has {} failures{} after the run: some of its samples may \
+                 have timed a throttled answer, not the kind they stand for",
+                a.name,
+                a.failures,
+                if a.locked { " and is locked" } else { "" }
+            ));
+        }
+    }
+    let find = |name: &str| {
+        accounts
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or(format!("no account `{name}` after the run"))
+    };
+    let locked = find("locked")?;
+    if !locked.locked {
+        return Err(format!(
+            "the `locked` account is not locked after the run ({} failures): its samples did \
+             not time a lock",
+            locked.failures
+        ));
+    }
+    let throttled = find("throttled")?;
+    if throttled.locked || (throttled.failures as usize) < FREE_FAILURES {
+        return Err(format!(
+            "the `throttled` account has {} failures{} after the run: its samples did not all \
+             time the throttle",
+            throttled.failures,
+            if throttled.locked {
+                " and is locked"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(format!(
+        "{pooled} pool accounts with at most {most} failures each (the throttle starts at \
+         {FREE_FAILURES}); `locked` locked with {} failures; `throttled` not locked, {} failures",
+        locked.failures, throttled.failures
+    ))
+}
+
+/// The last lines of the daemon's log, for an error message (the temp dir goes with the run).
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 /// `otpd --config CONFIG ...`.
 struct Cli {
     bin: PathBuf,
@@ -633,6 +730,23 @@ impl Cli {
             ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every account's failure count and lock.
+    fn accounts(&self) -> Res<Vec<AccountState>> {
+        let out = self.ok(&["user", "list", "--json"], None, &[])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| format!("user list is not JSON: {e}"))?;
+        let list = v.as_array().ok_or("user list is not a JSON list")?;
+        list.iter()
+            .map(|a| {
+                Ok(AccountState {
+                    name: a["name"].as_str().ok_or("user list: no name")?.to_string(),
+                    failures: a["failures"].as_u64().ok_or("user list: no failures")? as u32,
+                    locked: a["locked"].as_bool().ok_or("user list: no locked")?,
+                })
+            })
+            .collect()
     }
 
     /// The reason of the user's newest audit record.
@@ -1002,6 +1116,7 @@ fn report(
     answers: &[HashMap<String, usize>],
     expected: &[&str],
     reasons: &[String],
+    states: &str,
     bin: Option<&Path>,
 ) -> std::io::Result<()> {
     let via = match args.via {
@@ -1125,6 +1240,7 @@ fn report(
     for (i, k) in KINDS.iter().enumerate() {
         writeln!(out, "  {:<16} {}", k.name(), reasons[i])?;
     }
+    writeln!(out, "accounts after the run: {states}")?;
     writeln!(out)?;
     writeln!(
         out,

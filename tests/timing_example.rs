@@ -70,10 +70,11 @@ fn check(via: &str, unknown_user: &str) {
         );
     }
     assert!(out.contains("verdict: "), "{out}");
+    assert!(out.contains("accounts after the run: "), "{out}");
     // The locked and throttled kinds measured what their names say.
     let reason = |name: &str| {
         out.lines()
-            .find(|l| l.trim_start().starts_with(name) && l.starts_with("  "))
+            .find_map(|l| l.strip_prefix("  ")?.strip_prefix(name))
             .unwrap_or_else(|| panic!("no audit reason for `{name}` in:\n{out}"))
             .to_string()
     };
