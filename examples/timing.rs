@@ -1151,6 +1151,12 @@ fn report(
         let d = q[i][1] - base;
         format!("{d:+.1} µs ({:+.1} %)", d / base * 100.0)
     };
+    let mut rng = XorShift::new().map_err(std::io::Error::other)?;
+    let ci: Vec<(f64, f64)> = times
+        .iter()
+        .map(|t| median_diff_interval(t, &times[0], &mut rng))
+        .collect();
+    let interval = |i: usize| format!("{:+.1} to {:+.1} µs", ci[i].0, ci[i].1);
     let answer = |i: usize| {
         let mut a: Vec<String> = answers[i]
             .iter()
@@ -1167,7 +1173,7 @@ fn report(
     };
     writeln!(
         out,
-        "{:<16} {:<14} {:>9} {:>9} {:>9} {:>9}  median − wrong code",
+        "{:<16} {:<14} {:>9} {:>9} {:>9} {:>9}  median − wrong code [95 % interval]",
         "kind", "answer", "p10", "median", "p90", "p99"
     )?;
     for (i, k) in KINDS.iter().enumerate() {
@@ -1183,7 +1189,7 @@ fn report(
             if i == 0 {
                 "(reference)".into()
             } else {
-                diff(i)
+                format!("{} [{}]", diff(i), interval(i))
             }
         )?;
     }
@@ -1236,6 +1242,19 @@ fn report(
             apart.join(", ")
         )?;
     }
+    let beyond: Vec<&str> = (1..KINDS.len())
+        .filter(|&i| ci[i].0 > 0.0 || ci[i].1 < 0.0)
+        .map(|i| KINDS[i].name())
+        .collect();
+    writeln!(
+        out,
+        "differences to a wrong code beyond chance (95 % interval without 0, by resampling): {}",
+        if beyond.is_empty() {
+            "none".to_string()
+        } else {
+            beyond.join(", ")
+        }
+    )?;
     writeln!(out, "audit reason of each kind's last sample:")?;
     for (i, k) in KINDS.iter().enumerate() {
         writeln!(out, "  {:<16} {}", k.name(), reasons[i])?;
@@ -1244,7 +1263,7 @@ fn report(
     writeln!(out)?;
     writeln!(
         out,
-        "| kind ({}, unknown_user = {}) | answer | p10 | median | p90 | p99 | median − wrong code |",
+        "| kind ({}, unknown_user = {}) | answer | p10 | median | p90 | p99 | median − wrong code | 95 % interval |",
         match args.via {
             Via::Engine => "engine",
             Via::Socket => "socket",
@@ -1252,11 +1271,11 @@ fn report(
         },
         args.unknown_user.as_str()
     )?;
-    writeln!(out, "|---|---|---|---|---|---|---|")?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|")?;
     for (i, k) in KINDS.iter().enumerate() {
         writeln!(
             out,
-            "| {} | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {} |",
+            "| {} | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {} | {} |",
             k.name(),
             answer(i),
             q[i][0],
@@ -1269,10 +1288,61 @@ fn report(
                 diff(i)
             } else {
                 format!("{} (answer differs)", diff(i))
-            }
+            },
+            if i == 0 { String::new() } else { interval(i) }
         )?;
     }
     Ok(())
+}
+
+/// A 95 % interval of median(a) − median(b), by resampling each with replacement: how far
+/// the difference of two medians moves by chance on this machine, to read a difference
+/// against (the p10 to p90 of one kind spans far more than the differences looked for).
+fn median_diff_interval(a: &[f64], b: &[f64], rng: &mut XorShift) -> (f64, f64) {
+    const ROUNDS: usize = 1000;
+    let mut diffs = Vec::with_capacity(ROUNDS);
+    let mut sa = vec![0.0; a.len()];
+    let mut sb = vec![0.0; b.len()];
+    for _ in 0..ROUNDS {
+        for x in sa.iter_mut() {
+            *x = a[rng.below(a.len())];
+        }
+        for x in sb.iter_mut() {
+            *x = b[rng.below(b.len())];
+        }
+        diffs.push(median(&mut sa) - median(&mut sb));
+    }
+    diffs.sort_by(f64::total_cmp);
+    (diffs[ROUNDS / 40], diffs[ROUNDS - 1 - ROUNDS / 40])
+}
+
+/// The median as the tables take it: the sample at (n - 1) / 2 in sorted order.
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let m = (v.len() - 1) / 2;
+    *v.select_nth_unstable_by(m, f64::total_cmp).1
+}
+
+/// xorshift64*: fast draws for resampling, seeded from the OS (a syscall per draw would take
+/// longer than the run).
+struct XorShift(u64);
+
+impl XorShift {
+    fn new() -> Res<XorShift> {
+        let b = random_bytes(8)?;
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&b);
+        Ok(XorShift(u64::from_le_bytes(seed) | 1))
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
+    }
 }
 
 /// A free UDP port on 127.0.0.1 (bound, then released for the daemon).
