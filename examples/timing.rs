@@ -255,7 +255,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Res<()> {
     };
     let config = dir.path().join("otpd.toml");
     let text = config_text(dir.path(), args.via, args.unknown_user, port, &secret);
-    std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+    std::fs::write(&config, &text).map_err(|e| format!("{}: {e}", config.display()))?;
     let import = dir.path().join("accounts.jsonl");
     std::fs::write(&import, &plan.import).map_err(|e| format!("{}: {e}", import.display()))?;
 
@@ -295,7 +295,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Res<()> {
     match args.via {
         Via::Engine => {
             let cfg =
-                Arc::new(Config::load(Some(&config)).map_err(|e| format!("configuration: {e}"))?);
+                Arc::new(Config::from_toml_str(&text).map_err(|e| format!("configuration: {e}"))?);
             let (engine, store) = prepare_in_process(&cfg, &import, &plan)?;
             let mut client = EngineClient {
                 engine,
@@ -694,7 +694,14 @@ impl Cli {
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--config").arg(&self.config).args(args);
+        // The run's configuration is the file alone: an OTPD__ variable left in the shell
+        // would change what is measured without showing in the output.
         c.env_remove("OTPD_CONFIG");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("OTPD__") {
+                c.env_remove(key);
+            }
+        }
         c
     }
 
