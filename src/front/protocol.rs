@@ -27,6 +27,9 @@ pub enum Request {
         rhost: Option<String>,
         client: Option<String>,
         state: Option<String>,
+        /// When the caller stops waiting, in milliseconds since the Unix epoch (its wall
+        /// clock, which is ours: the socket is local). Absent from older clients.
+        deadline_ms: Option<u64>,
     },
     Account {
         user: String,
@@ -77,6 +80,7 @@ struct Wire {
     rhost: Option<String>,
     client: Option<String>,
     state: Option<String>,
+    deadline_ms: Option<u64>,
 }
 
 pub fn parse(line: &[u8]) -> Result<Request, ProtoError> {
@@ -111,6 +115,7 @@ pub fn parse(line: &[u8]) -> Result<Request, ProtoError> {
                     .state
                     .map(|s| bounded_to("state", s, MAX_STATE))
                     .transpose()?,
+                deadline_ms: w.deadline_ms,
             })
         }
         "account" => Ok(Request::Account {
@@ -260,6 +265,7 @@ mod tests {
                 rhost,
                 client,
                 state,
+                deadline_ms,
             } => {
                 assert_eq!(user, "alice");
                 assert_eq!(password.as_str(), "1234287082");
@@ -267,9 +273,21 @@ mod tests {
                 assert_eq!(rhost.as_deref(), Some("192.0.2.7"));
                 assert_eq!(client.as_deref(), Some("pam"));
                 assert_eq!(state, None);
+                assert_eq!(deadline_ms, None, "older modules send no deadline");
             }
             other => panic!("{other:?}"),
         }
+        let r = parse(
+            br#"{"op":"check","user":"a","password":"p","service":"imap","rhost":null,"client":"pam","deadline_ms":1796508100084}"#,
+        )
+        .expect("check with deadline");
+        assert!(matches!(
+            r,
+            Request::Check {
+                deadline_ms: Some(1796508100084),
+                ..
+            }
+        ));
         let r = parse(
             br#"{"op":"check","user":"bob","password":"287082","service":"sshd","rhost":null,"client":"pam","state":"st-1"}"#,
         )
@@ -309,6 +327,12 @@ mod tests {
         assert_eq!(e.code, codes::BAD_FIELD);
         let e = err(r#"{"op":"account","user":"a","service":"im\nap"}"#);
         assert_eq!(e.code, codes::BAD_FIELD);
+        for bad in ["\"soon\"", "-1", "1.5"] {
+            let e = err(&format!(
+                r#"{{"op":"check","user":"a","password":"p","service":"imap","deadline_ms":{bad}}}"#
+            ));
+            assert_eq!(e.code, codes::BAD_FIELD, "{bad}: {e:?}");
+        }
     }
 
     #[test]
