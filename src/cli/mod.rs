@@ -37,8 +37,8 @@ use std::sync::Arc;
 
 /// Writes admin output to standard output. A closed pipe (`otpd audit | head -1`) is the
 /// reader saying it has seen enough: the command ends with exit code 0 and no message, as
-/// `cat` and `grep` do. Only reached once the command's work is done (output comes last), so
-/// leaving here loses nothing. Any other write error ends the command with a message.
+/// `cat` and `grep` do. The commands print their results after the store work they do, so
+/// leaving here cuts only the report short. Any other write error ends with a message.
 pub(crate) fn out(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     if let Err(e) = std::io::stdout().lock().write_fmt(args) {
