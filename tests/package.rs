@@ -53,9 +53,21 @@ fn ok(cmd: &str, args: &[&str]) -> String {
 /// while; wait for it (bounded) instead of failing.
 #[track_caller]
 fn dpkg(args: &[&str]) -> String {
+    dpkg_with_path(args, None)
+}
+
+#[track_caller]
+fn dpkg_with_path(args: &[&str], path: Option<&Path>) -> String {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let o = run("dpkg", args);
+        let mut c = Command::new("dpkg");
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null());
+        if let Some(p) = path {
+            c.env("PATH", p);
+        }
+        let o = c.output().expect("dpkg");
         let out = text(&o);
         if o.status.success() {
             return out;
@@ -192,19 +204,13 @@ fn debian_package_installs_sets_up_and_purges() {
     let _cleanup = Cleanup { user_existed };
     dpkg(&["-i", deb]);
 
-    // What postinst made.
-    let uid = id_of("passwd", "otpd");
-    let gid = id_of("group", "otpd");
-    owner_mode("/usr/sbin/otpd", 0, 0, 0o755);
-    owner_mode("/etc/otpd", 0, gid, 0o750);
-    owner_mode(CONF, 0, gid, 0o640);
-    owner_mode("/etc/otpd/keys", uid, gid, 0o700);
-    owner_mode(KEY, uid, gid, 0o600);
-    owner_mode("/var/lib/otpd", uid, gid, 0o700);
-    // The database's own mode follows the umask; /var/lib/otpd (0700) is what keeps it private.
-    let db = std::fs::metadata(DB).expect("database");
-    assert_eq!((db.uid(), db.gid()), (uid, gid), "{DB} owner");
+    let (uid, gid) = made_by_postinst();
     let key = std::fs::read(KEY).expect("key");
+    // Not enabled (nor started) before the admin has edited the configuration.
+    assert!(
+        !Path::new("/etc/systemd/system/multi-user.target.wants/otpd.service").exists(),
+        "a first install must not enable otpd.service"
+    );
 
     // `otpd config check` (what ExecStartPre runs) and `otpd init` as the service user.
     let check = as_otpd(&["config", "check"]);
@@ -282,4 +288,64 @@ fn debian_package_installs_sets_up_and_purges() {
     }
     assert!(Path::new(KEY).exists(), "purge must keep the key");
     assert!(Path::new(DB).exists(), "purge must keep the database");
+
+    // A host without systemd's tools (a minimal container): postinst falls back to adduser
+    // and install -d. dpkg gets a PATH that has everything but systemd-sysusers and
+    // systemd-tmpfiles, and passes it on to the maintainer scripts.
+    std::fs::remove_dir_all("/etc/otpd").expect("remove /etc/otpd");
+    std::fs::remove_dir_all("/var/lib/otpd").expect("remove /var/lib/otpd");
+    if !user_existed {
+        ok("userdel", &["otpd"]);
+        let _ = run("groupdel", &["otpd"]);
+    }
+    let bin = out.path().join("bin-without-systemd");
+    std::fs::create_dir(&bin).expect("bin dir");
+    for dir in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name == "systemd-sysusers" || name == "systemd-tmpfiles" {
+                continue;
+            }
+            // The first directory in PATH order wins, as it would in the shell.
+            let _ = std::os::unix::fs::symlink(e.path(), bin.join(&name));
+        }
+    }
+    let installed = dpkg_with_path(&["-i", deb], Some(&bin));
+    println!("dpkg -i without systemd tools:\n{installed}");
+    made_by_postinst();
+    let check = as_otpd(&["config", "check"]);
+    assert!(check.status.success(), "config check: {}", text(&check));
+    dpkg(&["--purge", "otpd"]);
+}
+
+/// What postinst must have made, whichever way it made it; the otpd uid and gid.
+fn made_by_postinst() -> (u32, u32) {
+    let uid = id_of("passwd", "otpd");
+    let gid = id_of("group", "otpd");
+    let user = ok("getent", &["passwd", "otpd"]);
+    assert!(
+        user.trim_end()
+            .ends_with(":/var/lib/otpd:/usr/sbin/nologin"),
+        "otpd user: home /var/lib/otpd, no login shell: {user}"
+    );
+    owner_mode("/usr/sbin/otpd", 0, 0, 0o755);
+    owner_mode("/etc/otpd", 0, gid, 0o750);
+    owner_mode(CONF, 0, gid, 0o640);
+    owner_mode("/etc/otpd/keys", uid, gid, 0o700);
+    owner_mode(KEY, uid, gid, 0o600);
+    owner_mode("/var/lib/otpd", uid, gid, 0o700);
+    // The database's own mode follows the umask; /var/lib/otpd (0700) is what keeps it private.
+    let db = std::fs::metadata(DB).expect("database");
+    assert_eq!((db.uid(), db.gid()), (uid, gid), "{DB} owner");
+    (uid, gid)
 }
