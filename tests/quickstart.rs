@@ -108,6 +108,8 @@ fn readme_first_command_runs_verbatim_from_a_clean_copy() {
     assert_eq!(mode & 0o777, 0o600);
     assert!(copy.join("otpd-data/otpd.db").exists());
 
+    five_minute_path(&copy, &format!("{repo}/target/release/otpd"));
+
     // SAFETY: signalling the process we started, by its pid.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -120,6 +122,88 @@ fn readme_first_command_runs_verbatim_from_a_clean_copy() {
     };
     std::mem::forget(guard);
     assert!(status.success(), "exit status {status}");
+}
+
+/// The README's "first login in five minutes", in the copy next to the running daemon, with
+/// the binary `cargo run` built. The token gets a known secret (`--secret`) so that oathtool
+/// can play the authenticator app. As the README says: the code used for activation is spent,
+/// so the first check with it is rejected, and the app's next code is accepted.
+fn five_minute_path(dir: &std::path::Path, bin: &str) {
+    let otpd = |args: &[&str], stdin: Option<&str>| -> (bool, String) {
+        let mut c = Command::new(bin)
+            .args(args)
+            .current_dir(dir)
+            .env_remove("OTPD_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("otpd");
+        if let Some(text) = stdin {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("stdin");
+        }
+        drop(c.stdin.take());
+        let o = c.wait_with_output().expect("otpd");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), text)
+    };
+    let must = |args: &[&str], stdin: Option<&str>| -> String {
+        let (ok, text) = otpd(args, stdin);
+        assert!(ok, "otpd {args:?}: {text}");
+        text
+    };
+    must(&["user", "add", "alice", "--pin-stdin"], Some("1234\n"));
+    let added = must(
+        &[
+            "token",
+            "add",
+            "alice",
+            "--type",
+            "totp",
+            "--secret",
+            common::SECRET_B32,
+        ],
+        None,
+    );
+    let serial = added
+        .lines()
+        .find_map(|l| l.strip_prefix("serial:"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| panic!("no serial in: {added}"));
+    let step = common::unix_now() / 30;
+    let code = common::totp_code_now();
+    must(&["token", "activate", &serial, &code], None);
+    must(&["user", "set", "alice", "--level", "everywhere"], None);
+    let (ok, text) = otpd(
+        &["check", "alice", "--service", "vpn"],
+        Some(&format!("1234{code}\n")),
+    );
+    assert!(!ok, "the activation code must be spent: {text}");
+    let audit = must(&["audit"], None);
+    assert!(audit.contains("wrong or used code"), "{audit}");
+    // The app's next code.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while common::unix_now() / 30 <= step {
+        assert!(Instant::now() < deadline, "the clock does not move");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let next = common::totp_code_now();
+    let checked = must(
+        &["check", "alice", "--service", "vpn"],
+        Some(&format!("1234{next}\n")),
+    );
+    assert!(checked.contains("accept"), "{checked}");
+    let audit = must(&["audit"], None);
+    assert!(audit.contains("verdict=accept"), "{audit}");
 }
 
 /// Ends the daemon (or cargo, if the test fails during the build) by its pid.
