@@ -4,6 +4,7 @@
 //! `cargo test --test timing_example` does not build examples, and a stale example binary
 //! would test old code. The daemon is the debug `otpd` this test is built with.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 #[allow(dead_code)]
 #[path = "../examples/timing.rs"]
 mod timing;

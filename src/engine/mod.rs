@@ -21,7 +21,7 @@ pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
 pub use source_limit::{source_key, SourceLimiter};
 
-use crate::config::{Config, Requirement, ANY_CLASS};
+use crate::config::{Config, Requirement};
 use crate::crypto::Keys;
 use crate::model::Token;
 use crate::store::Store;
@@ -284,14 +284,16 @@ impl Engine {
         let Ok(user) = normalize_user(user) else {
             return (AccountVerdict::Ignore, "invalid user name".into());
         };
+        // Auth rejects a service no class lists, for every user and level; the account step
+        // must not let the same login through on the level's `*` cell.
+        let Some(class) = self.resolve_class(service, rhost) else {
+            return (AccountVerdict::Deny, format!("unknown service `{service}`"));
+        };
         let account = match self.store.account(&user) {
             Ok(Some(a)) => a,
             Ok(None) => return (AccountVerdict::Ignore, "unknown user".into()),
             Err(e) => return (AccountVerdict::Deny, format!("store error: {e}")),
         };
-        let class = self
-            .resolve_class(service, rhost)
-            .unwrap_or_else(|| ANY_CLASS.to_string());
         match self.cfg.requirement(&account.level, &class) {
             Some(Requirement::Deny) => (
                 AccountVerdict::Deny,
