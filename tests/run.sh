@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of otpd: format and lint checks, unit tests, and the integration tests that
 # drive the real daemon with real clients (oathtool, radclient, pamtester under pam_wrapper,
-# Dovecot, Postfix, sshd, FreeRADIUS, pam_radius_auth, OpenVPN, strongSwan). Installs the
-# Debian packages those tests need when they are missing. A test that still cannot find its
-# tool fails and names the package: nothing is skipped.
+# Dovecot, Postfix, sshd, FreeRADIUS, pam_radius_auth, OpenVPN, strongSwan), the README's
+# quick start on a clean copy, and the Debian package (built with cargo-deb, installed with
+# dpkg and purged again: that test needs root, as CI has). Installs the Debian packages those
+# tests need when they are missing. A test that still cannot find its tool fails and names the
+# package: nothing is skipped.
 #
 #   tests/run.sh            everything
 #   tests/run.sh --quick    only cargo test (no fmt/clippy, no fuzzing)
@@ -36,6 +38,11 @@ declare -A needs=(
   [python3]=python3
   [pip3]=python3-pip
   [openssl]=openssl
+  [git]=git
+  [dpkg-deb]=dpkg
+  [lintian]=lintian
+  [runuser]=util-linux
+  [adduser]=adduser
 )
 missing=()
 for what in "${!needs[@]}"; do
@@ -93,6 +100,16 @@ for mod in "${!py_needs[@]}"; do
     exit 1
   fi
 done
+
+# cargo-deb builds the Debian package that tests/package.rs installs (crates.io, once).
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "tests/run.sh: installing cargo-deb (cargo install cargo-deb --locked)"
+  if ! cargo install --quiet cargo-deb --locked; then
+    echo "tests/run.sh: could not install cargo-deb (is crates.io reachable?); install it" \
+      "yourself (cargo install cargo-deb --locked) and run again" >&2
+    exit 1
+  fi
+fi
 
 if [ $quick = 0 ]; then
   echo "== cargo fmt --check"

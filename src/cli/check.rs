@@ -70,7 +70,7 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
             "state": d.state,
         }))?;
     } else {
-        println!("{}: {} ({})", d.verdict.as_str(), d.message, d.reason);
+        outln!("{}: {} ({})", d.verdict.as_str(), d.message, d.reason);
     }
     Ok(if d.verdict == Verdict::Accept {
         Outcome::Ok

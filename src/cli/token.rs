@@ -176,16 +176,17 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }
                 print_json(&v)?;
             } else {
-                println!("serial:  {}", t.serial);
-                println!("user:    {}", t.user);
-                println!("type:    {}", t.kind.as_str());
-                println!("state:   {}", t.state.as_str());
-                println!("address: {}", t.public_id.as_deref().unwrap_or("-"));
+                outln!("serial:  {}", t.serial);
+                outln!("user:    {}", t.user);
+                outln!("type:    {}", t.kind.as_str());
+                outln!("state:   {}", t.state.as_str());
+                outln!("address: {}", t.public_id.as_deref().unwrap_or("-"));
                 if let Some(to) = sent_to {
-                    println!(
+                    outln!(
                         "A code was sent to {to}. Activate the token with it:\n  otpd token \
                          activate {} CODE\n(otpd token send-code {} sends a new one)",
-                        t.serial, t.serial
+                        t.serial,
+                        t.serial
                     );
                 }
             }
@@ -339,22 +340,22 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                     "uri": e.uri.as_str(),
                 }))?;
             } else {
-                println!("serial:  {}", e.token.serial);
-                println!("user:    {}", e.token.user);
-                println!("state:   {}", e.token.state.as_str());
-                println!("uri:     {}", e.uri.as_str());
-                println!("secret:  {}", group4(&e.secret_b32));
+                outln!("serial:  {}", e.token.serial);
+                outln!("user:    {}", e.token.user);
+                outln!("state:   {}", e.token.state.as_str());
+                outln!("uri:     {}", e.uri.as_str());
+                outln!("secret:  {}", group4(&e.secret_b32));
                 if let Some(p) = &qr {
-                    println!("qr code: {}", p.display());
+                    outln!("qr code: {}", p.display());
                 }
                 if !no_qr {
-                    println!(
+                    outln!(
                         "{}",
                         qr::terminal(&e.uri).map_err(|err| CliError::Other(err.to_string()))?
                     );
                 }
                 if e.token.state == TokenState::Pending {
-                    println!(
+                    outln!(
                         "Scan the code, then activate the token with one code from the app:\n  otpd token activate {} CODE",
                         e.token.serial
                     );
@@ -390,7 +391,7 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }))?;
             } else {
                 for t in &r.imported {
-                    println!(
+                    outln!(
                         "imported {} ({} {}) for {}, {}",
                         t.serial,
                         t.kind.as_str(),
@@ -400,14 +401,14 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                     );
                 }
                 for (line, why) in &r.skipped {
-                    println!("skipped line {line}: {why}");
+                    outln!("skipped line {line}: {why}");
                 }
-                println!("{} imported, {} skipped", r.imported.len(), r.skipped.len());
+                outln!("{} imported, {} skipped", r.imported.len(), r.skipped.len());
             }
         }
         TokenCmd::Activate { serial, code } => {
             let t = a.activate(&serial, &code)?;
-            println!("token {} is active", t.serial);
+            outln!("token {} is active", t.serial);
         }
         TokenCmd::SendCode { serial } => {
             let t = a.token(&serial)?;
@@ -419,7 +420,7 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 )));
             }
             let to = a.send_email_code(&serial)?;
-            println!("a new code was sent to {to}; the one before no longer works");
+            outln!("a new code was sent to {to}; the one before no longer works");
         }
         TokenCmd::Resync {
             serial,
@@ -428,14 +429,15 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
         } => {
             let t = a.resync(&serial, &code1, &code2)?;
             match t.kind {
-                TokenKind::Totp => println!(
+                TokenKind::Totp => outln!(
                     "token {} resynchronised: device clock offset {} s",
                     t.serial,
                     t.drift * i64::from(t.period)
                 ),
-                _ => println!(
+                _ => outln!(
                     "token {} resynchronised at counter {}",
-                    t.serial, t.last_counter
+                    t.serial,
+                    t.last_counter
                 ),
             }
         }
@@ -474,12 +476,17 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }
                 print_json(&out)?;
             } else {
-                println!(
+                outln!(
                     "{:<16} {:<14} {:<20} {:<9} {:<20} {:<24} DETAIL",
-                    "SERIAL", "TYPE", "USER", "STATE", "LAST USED", "LABEL"
+                    "SERIAL",
+                    "TYPE",
+                    "USER",
+                    "STATE",
+                    "LAST USED",
+                    "LABEL"
                 );
                 for (t, (detail, _)) in tokens.iter().zip(&details) {
-                    println!(
+                    outln!(
                         "{:<16} {:<14} {:<20} {:<9} {:<20} {:<24} {}",
                         t.serial,
                         t.kind.as_str(),
@@ -509,15 +516,15 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
         }
         TokenCmd::Disable { serial } => {
             a.set_token_state(&serial, TokenState::Disabled)?;
-            println!("token {serial} disabled");
+            outln!("token {serial} disabled");
         }
         TokenCmd::Enable { serial } => {
             a.set_token_state(&serial, TokenState::Active)?;
-            println!("token {serial} enabled");
+            outln!("token {serial} enabled");
         }
         TokenCmd::Delete { serial } => {
             a.delete_token(&serial)?;
-            println!("token {serial} deleted");
+            outln!("token {serial} deleted");
         }
     }
     Ok(Outcome::Ok)
@@ -582,15 +589,15 @@ fn enrolled(t: &Token, json: bool) -> Result<(), CliError> {
     if json {
         return print_json(t);
     }
-    println!("serial:  {}", t.serial);
-    println!("user:    {}", t.user);
-    println!("type:    {}", t.kind.as_str());
-    println!("state:   {}", t.state.as_str());
+    outln!("serial:  {}", t.serial);
+    outln!("user:    {}", t.user);
+    outln!("type:    {}", t.kind.as_str());
+    outln!("state:   {}", t.state.as_str());
     if let Some(p) = &t.public_id {
-        println!("public id: {p}");
+        outln!("public id: {p}");
     }
     if t.state == TokenState::Pending {
-        println!(
+        outln!(
             "Activate the token with one code from it:\n  otpd token activate {} CODE",
             t.serial
         );
@@ -599,41 +606,41 @@ fn enrolled(t: &Token, json: bool) -> Result<(), CliError> {
 }
 
 fn show(t: &Token) {
-    println!("serial:     {}", t.serial);
-    println!("user:       {}", t.user);
-    println!("type:       {}", t.kind.as_str());
-    println!("state:      {}", t.state.as_str());
+    outln!("serial:     {}", t.serial);
+    outln!("user:       {}", t.user);
+    outln!("type:       {}", t.kind.as_str());
+    outln!("state:      {}", t.state.as_str());
     match t.kind {
         TokenKind::Totp => {
-            println!("algorithm:  {}", t.algorithm.as_str());
-            println!("digits:     {}", t.digits);
-            println!("period:     {} s", t.period);
-            println!("clock skew: {} s", t.drift * i64::from(t.period));
+            outln!("algorithm:  {}", t.algorithm.as_str());
+            outln!("digits:     {}", t.digits);
+            outln!("period:     {} s", t.period);
+            outln!("clock skew: {} s", t.drift * i64::from(t.period));
         }
         TokenKind::Hotp => {
-            println!("algorithm:  {}", t.algorithm.as_str());
-            println!("digits:     {}", t.digits);
-            println!("counter:    {}", t.last_counter);
+            outln!("algorithm:  {}", t.algorithm.as_str());
+            outln!("digits:     {}", t.digits);
+            outln!("counter:    {}", t.last_counter);
         }
         TokenKind::Backup => {
-            println!("codes:      see otpd backup-codes status {}", t.user);
+            outln!("codes:      see otpd backup-codes status {}", t.user);
         }
         TokenKind::Motp => {
-            println!("step:       10 s");
-            println!("clock skew: {} s", t.drift * crate::tokens::motp::STEP_SECS);
+            outln!("step:       10 s");
+            outln!("clock skew: {} s", t.drift * crate::tokens::motp::STEP_SECS);
         }
         TokenKind::YubikeyRemote => {
-            println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
-            println!("checked by: the validation server ([yubico])");
+            outln!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
+            outln!("checked by: the validation server ([yubico])");
         }
         TokenKind::Email => {
-            println!("address:    {}", t.public_id.as_deref().unwrap_or("-"));
-            println!("digits:     {}", t.digits);
+            outln!("address:    {}", t.public_id.as_deref().unwrap_or("-"));
+            outln!("digits:     {}", t.digits);
         }
         TokenKind::Yubikey => {
-            println!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
+            outln!("public id:  {}", t.public_id.as_deref().unwrap_or("-"));
             if t.last_counter >= 0 {
-                println!(
+                outln!(
                     "counter:    use {}, session {}",
                     t.last_counter >> 8,
                     t.last_counter & 0xff
@@ -641,9 +648,9 @@ fn show(t: &Token) {
             }
         }
     }
-    println!("label:      {}", t.label);
-    println!("created:    {}", fmt_time(t.created_at));
-    println!(
+    outln!("label:      {}", t.label);
+    outln!("created:    {}", fmt_time(t.created_at));
+    outln!(
         "last used:  {}",
         t.last_used_at
             .map(fmt_time)

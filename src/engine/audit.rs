@@ -1,6 +1,6 @@
 //! The audit record and log line of every decision.
 
-use super::{CheckRequest, Decision, Engine};
+use super::{normalize_user, CheckRequest, Decision, Engine};
 use crate::model::AuditRecord;
 
 impl Engine {
@@ -32,5 +32,18 @@ impl Engine {
         if let Err(e) = self.store.append_audit(&rec) {
             tracing::error!("audit record not written: {e}");
         }
+    }
+
+    /// A check answered without being evaluated, because its caller gave up (socket.rs,
+    /// `deadline_ms`): evaluating it now would spend the code, or count a failure, for an
+    /// answer nobody reads. No PIN or code is looked at, no counter moves, no failure is
+    /// counted; the audit record and log line say `reason`. Returns the Reject to send.
+    pub fn reject_unevaluated(&self, req: &CheckRequest, reason: &str) -> Decision {
+        let user = normalize_user(&req.user).unwrap_or_else(|_| req.user.clone());
+        let d = Decision::reject(user, reason);
+        let mut audited = d.clone();
+        audited.class = self.resolve_class(&req.service, req.rhost.as_deref());
+        self.audit(req, &audited);
+        d
     }
 }

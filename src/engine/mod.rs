@@ -23,7 +23,7 @@ pub use deferred::{Checked, Pending, Responder};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
 pub use source_limit::{source_key, SourceLimiter};
 
-use crate::config::{Config, Requirement, ANY_CLASS};
+use crate::config::{Config, Requirement};
 use crate::crypto::Keys;
 use crate::model::Token;
 use crate::store::{CommitMode, LoginStore, Outcome};
@@ -246,6 +246,7 @@ impl Engine {
                     user,
                     &req.password,
                     "password holds control characters (a client's filler, not a guess); not counted",
+                    Some((&account, &tokens)),
                 )
             }
             Requirement::Password => self.not_ours(
@@ -254,6 +255,7 @@ impl Engine {
                     format!("level {}: {class} uses the normal password", account.level),
                 ),
                 req,
+                Some((&account, &tokens)),
             ),
             Requirement::Deny => self.not_ours(
                 Decision::deny(
@@ -261,11 +263,12 @@ impl Engine {
                     format!("level {}: {class} is switched off", account.level),
                 ),
                 req,
+                Some((&account, &tokens)),
             ),
-            Requirement::AppPassword => self.gated(user, &account, req, |user, pass| {
+            Requirement::AppPassword => self.gated(user, &account, tokens, req, |user, pass, _| {
                 self.check_app_password(user, &account, &class, req, pass)
             }),
-            Requirement::Otp => self.gated(user, &account, req, |user, pass| {
+            Requirement::Otp => self.gated(user, &account, tokens, req, |user, pass, tokens| {
                 self.otp_with_relogin(user, &account, tokens, &class, req, pass, commit)
             }),
         };
@@ -282,14 +285,16 @@ impl Engine {
         let Ok(user) = normalize_user(user) else {
             return (AccountVerdict::Ignore, "invalid user name".into());
         };
+        // Auth rejects a service no class lists, for every user and level; the account step
+        // must not let the same login through on the level's `*` cell.
+        let Some(class) = self.resolve_class(service, rhost) else {
+            return (AccountVerdict::Deny, format!("unknown service `{service}`"));
+        };
         let account = match self.store.account(&user) {
             Ok(Some(a)) => a,
             Ok(None) => return (AccountVerdict::Ignore, "unknown user".into()),
             Err(e) => return (AccountVerdict::Deny, format!("store error: {e}")),
         };
-        let class = self
-            .resolve_class(service, rhost)
-            .unwrap_or_else(|| ANY_CLASS.to_string());
         match self.cfg.requirement(&account.level, &class) {
             Some(Requirement::Deny) => (
                 AccountVerdict::Deny,

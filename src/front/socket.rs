@@ -550,6 +550,7 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
             rhost,
             client,
             state,
+            deadline_ms,
         } => {
             let req = CheckRequest {
                 user,
@@ -560,7 +561,15 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
                 state,
                 defer_is_reject: false,
             };
-            match tokio::task::spawn_blocking(move || engine.check(&req)).await {
+            // Checked on the blocking thread, right before the engine: the wait for that
+            // thread (and a stopped or stalled daemon) counts against the caller's deadline.
+            let checked = tokio::task::spawn_blocking(move || match deadline_ms {
+                Some(deadline) if now_unix_ms() >= deadline => {
+                    engine.reject_unevaluated(&req, GAVE_UP)
+                }
+                _ => engine.check(&req),
+            });
+            match checked.await {
                 Ok(d) => {
                     metrics::get().request(Frontend::Socket, d.verdict, started.elapsed());
                     protocol::check_answer(&d)
@@ -597,6 +606,15 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
             }
         }
     }
+}
+
+/// The audit reason of a request dropped because its caller had stopped waiting.
+pub const GAVE_UP: &str = "caller gave up (deadline passed) before evaluation";
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Asks the database for its counts: a daemon whose database does not answer says so.
