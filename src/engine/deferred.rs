@@ -40,14 +40,15 @@ pub struct Pending {
 /// the advance durable (the store's writer), so it must be short and must not wait for the
 /// store: encode, send, release what the request held.
 pub trait Responder: Send + 'static {
-    fn respond(self: Box<Self>, d: &Decision);
+    fn respond(self, d: &Decision);
 }
 
 impl Pending {
     /// Once the advance is durable, lost to another login that used the code first, or
     /// failed: [`Engine::settle`] makes the final decision and writes its audit record, then
-    /// `responder` sends it. Nothing is answered before the commit.
-    pub fn then(self, engine: Arc<Engine>, req: CheckRequest, responder: Box<dyn Responder>) {
+    /// `responder` sends it. Nothing is answered before the commit. (Generic, so that the
+    /// responder travels inside the one allocation the store keeps for the completion.)
+    pub fn then<R: Responder>(self, engine: Arc<Engine>, req: CheckRequest, responder: R) {
         self.ticket.then(Box::new(Settle {
             engine,
             req,
@@ -57,14 +58,14 @@ impl Pending {
     }
 }
 
-struct Settle {
+struct Settle<R> {
     engine: Arc<Engine>,
     req: CheckRequest,
     decision: Decision,
-    responder: Box<dyn Responder>,
+    responder: R,
 }
 
-impl Completion for Settle {
+impl<R: Responder> Completion for Settle<R> {
     fn complete(self: Box<Self>, outcome: Outcome) {
         let Settle {
             engine,

@@ -191,7 +191,7 @@ fn an_engine_over_a_login_only_store_accepts_once() {
 struct Answered(Arc<Mutex<Option<Decision>>>);
 
 impl Responder for Answered {
-    fn respond(self: Box<Self>, d: &Decision) {
+    fn respond(self, d: &Decision) {
         *self.0.lock().expect("answer") = Some(d.clone());
     }
 }
@@ -209,8 +209,8 @@ fn a_deferred_login_answers_only_when_the_stores_ticket_resolves() {
         panic!("the replay's advance is deferred too");
     };
     let (a, b) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
-    pending.then(engine.clone(), req(code(1)), Box::new(Answered(a.clone())));
-    replay.then(engine.clone(), req(code(1)), Box::new(Answered(b.clone())));
+    pending.then(engine.clone(), req(code(1)), Answered(a.clone()));
+    replay.then(engine.clone(), req(code(1)), Answered(b.clone()));
     assert!(
         a.lock().expect("a").is_none(),
         "nothing answered before the ticket resolves"

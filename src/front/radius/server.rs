@@ -561,7 +561,7 @@ impl Shared {
                         login.then(
                             engine,
                             req,
-                            Box::new(Reply {
+                            Reply {
                                 shared: self.clone(),
                                 sock: sock.clone(),
                                 info,
@@ -570,7 +570,7 @@ impl Shared {
                                 guard,
                                 received,
                                 held: (slot, source_slot, working),
-                            }),
+                            },
                         );
                         return;
                     }
@@ -636,7 +636,7 @@ struct Reply {
 }
 
 impl Responder for Reply {
-    fn respond(self: Box<Self>, d: &Decision) {
+    fn respond(self, d: &Decision) {
         let Reply {
             shared,
             sock,
@@ -646,7 +646,7 @@ impl Responder for Reply {
             guard,
             received,
             held,
-        } = *self;
+        } = self;
         shared.reply(&sock, &info, d, &client, src, guard, received);
         drop(held);
     }
