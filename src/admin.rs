@@ -4,16 +4,17 @@
 use crate::config::{Config, PinCharset, Requirement};
 use crate::crypto::{self, create_key_file, load_key_file, write_key_file, KeyFileError, Keys};
 use crate::engine::{normalize_user, Clock, SystemClock};
-use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
+use crate::model::{Account, Token, TokenKind, TokenState};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::tokens::oath::Algorithm;
-use crate::tokens::{resync_oath, Matcher, Redeemed, ResyncError};
+use crate::tokens::{Matcher, Options, Redeemed, ResyncError, Shown};
 use std::os::unix::fs::DirBuilderExt;
 
 mod backup_codes;
 mod enrol;
+pub use crate::tokens::kinds::oath::otpauth_uri;
 pub use backup_codes::{BackupCodes, BackupStatus};
-pub use enrol::{ImportReport, YubikeyOptions};
+pub use enrol::ImportReport;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -381,6 +382,8 @@ pub struct Admin {
     pub clock: Arc<dyn Clock>,
     /// Sends e-mailed codes (activation of e-mail tokens); tests put a recorder here.
     pub mailer: Arc<dyn crate::tokens::email::Mailer>,
+    /// Asks the YubiKey validation servers (activation of yubikey-remote tokens).
+    pub validator: Arc<dyn crate::tokens::ports::Validator>,
 }
 
 /// A token just enrolled: everything the user needs to set up the app, shown once.
@@ -408,6 +411,7 @@ impl Admin {
             keys,
             clock: Arc::new(SystemClock),
             mailer: Arc::new(crate::tokens::email::Smtp),
+            validator: Arc::new(crate::tokens::remote::ValidationServers),
         }
     }
 
@@ -572,74 +576,31 @@ impl Admin {
         Ok(self.store.delete_account(&account.name)?)
     }
 
-    /// Enrols an OATH token (TOTP or HOTP). Other kinds have their own enrolment.
+    /// Enrols an OATH token (TOTP or HOTP) from typed options (`otpd token add` passes the
+    /// same through [`Admin::enrol`]).
     pub fn add_token(&self, raw_user: &str, o: TokenOptions) -> Result<Enrolled, AdminError> {
-        let account = self.account(raw_user)?;
         if !matches!(o.kind, TokenKind::Totp | TokenKind::Hotp) {
             return Err(invalid(format!(
                 "a {} token is not enrolled with a base32 secret; see otpd token add --help",
                 o.kind.as_str()
             )));
         }
-        if !matches!(o.digits, 6 | 8) {
-            return Err(invalid(format!(
-                "--digits must be 6 or 8, not {}",
-                o.digits
-            )));
+        let mut opts = Options::default();
+        opts.set("digits", o.digits.to_string())
+            .set("algorithm", o.algorithm.as_str())
+            .set("period", o.period.to_string());
+        if let Some(b32) = &o.secret_b32 {
+            opts.set("secret", b32.as_str());
         }
-        let period = match o.kind {
-            TokenKind::Totp if matches!(o.period, 30 | 60) => o.period,
-            TokenKind::Totp => {
-                return Err(invalid(format!(
-                    "--period must be 30 or 60, not {}",
-                    o.period
-                )))
-            }
-            _ => 0,
-        };
-        if o.label.chars().count() > 64 || o.label.chars().any(char::is_control) {
-            return Err(invalid("--label: at most 64 printable characters"));
+        let (token, shown) = self.enrol(raw_user, o.kind, &opts, &o.label, o.active)?;
+        match shown {
+            Shown::Secret { b32, uri } => Ok(Enrolled {
+                token,
+                secret_b32: b32,
+                uri,
+            }),
+            _ => Err(invalid("an OATH token's enrolment showed no secret")),
         }
-        let secret = match &o.secret_b32 {
-            Some(b32) => decode_base32(b32)?,
-            None => {
-                let len = match o.algorithm {
-                    Algorithm::Sha1 => 20,
-                    Algorithm::Sha256 => 32,
-                    Algorithm::Sha512 => 64,
-                };
-                Zeroizing::new(crypto::random_vec(len)?)
-            }
-        };
-        self.refuse_taken_secret(&account.name, &secret)?;
-        let serial = new_serial(o.kind)?;
-        let sealed = self.keys.seal(serial.as_bytes(), &secret)?;
-        let new = NewToken {
-            serial: serial.clone(),
-            account_id: account.id,
-            kind: o.kind,
-            state: if o.active {
-                TokenState::Active
-            } else {
-                TokenState::Pending
-            },
-            algorithm: o.algorithm,
-            digits: o.digits,
-            period,
-            sealed_secret: sealed,
-            label: o.label,
-            created_at: self.now(),
-            public_id: None,
-        };
-        self.store.insert_token(&new)?;
-        let token = self.token(&serial)?;
-        let secret_b32 = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&secret));
-        let uri = Zeroizing::new(otpauth_uri(&self.cfg.issuer, &token, &secret_b32));
-        Ok(Enrolled {
-            token,
-            secret_b32,
-            uri,
-        })
     }
 
     pub fn token(&self, serial: &str) -> Result<Token, AdminError> {
@@ -666,7 +627,8 @@ impl Admin {
             }
         }
         enrol::check_code_shape(&token, code)?;
-        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);
+        let ports = self.ports();
+        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys, &ports);
         let now = self.now();
         let claim = matcher.check(&token, code, now).map_err(|why| {
             AdminError::Refused(format!(
@@ -685,26 +647,18 @@ impl Admin {
         let token = self.token(serial)?;
         check_code_syntax(code1, token.digits)?;
         check_code_syntax(code2, token.digits)?;
-        let secret = self
-            .keys
-            .open(token.serial.as_bytes(), &token.sealed_secret)?;
-        let m = resync_oath(
-            &token,
-            &secret,
-            code1,
-            code2,
-            self.now(),
-            &self.cfg.hotp,
-            &self.cfg.totp,
-        )
-        .map_err(|e| match e {
-            ResyncError::NotFound | ResyncError::NotOath(_) => {
-                AdminError::Refused(format!("token {serial}: {e}"))
-            }
-            ResyncError::DriftTooLarge { .. } => {
-                AdminError::Refused(format!("token {serial}: {e}"))
-            }
-        })?;
+        let ports = self.ports();
+        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys, &ports);
+        let m = matcher
+            .resync(&token, code1, code2, self.now())?
+            .map_err(|e| match e {
+                ResyncError::NotFound | ResyncError::NotOath(_) => {
+                    AdminError::Refused(format!("token {serial}: {e}"))
+                }
+                ResyncError::DriftTooLarge { .. } => {
+                    AdminError::Refused(format!("token {serial}: {e}"))
+                }
+            })?;
         if !self
             .store
             .advance_counter(token.id, m.counter, m.drift, self.now(), false)?
@@ -740,25 +694,7 @@ fn check_code_syntax(code: &str, digits: u32) -> Result<(), AdminError> {
 
 /// Base32 as apps and token vendors write it: any case, spaces, dashes and padding allowed.
 pub fn decode_base32(s: &str) -> Result<Zeroizing<Vec<u8>>, AdminError> {
-    let clean: Zeroizing<String> = Zeroizing::new(
-        s.chars()
-            .filter(|c| !c.is_whitespace() && *c != '-' && *c != '=')
-            .map(|c| c.to_ascii_uppercase())
-            .collect(),
-    );
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(clean.as_bytes())
-        .map_err(|_| invalid("--secret is not valid base32 (letters A-Z and digits 2-7)"))?;
-    if bytes.len() < 10 {
-        return Err(invalid(format!(
-            "--secret is {} bits; at least 80 bits (16 base32 characters) are needed, 160 recommended",
-            bytes.len() * 8
-        )));
-    }
-    if bytes.len() > 128 {
-        return Err(invalid("--secret is longer than 128 bytes"));
-    }
-    Ok(Zeroizing::new(bytes))
+    Ok(crate::tokens::kinds::oath::decode_base32(s)?)
 }
 
 fn new_serial(kind: TokenKind) -> Result<String, AdminError> {
@@ -768,38 +704,6 @@ fn new_serial(kind: TokenKind) -> Result<String, AdminError> {
         kind.serial_prefix(),
         data_encoding::HEXUPPER.encode(&r)
     ))
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The Key URI Format authenticator apps read from the QR code.
-pub fn otpauth_uri(issuer: &str, token: &Token, secret_b32: &str) -> String {
-    let mut uri = format!(
-        "otpauth://{}/{}:{}?secret={}&issuer={}&algorithm={}&digits={}",
-        token.kind.as_str(),
-        percent_encode(issuer),
-        percent_encode(&token.user),
-        secret_b32,
-        percent_encode(issuer),
-        token.algorithm.as_str(),
-        token.digits
-    );
-    match token.kind {
-        TokenKind::Totp => uri.push_str(&format!("&period={}", token.period)),
-        TokenKind::Hotp => uri.push_str(&format!("&counter={}", token.last_counter + 1)),
-        _ => {}
-    }
-    uri
 }
 
 /// Groups of four for typing a secret by hand.

@@ -396,6 +396,7 @@ fn parse_token(
             label: t.label,
             created_at: now,
             public_id: None,
+            address: None,
         },
         last_counter,
     };

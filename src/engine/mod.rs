@@ -21,8 +21,7 @@ use crate::config::{Config, Requirement, UnknownUser, ANY_CLASS};
 use crate::crypto::Keys;
 use crate::model::{Account, AuditRecord, Token, TokenKind, TokenState};
 use crate::store::Store;
-use crate::tokens::email::{Mailer, Smtp};
-use crate::tokens::{self, oath, Matcher, Redeemed};
+use crate::tokens::{self, oath, Matcher, Ports, Redeemed};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -68,8 +67,9 @@ pub struct Engine {
     challenges: Arc<challenge::Challenges>,
     /// Webmail re-logins (relogin.rs); carried over on reload.
     relogin: Arc<relogin::ReloginCache>,
-    /// Sends e-mailed codes (email.rs); SMTP unless a test puts a recorder here.
-    mailer: Arc<dyn Mailer>,
+    /// The mail relay and the YubiKey validation servers (email.rs); the real ones unless a
+    /// test puts its own here.
+    ports: Ports,
     /// A TOTP token with a random secret that belongs to nobody: checked in place of real
     /// tokens where there are none (unknown user, no active token), so those answers cost
     /// what a wrong code costs.
@@ -99,7 +99,7 @@ impl Engine {
             gate: Arc::new(gate::Gate::new()),
             challenges: Arc::new(challenge::Challenges::new(challenge::DEFAULT_LIFETIME)),
             relogin: Arc::new(relogin::ReloginCache::new(relogin::MAX_ENTRIES)),
-            mailer: Arc::new(Smtp),
+            ports: Ports::real(),
             decoy: Arc::new(decoy_token(&keys)),
             recent_account: Arc::new(Mutex::new(None)),
             keys,
@@ -118,7 +118,7 @@ impl Engine {
             gate: self.gate.clone(),
             challenges: self.challenges.clone(),
             relogin: self.relogin.clone(),
-            mailer: self.mailer.clone(),
+            ports: self.ports.clone(),
             decoy: self.decoy.clone(),
             recent_account: self.recent_account.clone(),
         }
@@ -458,8 +458,11 @@ impl Engine {
         let _ = self
             .keys
             .verify_hash(&[0u8; 16], pin.as_bytes(), &[0u8; 32]);
-        let _ =
-            Matcher::new(&self.cfg, self.store.as_ref(), &self.keys).check(&self.decoy, code, now);
+        let _ = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys, &self.ports).check(
+            &self.decoy,
+            code,
+            now,
+        );
     }
 
     /// `tokens` are the account's, read once per login by the caller (challenge.rs): a second
@@ -485,7 +488,7 @@ impl Engine {
             return self.reject_as_unknown_users_are(user, &req.password, "no active token");
         }
         let password = req.password.as_str();
-        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);
+        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys, &self.ports);
         let mut pin_seen_ok = false;
         let mut hit = None;
         let mut detail: Option<String> = None;
@@ -674,5 +677,6 @@ fn decoy_token(keys: &Keys) -> Token {
         created_at: 0,
         last_used_at: None,
         public_id: None,
+        address: None,
     }
 }

@@ -772,6 +772,7 @@ mod tests {
                 label: String::new(),
                 created_at: 0,
                 public_id: None,
+                address: None,
             })
             .expect("token");
         (dir, Arc::new(s), tok)

@@ -328,7 +328,7 @@ fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
 
 const TOKEN_COLS: &str = "t.id, t.serial, a.name, t.account_id, t.kind, t.state, t.algorithm, \
     t.digits, t.period, t.secret, t.last_counter, t.drift, t.label, t.created_at, t.last_used_at, \
-    t.public_id";
+    t.public_id, t.address";
 
 fn bad(what: &str, v: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -373,6 +373,7 @@ fn token_from_row_at(r: &Row, at: usize) -> rusqlite::Result<Token> {
         created_at: r.get(at + 13)?,
         last_used_at: r.get(at + 14)?,
         public_id: r.get(at + 15)?,
+        address: r.get(at + 16)?,
     })
 }
 
@@ -553,8 +554,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let res = conn.execute(
             "INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
-                                 secret, label, created_at, public_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                 secret, label, created_at, public_id, address)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 t.serial,
                 t.account_id,
@@ -566,7 +567,8 @@ impl Store for SqliteStore {
                 t.sealed_secret,
                 t.label,
                 t.created_at,
-                t.public_id
+                t.public_id,
+                t.address
             ],
         );
         match res {
@@ -1019,6 +1021,7 @@ mod tests {
                 label: String::new(),
                 created_at: 0,
                 public_id: None,
+                address: None,
             })
             .expect("token");
         }
@@ -1070,6 +1073,7 @@ mod tests {
                     label: format!("label {k}"),
                     created_at: 5,
                     public_id: None,
+                    address: None,
                 })
                 .expect("token");
             }
