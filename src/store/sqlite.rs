@@ -1177,4 +1177,41 @@ mod tests {
         assert!(s.account("Alice").expect("read").is_some());
         assert!(s.account("ALICE").expect("read").is_none());
     }
+
+    #[test]
+    fn an_email_tokens_address_moves_out_of_public_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("old.db");
+        {
+            // A database as the version before the address column left it: the e-mail
+            // token's address in public_id, next to a YubiKey's public id.
+            let c = Connection::open(&p).expect("open");
+            let before = MIGRATIONS
+                .iter()
+                .position(|m| m.contains("ADD COLUMN address"))
+                .expect("the address step");
+            for (i, step) in MIGRATIONS.iter().enumerate().take(before) {
+                c.execute_batch(step).expect("step");
+                c.pragma_update(None, "user_version", (i + 1) as i64)
+                    .expect("version");
+            }
+            c.execute_batch(
+                "INSERT INTO accounts (id, name, level, created_at) VALUES (1, 'alice', 'off', 1);
+                 INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
+                                     secret, label, created_at, public_id)
+                 VALUES ('MAIL1', 1, 'email', 'active', 'sha1', 6, 0, x'', '', 1,
+                         'alice@example.org'),
+                        ('YK1', 1, 'yubikey', 'active', 'sha1', 44, 0, x'', '', 1,
+                         'cbcdcecfcgch');",
+            )
+            .expect("old rows");
+        }
+        let s = SqliteStore::open(&p).expect("upgrade");
+        let mail = s.token("MAIL1").expect("read").expect("e-mail token");
+        assert_eq!(mail.address.as_deref(), Some("alice@example.org"));
+        assert_eq!(mail.public_id, None);
+        let yk = s.token("YK1").expect("read").expect("yubikey");
+        assert_eq!(yk.public_id.as_deref(), Some("cbcdcecfcgch"));
+        assert_eq!(yk.address, None);
+    }
 }

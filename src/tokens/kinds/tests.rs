@@ -204,3 +204,99 @@ fn only_backup_codes_are_enrolled_elsewhere() {
         }
     }
 }
+
+/// A validation server that answers as told and records what it was asked.
+struct Recorder {
+    accept: bool,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl crate::tokens::ports::Validator for Recorder {
+    fn verify(
+        &self,
+        _cfg: &crate::config::YubicoConfig,
+        otp: &str,
+    ) -> Result<(), crate::tokens::remote::RemoteError> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(otp.to_string());
+        if self.accept {
+            Ok(())
+        } else {
+            Err(crate::tokens::remote::RemoteError::Refused {
+                url: "test".into(),
+                status: "REPLAYED_OTP",
+                msg: "replayed".into(),
+            })
+        }
+    }
+}
+
+#[test]
+fn the_validation_server_is_a_port() {
+    use crate::config::Config;
+    use crate::crypto::{Keys, MasterKey};
+    use crate::model::NewToken;
+    use crate::store::{SqliteStore, Store};
+    use crate::tokens::{Claim, Matcher, Ports, Redeemed};
+    use std::sync::Arc;
+
+    let cfg = Config::default().finish().expect("config");
+    let store = SqliteStore::open_in_memory().expect("store");
+    let keys = Keys::new(&MasterKey::from_bytes([3u8; 32]));
+    let account = store
+        .create_account("alice", "everywhere", None, 1)
+        .expect("account");
+    store
+        .insert_token(&NewToken {
+            serial: "YKR1".into(),
+            account_id: account,
+            kind: TokenKind::YubikeyRemote,
+            state: TokenState::Active,
+            algorithm: Algorithm::Sha1,
+            digits: 44,
+            period: 0,
+            sealed_secret: keys.seal(b"YKR1", &[]).expect("seal"),
+            label: String::new(),
+            created_at: 1,
+            public_id: Some("cbcdcecfcgch".into()),
+            address: None,
+        })
+        .expect("token");
+    let t = store.token("YKR1").expect("read").expect("token");
+    let otp = "cbcdcecfcgchthrvueejggieugrhkrjugcjghgngucgd";
+    for accept in [true, false] {
+        let rec = Arc::new(Recorder {
+            accept,
+            asked: Default::default(),
+        });
+        let ports = Ports {
+            validator: rec.clone(),
+            ..Ports::real()
+        };
+        let m = Matcher::new(&cfg, &store, &keys, &ports);
+        // Another key's OTP never leaves: the server would call it good.
+        let foreign = format!("cbcdcecfcgcj{}", &otp[12..]);
+        assert_eq!(
+            m.check(&t, &foreign, 1),
+            Err(Some("OTP is for another YubiKey (public id)".into()))
+        );
+        let got = m.check(&t, &otp.to_uppercase(), 1);
+        assert_eq!(
+            *rec.asked.lock().unwrap_or_else(|p| p.into_inner()),
+            [otp.to_string()],
+            "asked once, in lower case"
+        );
+        if accept {
+            assert_eq!(got, Ok(Claim::Remote));
+            assert_eq!(
+                m.redeem(&t, &Claim::Remote, 2, false).expect("redeem"),
+                Redeemed::Won("ok: validation server accepted the OTP".into())
+            );
+        } else {
+            let why = got.expect_err("refused").unwrap_or_default();
+            assert!(why.contains("REPLAYED_OTP"), "{why}");
+        }
+    }
+}
