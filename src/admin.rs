@@ -214,6 +214,13 @@ pub fn rotate_key(cfg: &Config) -> Result<RotateReport, AdminError> {
         write_key_file(&next, k.bytes())?;
         k
     };
+    // Before anything is sealed under it: the daemon must be able to read the next key.
+    if let Err(e) = same_owner(&key, &next) {
+        if !resumed {
+            let _ = std::fs::remove_file(&next);
+        }
+        return Err(e);
+    }
     keys.rotate_to(&next_key);
     let hash_blob = keys.sealed_hash_key()?;
     let check = keys.key_check();
@@ -253,6 +260,33 @@ pub fn rotate_key(cfg: &Config) -> Result<RotateReport, AdminError> {
         store.reseal_all(&mut reseal, &meta)?;
     }
     Ok(RotateReport { resealed, resumed })
+}
+
+/// Gives the next key file the current key's owner and group. Run as root (the usual way),
+/// the new file would otherwise be root's and mode 0600, and a daemon running as its own
+/// user could no longer read its key. Refused when that cannot be done (another user's key,
+/// not root): the error says as whom to run instead.
+fn same_owner(key: &std::path::Path, next: &std::path::Path) -> Result<(), AdminError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |path: &std::path::Path, source| AdminError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let want = std::fs::metadata(key).map_err(|e| io(key, e))?;
+    let have = std::fs::metadata(next).map_err(|e| io(next, e))?;
+    if (want.uid(), want.gid()) == (have.uid(), have.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(next, Some(want.uid()), Some(want.gid())).map_err(|e| {
+        AdminError::Refused(format!(
+            "key file {} belongs to uid {} gid {}, and the new key cannot be given to them \
+             ({e}); run `otpd key rotate` as root or as that user (e.g. `runuser -u otpd -- \
+             otpd key rotate`)",
+            key.display(),
+            want.uid(),
+            want.gid()
+        ))
+    })
 }
 
 /// What `otpd backup` wrote.

@@ -1,6 +1,7 @@
 //! Backup codes: printed once, each works once (also under 16 parallel requests: one
 //! Accept), a new set replaces the old one entirely, status counts, use is audited.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 use common::Env;
 

@@ -9,6 +9,7 @@
 //! Lockout and per-source limits are off here, so every row shows its own reason rather than
 //! "throttled" after a few failures (tests/brute_force.rs covers those).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod harden;
 

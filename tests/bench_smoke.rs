@@ -2,6 +2,7 @@
 //! daemon over RADIUS and the Unix socket, so the benchmark cannot rot unnoticed. The
 //! benchmark itself is too slow for the test suite.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 use common::{Daemon, Env};
 use std::process::Command;

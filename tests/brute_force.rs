@@ -6,6 +6,7 @@
 //! `guessing_from_many_addresses_gets_nowhere` check the same in-process; this is the
 //! front-end path (protocol, rhost, audit).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod harden;
 

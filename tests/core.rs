@@ -1,5 +1,6 @@
 //! Issue 2 end to end through the real `otpd` binary: enrolment, checks, single use across
 //! processes and restarts, and clear errors for bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use common::{hotp_code, oathtool, Env, SECRET_B32};

@@ -2,6 +2,7 @@
 //! restart, and every code that got an Access-Accept is sent again: all must be rejected. The
 //! database passes SQLite's integrity check afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 // The benchmark's own RADIUS client and account derivation (written from the RFCs, not

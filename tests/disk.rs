@@ -10,6 +10,7 @@
 //! EROFS while a flag file exists, as the kernel does after it remounted a file system
 //! read-only on I/O errors (ext4 `errors=remount-ro`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod harden;
 

@@ -5,6 +5,7 @@
 //! conversation). Expired, reused and replaced codes, the hourly limit and relays that are
 //! down, hang or refuse are refused with clear audit reasons.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 use common::{audit_of, pam_module_path, pam_wrapper_lib, socket_call, Env, SmtpSink};
 use serde_json::{json, Value};

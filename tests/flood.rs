@@ -9,6 +9,7 @@
 //!
 //! Floods are bounded in time and count, and use 127.0.0.0/8 only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod harden;
 

@@ -3,6 +3,7 @@
 //! (fuzz/src/lib.rs, included here), on the normal toolchain: a crash found once stays a
 //! test, and the targets' bodies cannot rot between fuzz runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 #[path = "../fuzz/src/lib.rs"]
 mod bodies;
 

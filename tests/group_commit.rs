@@ -1,6 +1,7 @@
 //! The engine over a file store with group commit: parallel logins share commits, yet every
 //! code is accepted once and every Accept is on disk when it is returned.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 use otpd::admin::{Admin, TokenOptions};
 use otpd::config::Config;
 use otpd::crypto::{Keys, MasterKey};

@@ -4,6 +4,7 @@
 //! locks the real user out of their usual place, and a NAS that names no station. Each test
 //! failed against the daemon before the guessing gate (engine/gate.rs).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod harden;
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 /// The harness itself: init, enrol, check, and a daemon that starts and stops by SIGTERM.

@@ -1,6 +1,7 @@
 //! `otpd user import`: many accounts in one transaction, clear errors naming the line, and
 //! nothing imported when any line is wrong.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 use common::{hotp_code, Env, SECRET_B32};
 

@@ -1,5 +1,6 @@
 //! The Prometheus endpoint of the real daemon: served on loopback, the right families,
 //! nothing else answered.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use std::io::{Read, Write};

@@ -2,6 +2,7 @@
 //! md5(str(unix_time // 10) + secret + mPIN), first 6 hex digits. Accepted once, replay
 //! refused, the ±3 minute window, an older code after a newer one refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 use common::{python, unix_now, Env};
 

@@ -1,4 +1,5 @@
 //! Key rotation, backup and restore (issue 8) through the real binary and the library.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use common::{hotp_code, Env};
@@ -225,4 +226,34 @@ fn restore_refuses_a_backup_sealed_under_another_key() {
     let out = env.run(&["restore", junk.to_str().expect("path"), "--yes"], None);
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+/// `otpd key rotate` run as root (the admin's usual way) keeps the key readable by the
+/// service: the new key file gets the old one's owner and group, still mode 0600. The test
+/// plays the service user with uid/gid 65534 (nobody/nogroup), so it needs root.
+#[test]
+fn rotation_as_root_keeps_the_key_file_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid(2) has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test changes a file's owner and needs root (CI runs as root); run as root"
+    );
+    let env = Env::new("");
+    env.enrol("alice", "1234", "hotp", "everywhere");
+    let key = key_path(&env);
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown key");
+    env.ok(&["key", "rotate"], None);
+    let meta = std::fs::metadata(&key).expect("key");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (65534, 65534),
+        "the rotated key must keep the old key's owner and group"
+    );
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        env.check("alice", "vpn", &format!("1234{}", hotp_code(0)))["verdict"],
+        "accept"
+    );
 }

@@ -4,6 +4,7 @@
 //! (pam_matrix as the normal password store), and account management denies switched-off
 //! services. pam_module/tests/pam_wrapper.rs tests the module against a scripted server; this
 //! file is about the two real halves together.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use common::Env;
@@ -432,6 +433,101 @@ fn first_pass_options_stack_with_the_normal_password_module() {
         o.output.contains("no earlier module set a password"),
         "{}",
         o.output
+    );
+    d.stop();
+}
+
+/// A daemon that stalls longer than the module's timeout (SIGSTOP here; a slow disk does the
+/// same) must not spend the code of a login whose caller has given up: the module sends its
+/// deadline, the daemon drops the queued request unevaluated once it runs again and says so
+/// in the audit, and the user's retry with the same code is accepted.
+#[test]
+fn a_request_whose_caller_gave_up_is_dropped_and_its_code_stays_unspent() {
+    let w = World::new();
+    w.service(
+        "stall",
+        "auth required OTPD service=ssh timeout=800\n\
+         account required OTPD service=ssh timeout=800\n",
+    );
+    let d = w.env.start();
+    let code = otp(0);
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) };
+    let o = w.auth("stall", "eve", MAIL_CLIENT, &code);
+    // Longer than the 800 ms budget before the daemon may run again.
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: as above.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGCONT) };
+    expect(&o, false, AUTHINFO_UNAVAIL);
+
+    // The queued request is read and handled once the daemon runs: wait (bounded) for its
+    // audit record before the retry, so the retry cannot overtake it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dropped = loop {
+        let audit = common::audit_of(&w.env, "eve");
+        if let Some(rec) = audit.iter().find(|r| {
+            r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("caller gave up"))
+        }) {
+            break rec.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record of the abandoned request within 10 s; audit: {audit:#?}"
+        );
+        assert!(
+            !audit.iter().any(|r| r["verdict"] == "accept"),
+            "the abandoned request was evaluated and spent the code: {audit:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        dropped["reason"],
+        "caller gave up (deadline passed) before evaluation"
+    );
+    assert_ne!(dropped["verdict"], "accept");
+
+    // The same code, typed again: still unspent.
+    expect(
+        &w.auth("stall", "eve", MAIL_CLIENT, &code),
+        true,
+        SUCCESS_AUTH,
+    );
+    // And now spent: every code works once.
+    expect(&w.auth("stall", "eve", MAIL_CLIENT, &code), false, AUTH_ERR);
+    let audit = common::audit_of(&w.env, "eve");
+    assert_eq!(
+        audit.iter().filter(|r| r["verdict"] == "accept").count(),
+        1,
+        "{audit:#?}"
+    );
+    d.stop();
+}
+
+/// A PAM service name that no class lists gets the same answer in auth and account, at every
+/// level: Reject and Deny ("unknown service"), not Deny in one and the `*` cell in the other.
+#[test]
+fn an_unmapped_pam_service_is_refused_in_auth_and_account_alike() {
+    let w = World::new();
+    let d = w.env.start();
+    w.service(
+        "unmapped-svc",
+        "auth required OTPD\naccount required OTPD\n",
+    );
+    w.env.ok(&["user", "set", "alice", "--level", "off"], None);
+    for user in ["alice", "eve"] {
+        expect(
+            &w.auth("unmapped-svc", user, MAIL_CLIENT, &otp(0)),
+            false,
+            AUTH_ERR,
+        );
+        expect(&w.acct("unmapped-svc", user), false, PERM_DENIED);
+    }
+    let log = d.log_text();
+    assert!(
+        log.contains("account phase: deny") && log.contains("unknown service `unmapped-svc`"),
+        "{log}"
     );
     d.stop();
 }

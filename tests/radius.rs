@@ -2,6 +2,7 @@
 //! packets built by this test (after RFC 2865 / 3579, independently of otpd's code) where
 //! the test must see the bytes: answers verified here, retransmissions, malformed packets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod harden;
 

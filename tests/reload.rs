@@ -1,5 +1,6 @@
 //! SIGHUP (`systemctl reload otpd`): a good file takes effect, a bad one is refused with the
 //! key named and the running configuration stays.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of otpd: format and lint checks, unit tests, and the integration tests that
 # drive the real daemon with real clients (oathtool, radclient, pamtester under pam_wrapper,
-# Dovecot). Installs the Debian packages those tests need when they are missing. A test that
-# still cannot find its tool fails and names the package: nothing is skipped.
+# Dovecot, Postfix, sshd, FreeRADIUS, pam_radius_auth, OpenVPN, strongSwan), the README's
+# quick start on a clean copy, and the Debian package (built with cargo-deb, installed with
+# dpkg and purged again: that test needs root, as CI has). Installs the Debian packages those
+# tests need when they are missing. A test that still cannot find its tool fails and names the
+# package: nothing is skipped.
 #
 #   tests/run.sh            everything
 #   tests/run.sh --quick    only cargo test (no fmt/clippy, no fuzzing)
@@ -21,11 +24,25 @@ declare -A needs=(
   [/usr/lib/x86_64-linux-gnu/libpam_wrapper.so]=libpam-wrapper
   [/usr/include/security/pam_modules.h]=libpam0g-dev
   [/usr/sbin/dovecot]=dovecot-imapd
+  [/usr/sbin/postfix]=postfix
+  [/usr/sbin/sshd]=openssh-server
+  [/usr/sbin/freeradius]=freeradius
+  [/lib/x86_64-linux-gnu/security/pam_radius_auth.so]=libpam-radius-auth
+  [/usr/sbin/openvpn]=openvpn
+  [/usr/sbin/swanctl]=strongswan-swanctl
+  [/usr/sbin/charon-systemd]=charon-systemd
+  [/usr/lib/ipsec/plugins/libstrongswan-eap-radius.so]=libcharon-extra-plugins
+  [ssh-keygen]=openssh-client
   [setpriv]=util-linux
   [systemd-analyze]=systemd
   [python3]=python3
   [pip3]=python3-pip
   [openssl]=openssl
+  [git]=git
+  [dpkg-deb]=dpkg
+  [lintian]=lintian
+  [runuser]=util-linux
+  [adduser]=adduser
 )
 missing=()
 for what in "${!needs[@]}"; do
@@ -45,8 +62,9 @@ if [ ${#missing[@]} -gt 0 ]; then
       exit 1
     fi
   fi
-  # Installing dovecot must not start the system's own mail server: the tests start private
-  # instances on 127.0.0.1. A temporary policy-rc.d stops package scripts from starting it.
+  # Installing dovecot, postfix, openssh-server, freeradius, openvpn or strongSwan must not
+  # start the system's own services: the tests start private instances on 127.0.0.1. A
+  # temporary policy-rc.d stops package scripts from starting them.
   made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
@@ -54,6 +72,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     made_policy=1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # postfix asks what kind of mail system to set up: none (the tests bring their own main.cf).
+  echo 'postfix postfix/main_mailer_type select No configuration' | $sudo debconf-set-selections
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ $made_policy = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
@@ -80,6 +100,16 @@ for mod in "${!py_needs[@]}"; do
     exit 1
   fi
 done
+
+# cargo-deb builds the Debian package that tests/package.rs installs (crates.io, once).
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "tests/run.sh: installing cargo-deb (cargo install cargo-deb --locked)"
+  if ! cargo install --quiet cargo-deb --locked; then
+    echo "tests/run.sh: could not install cargo-deb (is crates.io reachable?); install it" \
+      "yourself (cargo install cargo-deb --locked) and run again" >&2
+    exit 1
+  fi
+fi
 
 if [ $quick = 0 ]; then
   echo "== cargo fmt --check"

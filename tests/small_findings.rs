@@ -3,6 +3,7 @@
 //! does not fit its database; user names that forge fields in the text log and in `otpd
 //! audit`; a value of the wrong type echoed in an error; look-alike account names.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod harden;
 

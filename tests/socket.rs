@@ -1,6 +1,7 @@
 //! The Unix socket of the real daemon: wire protocol v1 (check, account, ping), the peer
 //! allow-list (SO_PEERCRED, with a client under another uid), malformed requests, the line
 //! limit, the idle timeout, the connection bound, and the socket file's life cycle.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use common::{plain_log, socket_call, Env};
@@ -472,4 +473,41 @@ fn relogin_cache_and_app_passwords_over_the_socket() {
     let list = env.ok(&["app-password", "list", "carol"], None);
     assert!(list.contains("198.51.100.7"), "{list}");
     assert!(!list.contains(&app_pw), "{list}");
+}
+
+/// `deadline_ms` (docs/protocol.md): a check that arrives after its caller's deadline is
+/// dropped unevaluated (reject, audit reason, code unspent, no failure counted); one with a
+/// deadline ahead, and one without (older clients), are evaluated as always.
+#[test]
+fn a_check_past_its_deadline_is_not_evaluated() {
+    let env = Env::new("");
+    env.enrol("alice", "1234", "hotp", "everywhere");
+    let d = env.start();
+    let sock = env.socket_path();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let code = format!("1234{}", common::hotp_code(0));
+    let mut late = check("alice", &code, "vpn", Some("198.51.100.7"));
+    late["deadline_ms"] = json!(now_ms - 1);
+    assert_eq!(socket_call(&sock, &late)["verdict"], "reject");
+    let audit = common::audit_settled(&env, &["audit", "--user", "alice", "--json"]);
+    assert!(
+        audit.contains("caller gave up (deadline passed) before evaluation"),
+        "{audit}"
+    );
+    let show = env.ok(&["user", "show", "alice"], None);
+    assert!(show.contains("failures:  0"), "no failure counted: {show}");
+
+    let mut in_time = check("alice", &code, "vpn", Some("198.51.100.7"));
+    in_time["deadline_ms"] = json!(now_ms + 60_000);
+    assert_eq!(socket_call(&sock, &in_time)["verdict"], "accept");
+    let next = format!("1234{}", common::hotp_code(1));
+    assert_eq!(
+        socket_call(&sock, &check("alice", &next, "vpn", Some("198.51.100.7")))["verdict"],
+        "accept",
+        "a request without deadline_ms is evaluated"
+    );
+    d.stop();
 }

@@ -1,4 +1,5 @@
 //! `otpd status` asks the running daemon over its socket; a stopped daemon is a clear error.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 #[test]

@@ -1,5 +1,6 @@
 //! The systemd unit: its own command lines boot the daemon, which reports READY=1, pings the
 //! watchdog and says STOPPING=1; and its hardening stays at an exposure of 2.0 or lower.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 
 use std::os::unix::net::UnixDatagram;
@@ -18,7 +19,7 @@ fn unit_command(key: &str, env: &common::Env) -> Vec<String> {
         .unwrap_or_else(|| panic!("no {key}= in the unit"));
     line.split_whitespace()
         .map(|w| match w {
-            "/usr/local/bin/otpd" => common::BIN.to_string(),
+            "/usr/sbin/otpd" => common::BIN.to_string(),
             "/etc/otpd/otpd.toml" => env.config.display().to_string(),
             other => other.to_string(),
         })
@@ -112,4 +113,51 @@ fn systemd_analyze_security_exposure_is_at_most_2() {
         });
     println!("systemd-analyze security exposure: {level}");
     assert!(level <= 2.0, "exposure {level} > 2.0");
+}
+
+/// `systemd-analyze verify` accepts the unit as shipped (with the installed binary's path
+/// swapped for the one just built, since verify checks that ExecStart= is executable).
+/// tests/package.rs verifies the unit the package installs.
+#[test]
+fn systemd_analyze_verify_accepts_the_unit() {
+    common::require("systemd-analyze", "systemd");
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/otpd.service"))
+            .expect("unit file");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("otpd.service");
+    std::fs::write(&path, unit.replace("/usr/sbin/otpd", common::BIN)).expect("write unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Other units on the machine may draw complaints; none may be about ours.
+    assert!(
+        out.status.success() && !text.contains("otpd.service:"),
+        "systemd-analyze verify: {text}"
+    );
+}
+
+/// A capability in the bounding set does nothing for a non-root service without the same
+/// one in AmbientCapabilities=: the unit either grants one on purpose (both lines) or none.
+/// otpd needs none (1812, the socket and the metrics port are unprivileged).
+#[test]
+fn the_unit_grants_no_capability() {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/otpd.service"))
+            .expect("unit file");
+    let value = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    assert_eq!(value("CapabilityBoundingSet"), [""], "{unit}");
+    assert!(value("AmbientCapabilities").iter().all(String::is_empty));
 }

@@ -1,5 +1,6 @@
 //! `otpd token list` shows type, label, state and last use for every kind of token.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 use common::Env;
 

@@ -3,6 +3,7 @@
 //! AES key and with another key's public id. Enrolment by `token add` and by `token import`
 //! of the personalization tool's CSV log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 use common::{yubiotp, Env};
 

@@ -5,6 +5,7 @@
 //! second URL takes over from a dead first one. Over RADIUS, logins that wait for a hanging
 //! server do not keep the socket unread.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 mod common;
 mod harden;
 use common::Env;

@@ -230,6 +230,8 @@ pub fn protocol_parse(data: &[u8]) {
             rhost,
             client,
             state,
+            // Any u64 is a valid deadline; a wrong type is a bad_field error below.
+            deadline_ms: _,
         }) => {
             // Bounds the parser promises (docs/protocol.md); user and password are the
             // engine's to bound.

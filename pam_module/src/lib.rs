@@ -185,6 +185,7 @@ fn authenticate(pam: &Pam, flags: c_int, args: &Args) -> c_int {
             &who.service,
             who.rhost.as_deref(),
             state.as_deref().map(String::as_str),
+            deadline_ms(args.timeout),
         );
         let line = match client::exchange(&args.socket, &request, args.timeout) {
             Ok(line) => line,
@@ -263,6 +264,14 @@ fn authenticate(pam: &Pam, flags: c_int, args: &Args) -> c_int {
     }
     // The loop always returns; this keeps the fail-closed answer explicit if it ever changes.
     ffi::PAM_AUTH_ERR
+}
+
+/// The wall-clock time at which `exchange` gives up, for the daemon (same host, same clock).
+fn deadline_ms(timeout: std::time::Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from((now + timeout).as_millis()).unwrap_or(u64::MAX)
 }
 
 fn verdict_name(v: &CheckVerdict) -> &'static str {

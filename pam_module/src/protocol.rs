@@ -18,6 +18,9 @@ struct CheckRequest<'a> {
     client: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<&'a str>,
+    /// When this module stops waiting (ms since the Unix epoch): a daemon that gets to the
+    /// request later drops it unevaluated, so the code is not spent for nobody.
+    deadline_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -37,6 +40,7 @@ pub fn encode_check(
     service: &str,
     rhost: Option<&str>,
     state: Option<&str>,
+    deadline_ms: u64,
 ) -> Zeroizing<Vec<u8>> {
     let variable = user.len()
         + password.len()
@@ -52,6 +56,7 @@ pub fn encode_check(
         rhost,
         client: "pam",
         state,
+        deadline_ms,
     };
     write_line(&mut line, &request);
     line
@@ -206,30 +211,39 @@ mod tests {
 
     #[test]
     fn check_request_has_exactly_the_contract_fields() {
-        let line = encode_check("alice", "1234287082", "imap", Some("192.0.2.7"), None);
+        let line = encode_check(
+            "alice",
+            "1234287082",
+            "imap",
+            Some("192.0.2.7"),
+            None,
+            1796508100084,
+        );
         let v = json(&line);
         assert_eq!(
             v,
             serde_json::json!({"op":"check","user":"alice","password":"1234287082",
-                "service":"imap","rhost":"192.0.2.7","client":"pam"})
+                "service":"imap","rhost":"192.0.2.7","client":"pam",
+                "deadline_ms":1796508100084u64})
         );
     }
 
     #[test]
     fn check_request_with_state_and_without_rhost() {
-        let line = encode_check("bob", "42\"\n\\", "sshd", None, Some("st-1"));
+        let line = encode_check("bob", "42\"\n\\", "sshd", None, Some("st-1"), 7);
         let v = json(&line);
         assert_eq!(
             v,
             serde_json::json!({"op":"check","user":"bob","password":"42\"\n\\",
-                "service":"sshd","rhost":null,"client":"pam","state":"st-1"})
+                "service":"sshd","rhost":null,"client":"pam","state":"st-1",
+                "deadline_ms":7})
         );
     }
 
     #[test]
     fn worst_case_escaping_fits_the_preallocated_buffer() {
         let password = "\u{1}".repeat(100);
-        let line = encode_check("u", &password, "s", None, None);
+        let line = encode_check("u", &password, "s", None, None, u64::MAX);
         assert!(line.len() <= line.capacity());
         assert_eq!(json(&line)["password"], Value::String(password));
     }

@@ -53,15 +53,15 @@ pub fn run(a: &Admin, cmd: AppPasswordCmd) -> Result<Outcome, CliError> {
                     "effective_for": n.effective_for,
                 }))?;
             } else {
-                println!("app password \"{}\" (id {}) for {user}:", ap.label, ap.id);
-                println!();
-                println!("    {}", n.password.as_str());
-                println!();
-                println!(
+                outln!("app password \"{}\" (id {}) for {user}:", ap.label, ap.id);
+                outln!();
+                outln!("    {}", n.password.as_str());
+                outln!();
+                outln!(
                     "Type it into the mail client instead of the normal password (dashes and \
                      spaces may be left out). It is shown only now."
                 );
-                println!("services:  {}", services_text(&ap.services));
+                outln!("services:  {}", services_text(&ap.services));
             }
             if n.effective_for.is_empty() {
                 let level = a.account(&user)?.level;
@@ -76,14 +76,18 @@ pub fn run(a: &Admin, cmd: AppPasswordCmd) -> Result<Outcome, CliError> {
             if json {
                 print_json(&list)?;
             } else if list.is_empty() {
-                println!("{user} has no app passwords");
+                outln!("{user} has no app passwords");
             } else {
-                println!(
+                outln!(
                     "{:>4}  {:<28} {:<14} {:<20} {:<20} FROM",
-                    "ID", "LABEL", "SERVICES", "CREATED", "LAST USED"
+                    "ID",
+                    "LABEL",
+                    "SERVICES",
+                    "CREATED",
+                    "LAST USED"
                 );
                 for ap in &list {
-                    println!(
+                    outln!(
                         "{:>4}  {:<28} {:<14} {:<20} {:<20} {}",
                         ap.id,
                         ap.label,
@@ -99,9 +103,10 @@ pub fn run(a: &Admin, cmd: AppPasswordCmd) -> Result<Outcome, CliError> {
         }
         AppPasswordCmd::Revoke { user, which } => {
             let ap = a.revoke_app_password(&user, &which)?;
-            println!(
+            outln!(
                 "app password \"{}\" (id {}) of {user} revoked",
-                ap.label, ap.id
+                ap.label,
+                ap.id
             );
         }
     }

@@ -49,11 +49,11 @@ pub fn run(a: &Admin, args: AuditArgs) -> Result<Outcome, CliError> {
     for r in &recs {
         if args.json {
             let line = serde_json::to_string(r).map_err(|e| CliError::Other(e.to_string()))?;
-            println!("{line}");
+            outln!("{line}");
         } else {
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.ts_ms as u64);
             let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_string(), field);
-            println!(
+            outln!(
                 "{} {} service={} rhost={} client={} verdict={} serial={} reason={}",
                 humantime::format_rfc3339_millis(t),
                 field(&r.user),

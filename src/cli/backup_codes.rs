@@ -28,7 +28,7 @@ pub fn run(a: &Admin, cmd: BackupCodesCmd) -> Result<Outcome, CliError> {
                 print_json(&serde_json::json!({ "codes": codes }))?;
             } else {
                 let codes: Vec<&str> = set.codes.iter().map(|c| c.as_str()).collect();
-                print!(
+                out!(
                     "{}",
                     sheet(&set.token.user, &fmt_time(a.now_secs()), &codes)
                 );
@@ -51,7 +51,7 @@ pub fn run(a: &Admin, cmd: BackupCodesCmd) -> Result<Outcome, CliError> {
                 })?;
             } else {
                 match st {
-                    Some(s) => println!(
+                    Some(s) => outln!(
                         "{name}: {} of {} backup codes left ({}; last used {})",
                         s.left,
                         s.total,
@@ -62,7 +62,7 @@ pub fn run(a: &Admin, cmd: BackupCodesCmd) -> Result<Outcome, CliError> {
                             .unwrap_or_else(|| "never".into())
                     ),
                     None => {
-                        println!("{name} has no backup codes (otpd backup-codes generate {name})")
+                        outln!("{name} has no backup codes (otpd backup-codes generate {name})")
                     }
                 }
             }

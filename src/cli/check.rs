@@ -31,7 +31,8 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
         }
     }
     let known = a.cfg.class_names();
-    let engine = Engine::with_clock(
+    // Exactly the daemon's engine, so `otpd check` decides as `serve` would.
+    let engine = Engine::for_daemon(
         a.cfg.clone(),
         a.store.clone(),
         a.keys.clone(),
@@ -69,7 +70,7 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
             "state": d.state,
         }))?;
     } else {
-        println!("{}: {} ({})", d.verdict.as_str(), d.message, d.reason);
+        outln!("{}: {} ({})", d.verdict.as_str(), d.message, d.reason);
     }
     Ok(if d.verdict == Verdict::Accept {
         Outcome::Ok

@@ -1,5 +1,23 @@
 //! The command line: `serve` and the admin commands. Parsing here, work in `admin`/`engine`.
 
+/// `println!` for the admin commands' output, through [`out`]: a reader that is gone ends
+/// the command normally instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` through [`out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::out(format_args!($($arg)*))
+    };
+}
+
 mod app_password;
 mod audit;
 mod backup_codes;
@@ -16,6 +34,21 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// Writes admin output to standard output. A closed pipe (`otpd audit | head -1`) is the
+/// reader saying it has seen enough: the command ends with exit code 0 and no message, as
+/// `cat` and `grep` do. The commands print their results after the store work they do, so
+/// leaving here cuts only the report short. Any other write error ends with a message.
+pub(crate) fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("otpd: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -165,7 +198,7 @@ fn init(cfg: &Config) -> Result<Outcome, CliError> {
     let r = admin::init(cfg)?;
     let key = cfg.key_path();
     let db = cfg.database_path();
-    println!(
+    outln!(
         "key file: {} ({})",
         key.display(),
         if r.created_key {
@@ -174,7 +207,7 @@ fn init(cfg: &Config) -> Result<Outcome, CliError> {
             "exists, kept"
         }
     );
-    println!(
+    outln!(
         "database: {} ({})",
         db.display(),
         if r.created_db {
@@ -184,7 +217,7 @@ fn init(cfg: &Config) -> Result<Outcome, CliError> {
         }
     );
     if r.created_key {
-        println!("Back up the key file now, apart from the database: without it no token works.");
+        outln!("Back up the key file now, apart from the database: without it no token works.");
     }
     Ok(Outcome::Ok)
 }
@@ -192,14 +225,14 @@ fn init(cfg: &Config) -> Result<Outcome, CliError> {
 fn key_rotate(cfg: &Config) -> Result<Outcome, CliError> {
     let r = admin::rotate_key(cfg)?;
     if r.resumed {
-        println!("finished an interrupted rotation");
+        outln!("finished an interrupted rotation");
     }
-    println!(
+    outln!(
         "key rotated: {} secrets re-sealed under the new key in {}; the old key is gone",
         r.resealed,
         cfg.key_path().display()
     );
-    println!(
+    outln!(
         "Back up the new key file now. Database backups taken before this rotation open only \
          with the key file of their time."
     );
@@ -208,13 +241,13 @@ fn key_rotate(cfg: &Config) -> Result<Outcome, CliError> {
 
 fn backup(cfg: &Config, file: &std::path::Path) -> Result<Outcome, CliError> {
     let r = admin::backup(cfg, file)?;
-    println!(
+    outln!(
         "backup written to {} ({} bytes, {} tokens, integrity ok)",
         file.display(),
         r.bytes,
         r.tokens
     );
-    println!(
+    outln!(
         "It holds sealed secrets only: keep the key file ({}) backed up separately; the backup \
          is useless without it, and the key alone reveals nothing.",
         cfg.key_path().display()
@@ -233,19 +266,19 @@ fn restore(cfg: &Config, file: &std::path::Path, yes: bool) -> Result<Outcome, C
         )));
     }
     let r = admin::restore(cfg, file)?;
-    println!(
+    outln!(
         "restored {} tokens from {}; TOTP codes up to now were marked used on {} tokens",
         r.tokens,
         file.display(),
         r.totp_burned
     );
-    println!(
+    outln!(
         "warning: local YubiKey counters, mOTP and HOTP counters and backup codes are as old as \
          the backup: a YubiKey OTP, HOTP code or backup code used since then could work once \
          more (TOTP and mOTP codes up to now were marked used; e-mailed codes were dropped)"
     );
     if !r.hotp.is_empty() {
-        println!(
+        outln!(
             "warning: HOTP counters are as in the backup: codes used since then on these tokens \
              could work once more; resync them if in doubt: {}",
             r.hotp.join(", ")
@@ -268,21 +301,21 @@ fn restore(cfg: &Config, file: &std::path::Path, yes: bool) -> Result<Outcome, C
 
 fn config_check(cfg: &Config, path: Option<&std::path::Path>) -> Result<Outcome, CliError> {
     match path {
-        Some(p) => println!("configuration {} is valid", p.display()),
-        None => println!("built-in defaults (no configuration file) are valid"),
+        Some(p) => outln!("configuration {} is valid", p.display()),
+        None => outln!("built-in defaults (no configuration file) are valid"),
     }
-    println!("  data_dir:  {}", cfg.data_dir.display());
-    println!("  database:  {}", cfg.database_path().display());
-    println!("  key file:  {}", cfg.key_path().display());
-    println!("  classes:   {}", cfg.class_names().join(", "));
-    println!("  levels:    {}", cfg.level_names().join(", "));
-    println!(
+    outln!("  data_dir:  {}", cfg.data_dir.display());
+    outln!("  database:  {}", cfg.database_path().display());
+    outln!("  key file:  {}", cfg.key_path().display());
+    outln!("  classes:   {}", cfg.class_names().join(", "));
+    outln!("  levels:    {}", cfg.level_names().join(", "));
+    outln!(
         "  radius:    {} listen address(es), {} client(s)",
         cfg.radius.listen.len(),
         cfg.radius.clients.len()
     );
     if cfg.email.is_configured() {
-        println!(
+        outln!(
             "  e-mail:    configured: relay {}:{} ({}), from {}, codes of {} digits valid {}, \
              at most {} per account and hour",
             cfg.email.host,
@@ -294,7 +327,7 @@ fn config_check(cfg: &Config, path: Option<&std::path::Path>) -> Result<Outcome,
             cfg.email.max_per_hour
         );
     } else {
-        println!("  e-mail:    not configured (no [email] host): e-mail tokens cannot log in");
+        outln!("  e-mail:    not configured (no [email] host): e-mail tokens cannot log in");
     }
     Ok(Outcome::Ok)
 }
@@ -307,6 +340,6 @@ pub(crate) fn fmt_time(unix: i64) -> String {
 
 pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Other(e.to_string()))?;
-    println!("{s}");
+    outln!("{s}");
     Ok(())
 }

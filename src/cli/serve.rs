@@ -31,11 +31,12 @@ pub fn run(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<Out
     }
     let (store, keys) = admin::open(&cfg)?;
     let cfg = Arc::new(cfg);
-    // The engine knows no protocol: the two-step login's State lifetime is RADIUS's setting,
-    // handed over here.
-    let engine = Arc::new(
-        Engine::new(cfg.clone(), store, keys).with_challenge_lifetime(cfg.radius.state_lifetime),
-    );
+    let engine = Arc::new(Engine::for_daemon(
+        cfg.clone(),
+        store,
+        keys,
+        Arc::new(crate::engine::SystemClock),
+    ));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -60,22 +60,22 @@ pub fn run(cfg: &Config, a: StatusArgs) -> Result<Outcome, CliError> {
     if a.json {
         print_json(&answer)?;
     } else {
-        println!("otpd {} (protocol {})", answer.version, answer.protocol);
-        println!(
+        outln!("otpd {} (protocol {})", answer.version, answer.protocol);
+        outln!(
             "  uptime:   {}",
             humantime::format_duration(Duration::from_secs(answer.uptime_s))
         );
-        println!("  store:    {}", answer.store);
+        outln!("  store:    {}", answer.store);
         if let (Some(acc), Some(tok)) = (answer.accounts, answer.tokens) {
-            println!("  accounts: {acc}");
-            println!("  tokens:   {tok}");
+            outln!("  accounts: {acc}");
+            outln!("  tokens:   {tok}");
         }
         let req: Vec<String> = answer
             .requests
             .iter()
             .map(|(v, n)| format!("{v} {n}"))
             .collect();
-        println!("  logins:   {}", req.join(", "));
+        outln!("  logins:   {}", req.join(", "));
     }
     Ok(if answer.store == "ok" {
         Outcome::Ok

@@ -118,13 +118,17 @@ pub fn run(a: &Admin, cmd: UserCmd) -> Result<Outcome, CliError> {
                 let views: Vec<_> = accounts.iter().map(|acc| view(a, acc, &tokens)).collect();
                 print_json(&views)?;
             } else {
-                println!(
+                outln!(
                     "{:<32} {:<14} {:<4} {:<7} {:>6}",
-                    "USER", "LEVEL", "PIN", "LOCKED", "TOKENS"
+                    "USER",
+                    "LEVEL",
+                    "PIN",
+                    "LOCKED",
+                    "TOKENS"
                 );
                 for acc in &accounts {
                     let v = view(a, acc, &tokens);
-                    println!(
+                    outln!(
                         "{:<32} {:<14} {:<4} {:<7} {:>6}",
                         acc.name,
                         acc.level,
@@ -137,11 +141,11 @@ pub fn run(a: &Admin, cmd: UserCmd) -> Result<Outcome, CliError> {
         }
         UserCmd::Delete { user } => {
             a.delete_user(&user)?;
-            println!("user {user} deleted");
+            outln!("user {user} deleted");
         }
         UserCmd::Unlock { user } => {
             a.unlock(&user)?;
-            println!("user {user} unlocked");
+            outln!("user {user} unlocked");
         }
         UserCmd::Import { file, json } => return import(a, &file, json),
     }
@@ -164,22 +168,22 @@ fn show(a: &Admin, acc: &Account, json: bool, what: &str) -> Result<(), CliError
         return print_json(&v);
     }
     if !what.is_empty() {
-        println!("user {} {what}", acc.name);
+        outln!("user {} {what}", acc.name);
     }
-    println!("user:      {}", acc.name);
-    println!("level:     {}", acc.level);
-    println!("pin:       {}", if acc.has_pin { "set" } else { "not set" });
-    println!("failures:  {}", acc.failures);
+    outln!("user:      {}", acc.name);
+    outln!("level:     {}", acc.level);
+    outln!("pin:       {}", if acc.has_pin { "set" } else { "not set" });
+    outln!("failures:  {}", acc.failures);
     match acc.locked_until {
-        Some(t) if v.locked => println!("locked:    until {}", fmt_time(t)),
-        _ => println!("locked:    no"),
+        Some(t) if v.locked => outln!("locked:    until {}", fmt_time(t)),
+        _ => outln!("locked:    no"),
     }
-    println!("created:   {}", fmt_time(acc.created_at));
+    outln!("created:   {}", fmt_time(acc.created_at));
     if v.tokens.is_empty() {
-        println!("tokens:    none");
+        outln!("tokens:    none");
     }
     for t in &v.tokens {
-        println!(
+        outln!(
             "token:     {} ({}, {}{})",
             t.serial,
             t.kind.as_str(),
@@ -212,7 +216,7 @@ fn import(a: &Admin, file: &std::path::Path, json: bool) -> Result<Outcome, CliE
             "seconds": started.elapsed().as_secs_f64(),
         }))?;
     } else {
-        println!(
+        outln!(
             "imported {} accounts with {} tokens from {} in {:.1} s",
             r.accounts,
             r.tokens,

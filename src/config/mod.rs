@@ -711,5 +711,107 @@ mod tests {
             missing.is_empty(),
             "conf/otpd.toml does not document: {missing:?}"
         );
+
+        // And docs/configuration.md has a table row for every key of conf/otpd.toml, and no
+        // row for a key the reference does not have.
+        let docs_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+        let docs = std::fs::read_to_string(&docs_path).expect("read docs/configuration.md");
+        let in_conf = reference_keys(&text);
+        let in_docs = documented_keys(&docs);
+        let undocumented: Vec<_> = in_conf.difference(&in_docs).collect();
+        let unknown: Vec<_> = in_docs.difference(&in_conf).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "keys of conf/otpd.toml without a row in a table of docs/configuration.md: \
+             {undocumented:?}; rows of docs/configuration.md for keys conf/otpd.toml does not \
+             have: {unknown:?}"
+        );
+    }
+
+    /// The keys of the reference file as dotted names: `key = ...` lines, and `# key = ...`
+    /// for optional keys shown commented out. Per-name tables are written with a placeholder:
+    /// `services.NAME.KEY`, `levels.LEVEL.CLASS`; array tables by their name
+    /// (`radius.clients.KEY`).
+    fn reference_keys(text: &str) -> std::collections::BTreeSet<String> {
+        let mut section = String::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                section = t.trim_matches(|c| c == '[' || c == ']').to_string();
+                continue;
+            }
+            let body = if let Some(commented) = t.strip_prefix("# ") {
+                commented
+            } else if t.starts_with('#') {
+                continue;
+            } else {
+                t
+            };
+            let Some((key, _)) = body.split_once(" = ") else {
+                continue;
+            };
+            let key = key.trim_matches('"');
+            let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+            if key.is_empty() || !(key == "*" || key.chars().all(|c| plain(c) || c == '-')) {
+                continue;
+            }
+            let full = match section.split_once('.') {
+                _ if section.is_empty() => key.to_string(),
+                Some(("services", _)) => format!("services.NAME.{key}"),
+                Some(("levels", _)) => "levels.LEVEL.CLASS".to_string(),
+                _ => format!("{section}.{key}"),
+            };
+            keys.insert(full);
+        }
+        keys
+    }
+
+    /// Every key named in the first column of a `| key | ...` table.
+    fn documented_keys(docs: &str) -> std::collections::BTreeSet<String> {
+        let mut keys = std::collections::BTreeSet::new();
+        let mut in_key_table = false;
+        for line in docs.lines() {
+            if !line.starts_with('|') {
+                in_key_table = false;
+                continue;
+            }
+            let first = line.split('|').nth(1).unwrap_or("").trim();
+            if first == "key" {
+                in_key_table = true;
+                continue;
+            }
+            if !in_key_table {
+                continue;
+            }
+            for (i, part) in first.split('`').enumerate() {
+                if i % 2 == 1 {
+                    keys.insert(part.to_string());
+                }
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_key_comparison_sees_both_directions() {
+        let conf = "data_dir = \"x\"\n# port = 1\n# Prose with 10 x 30 s = 5 minutes\n\
+                    [services.web]\nrhosts = []\n[levels.off]\n\"*\" = \"password\"\n\
+                    [[radius.clients]]\nname = \"a\"\n";
+        let want: std::collections::BTreeSet<String> = [
+            "data_dir",
+            "port",
+            "services.NAME.rhosts",
+            "levels.LEVEL.CLASS",
+            "radius.clients.name",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(reference_keys(conf), want);
+        let docs = "| level | web |\n|---|---|\n| `off` | x |\n\n| key | default | meaning |\n\
+                    |---|---|---|\n| `a.b`, `a.c` | `\"1\"` | m |\n";
+        let got: Vec<String> = documented_keys(docs).into_iter().collect();
+        assert_eq!(got, ["a.b", "a.c"]);
     }
 }

@@ -266,6 +266,8 @@ impl Keys {
 
     /// Keyed hash of a low-entropy secret (PIN, app password, backup code). Without the key
     /// file a stolen database gives nothing to brute-force offline.
+    // HMAC takes keys of any length (RFC 2104 hashes long ones): new_from_slice cannot fail.
+    #[allow(clippy::expect_used)]
     pub fn keyed_hash(&self, salt: &[u8], secret: &[u8]) -> [u8; HASH_LEN] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.hash_key.as_ref())
             .expect("HMAC accepts any key length");
@@ -311,6 +313,8 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+// HMAC takes keys of any length (RFC 2104 hashes long ones): new_from_slice cannot fail.
+#[allow(clippy::expect_used)]
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(data);

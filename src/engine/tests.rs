@@ -1,8 +1,8 @@
 use super::testkit::{self, oath_token, TestClock, SECRET};
 use super::*;
 use crate::admin::{Admin, TokenOptions};
-use crate::config::Config;
-use crate::model::TokenKind;
+use crate::config::{Config, UnknownUser};
+use crate::model::{TokenKind, TokenState};
 use crate::store::SqliteStore;
 use crate::tokens::oath::{hotp, Algorithm};
 

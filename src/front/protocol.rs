@@ -27,6 +27,9 @@ pub enum Request {
         rhost: Option<String>,
         client: Option<String>,
         state: Option<String>,
+        /// When the caller stops waiting, in milliseconds since the Unix epoch (its wall
+        /// clock, which is ours: the socket is local). Absent from older clients.
+        deadline_ms: Option<u64>,
     },
     Account {
         user: String,
@@ -80,6 +83,7 @@ struct Wire {
     rhost: Option<serde_json::Value>,
     client: Option<serde_json::Value>,
     state: Option<serde_json::Value>,
+    deadline_ms: Option<serde_json::Value>,
 }
 
 /// A field that must be a string (or null, or absent): its string, moved out without a copy.
@@ -91,6 +95,21 @@ fn string_field(field: &str, v: Option<serde_json::Value>) -> Result<Option<Stri
             codes::BAD_FIELD,
             format!(
                 "field `{field}` must be a string, not {}",
+                json_type_name(&other)
+            ),
+        )),
+    }
+}
+
+/// A field that must be a whole number of milliseconds (or null, or absent).
+fn millis_field(field: &str, v: Option<serde_json::Value>) -> Result<Option<u64>, ProtoError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) if n.is_u64() => Ok(n.as_u64()),
+        Some(other) => Err(ProtoError::new(
+            codes::BAD_FIELD,
+            format!(
+                "field `{field}` must be a whole number of milliseconds, not {}",
                 json_type_name(&other)
             ),
         )),
@@ -152,6 +171,7 @@ pub fn parse(line: &[u8]) -> Result<Request, ProtoError> {
                 state: state
                     .map(|s| bounded_to("state", s, MAX_STATE))
                     .transpose()?,
+                deadline_ms: millis_field("deadline_ms", w.deadline_ms)?,
             })
         }
         "account" => Ok(Request::Account {
@@ -308,6 +328,7 @@ mod tests {
                 rhost,
                 client,
                 state,
+                deadline_ms,
             } => {
                 assert_eq!(user, "alice");
                 assert_eq!(password.as_str(), "1234287082");
@@ -315,9 +336,21 @@ mod tests {
                 assert_eq!(rhost.as_deref(), Some("192.0.2.7"));
                 assert_eq!(client.as_deref(), Some("pam"));
                 assert_eq!(state, None);
+                assert_eq!(deadline_ms, None, "older modules send no deadline");
             }
             other => panic!("{other:?}"),
         }
+        let r = parse(
+            br#"{"op":"check","user":"a","password":"p","service":"imap","rhost":null,"client":"pam","deadline_ms":1796508100084}"#,
+        )
+        .expect("check with deadline");
+        assert!(matches!(
+            r,
+            Request::Check {
+                deadline_ms: Some(1796508100084),
+                ..
+            }
+        ));
         let r = parse(
             br#"{"op":"check","user":"bob","password":"287082","service":"sshd","rhost":null,"client":"pam","state":"st-1"}"#,
         )
@@ -357,6 +390,12 @@ mod tests {
         assert_eq!(e.code, codes::BAD_FIELD);
         let e = err(r#"{"op":"account","user":"a","service":"im\nap"}"#);
         assert_eq!(e.code, codes::BAD_FIELD);
+        for bad in ["\"soon\"", "-1", "1.5"] {
+            let e = err(&format!(
+                r#"{{"op":"check","user":"a","password":"p","service":"imap","deadline_ms":{bad}}}"#
+            ));
+            assert_eq!(e.code, codes::BAD_FIELD, "{bad}: {e:?}");
+        }
     }
 
     #[test]

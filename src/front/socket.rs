@@ -545,6 +545,7 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
             rhost,
             client,
             state,
+            deadline_ms,
         } => {
             let req = CheckRequest {
                 user,
@@ -555,7 +556,13 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
                 state,
                 defer_is_reject: false,
             };
-            match tokio::task::spawn_blocking(move || engine.check(&req)).await {
+            // Checked on the blocking thread, right before the engine: the wait for that
+            // thread (and a stopped or stalled daemon) counts against the caller's deadline.
+            let checked = tokio::task::spawn_blocking(move || match deadline_ms {
+                Some(deadline) if now_unix_ms() >= deadline => abandoned(&engine, &req),
+                _ => engine.check(&req),
+            });
+            match checked.await {
                 Ok(d) => {
                     metrics::get().request(Frontend::Socket, d.verdict, started.elapsed());
                     protocol::check_answer(&d)
@@ -592,6 +599,52 @@ async fn answer(handle: &EngineHandle, line: &[u8]) -> Vec<u8> {
             }
         }
     }
+}
+
+/// The audit reason of a request dropped because its caller had stopped waiting.
+pub const GAVE_UP: &str = "caller gave up (deadline passed) before evaluation";
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A check whose caller has given up (the PAM module's timeout ran out while the daemon was
+/// stalled): evaluating it now would spend the code, or count a failure, for an answer that
+/// nobody reads, and the user's retry with the same code would then fail. It is recorded
+/// unevaluated: no PIN or code is looked at, no counter moves, no failure is counted. The
+/// Reject goes to a caller that is no longer there.
+fn abandoned(engine: &crate::engine::Engine, req: &CheckRequest) -> crate::engine::Decision {
+    let user = crate::engine::normalize_user(&req.user).unwrap_or_else(|_| req.user.clone());
+    let service = engine
+        .resolve_class(&req.service, req.rhost.as_deref())
+        .unwrap_or_else(|| req.service.clone());
+    let rec = crate::model::AuditRecord {
+        ts_ms: i64::try_from(now_unix_ms()).unwrap_or(i64::MAX),
+        user: user.clone(),
+        service,
+        rhost: req.rhost.clone(),
+        client: req.client.clone(),
+        verdict: crate::engine::Verdict::Reject.as_str().to_string(),
+        reason: GAVE_UP.to_string(),
+        serial: None,
+    };
+    tracing::info!(
+        target: "otpd::audit",
+        user = %rec.user,
+        service = %rec.service,
+        rhost = rec.rhost.as_deref().unwrap_or("-"),
+        client = rec.client.as_deref().unwrap_or("-"),
+        verdict = %rec.verdict,
+        reason = %rec.reason,
+        serial = "-",
+        "login"
+    );
+    if let Err(e) = engine.store().append_audit(&rec) {
+        tracing::error!("audit record not written: {e}");
+    }
+    crate::engine::Decision::reject(user, GAVE_UP)
 }
 
 /// Asks the store the way a login would: a daemon whose database does not answer says so.

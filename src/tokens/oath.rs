@@ -58,8 +58,9 @@ enum Keyed {
 }
 
 impl Keyed {
+    // HMAC takes keys of any length (RFC 2104 hashes long ones): new_from_slice cannot fail.
+    #[allow(clippy::expect_used)]
     fn new(algorithm: Algorithm, key: &[u8]) -> Keyed {
-        // HMAC takes keys of any length, so new_from_slice cannot fail here.
         match algorithm {
             Algorithm::Sha1 => Keyed::Sha1(Hmac::new_from_slice(key).expect("any key length")),
             Algorithm::Sha256 => Keyed::Sha256(Hmac::new_from_slice(key).expect("any key length")),

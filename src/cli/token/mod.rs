@@ -104,7 +104,7 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }))?;
             } else {
                 for t in &r.imported {
-                    println!(
+                    outln!(
                         "imported {} ({} {}) for {}, {}",
                         t.serial,
                         t.kind.as_str(),
@@ -114,14 +114,14 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                     );
                 }
                 for (line, why) in &r.skipped {
-                    println!("skipped line {line}: {why}");
+                    outln!("skipped line {line}: {why}");
                 }
-                println!("{} imported, {} skipped", r.imported.len(), r.skipped.len());
+                outln!("{} imported, {} skipped", r.imported.len(), r.skipped.len());
             }
         }
         TokenCmd::Activate { serial, code } => {
             let t = a.activate(&serial, &code)?;
-            println!("token {} is active", t.serial);
+            outln!("token {} is active", t.serial);
         }
         TokenCmd::SendCode { serial } => {
             let t = a.token(&serial)?;
@@ -133,7 +133,7 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 )));
             }
             let to = a.send_email_code(&serial)?;
-            println!("a new code was sent to {to}; the one before no longer works");
+            outln!("a new code was sent to {to}; the one before no longer works");
         }
         TokenCmd::Resync {
             serial,
@@ -142,14 +142,15 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
         } => {
             let t = a.resync(&serial, &code1, &code2)?;
             match t.kind {
-                TokenKind::Totp => println!(
+                TokenKind::Totp => outln!(
                     "token {} resynchronised: device clock offset {} s",
                     t.serial,
                     t.drift * i64::from(t.period)
                 ),
-                _ => println!(
+                _ => outln!(
                     "token {} resynchronised at counter {}",
-                    t.serial, t.last_counter
+                    t.serial,
+                    t.last_counter
                 ),
             }
         }
@@ -186,12 +187,17 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
                 }
                 print_json(&out)?;
             } else {
-                println!(
+                outln!(
                     "{:<16} {:<14} {:<20} {:<9} {:<20} {:<24} DETAIL",
-                    "SERIAL", "TYPE", "USER", "STATE", "LAST USED", "LABEL"
+                    "SERIAL",
+                    "TYPE",
+                    "USER",
+                    "STATE",
+                    "LAST USED",
+                    "LABEL"
                 );
                 for (t, d) in tokens.iter().zip(&details) {
-                    println!(
+                    outln!(
                         "{:<16} {:<14} {:<20} {:<9} {:<20} {:<24} {}",
                         t.serial,
                         t.kind.as_str(),
@@ -217,15 +223,15 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
         }
         TokenCmd::Disable { serial } => {
             a.set_token_state(&serial, TokenState::Disabled)?;
-            println!("token {serial} disabled");
+            outln!("token {serial} disabled");
         }
         TokenCmd::Enable { serial } => {
             a.set_token_state(&serial, TokenState::Active)?;
-            println!("token {serial} enabled");
+            outln!("token {serial} enabled");
         }
         TokenCmd::Delete { serial } => {
             a.delete_token(&serial)?;
-            println!("token {serial} deleted");
+            outln!("token {serial} deleted");
         }
     }
     Ok(Outcome::Ok)
@@ -298,24 +304,25 @@ fn print_enrolled(t: &Token, shown: Shown, add: &AddArgs) -> Result<(), CliError
         }
         return print_json(&v);
     }
-    println!("serial:  {}", t.serial);
-    println!("user:    {}", t.user);
-    println!("type:    {}", t.kind.as_str());
-    println!("state:   {}", t.state.as_str());
+    outln!("serial:  {}", t.serial);
+    outln!("user:    {}", t.user);
+    outln!("type:    {}", t.kind.as_str());
+    outln!("state:   {}", t.state.as_str());
     if let Some(p) = &t.address {
-        println!("address: {p}");
+        outln!("address: {p}");
     }
     if let Some(p) = &t.public_id {
-        println!("public id: {p}");
+        outln!("public id: {p}");
     }
     if let Some(to) = sent_to {
-        println!(
+        outln!(
             "A code was sent to {to}. Activate the token with it:\n  otpd token \
              activate {} CODE\n(otpd token send-code {} sends a new one)",
-            t.serial, t.serial
+            t.serial,
+            t.serial
         );
     } else if t.state == TokenState::Pending {
-        println!(
+        outln!(
             "Activate the token with one code from it:\n  otpd token activate {} CODE",
             t.serial
         );
@@ -340,22 +347,22 @@ fn print_secret(t: &Token, b32: &str, uri: &str, add: &AddArgs) -> Result<(), Cl
             "uri": uri,
         }));
     }
-    println!("serial:  {}", t.serial);
-    println!("user:    {}", t.user);
-    println!("state:   {}", t.state.as_str());
-    println!("uri:     {uri}");
-    println!("secret:  {}", group4(b32));
+    outln!("serial:  {}", t.serial);
+    outln!("user:    {}", t.user);
+    outln!("state:   {}", t.state.as_str());
+    outln!("uri:     {uri}");
+    outln!("secret:  {}", group4(b32));
     if let Some(p) = &add.qr {
-        println!("qr code: {}", p.display());
+        outln!("qr code: {}", p.display());
     }
     if !add.no_qr {
-        println!(
+        outln!(
             "{}",
             qr::terminal(uri).map_err(|err| CliError::Other(err.to_string()))?
         );
     }
     if t.state == TokenState::Pending {
-        println!(
+        outln!(
             "Scan the code, then activate the token with one code from the app:\n  otpd token activate {} CODE",
             t.serial
         );
@@ -364,16 +371,16 @@ fn print_secret(t: &Token, b32: &str, uri: &str, add: &AddArgs) -> Result<(), Cl
 }
 
 fn show(t: &Token) {
-    println!("serial:     {}", t.serial);
-    println!("user:       {}", t.user);
-    println!("type:       {}", t.kind.as_str());
-    println!("state:      {}", t.state.as_str());
+    outln!("serial:     {}", t.serial);
+    outln!("user:       {}", t.user);
+    outln!("type:       {}", t.kind.as_str());
+    outln!("state:      {}", t.state.as_str());
     for (what, value) in tokens::class(t.kind).describe(t) {
-        println!("{:<12}{value}", format!("{what}:"));
+        outln!("{:<12}{value}", format!("{what}:"));
     }
-    println!("label:      {}", t.label);
-    println!("created:    {}", fmt_time(t.created_at));
-    println!(
+    outln!("label:      {}", t.label);
+    outln!("created:    {}", fmt_time(t.created_at));
+    outln!(
         "last used:  {}",
         t.last_used_at
             .map(fmt_time)
