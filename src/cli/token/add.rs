@@ -23,9 +23,12 @@ pub struct AddArgs {
 }
 
 fn kind_command(c: &dyn TokenClass, opts: &'static [Opt]) -> Command {
-    let mut cmd = Command::new(c.kind().as_str())
-        .about(c.about())
-        .arg(Arg::new("user").value_name("USER").required(true));
+    let mut cmd = Command::new(c.kind().as_str()).about(c.about()).arg(
+        Arg::new("user")
+            .value_name("USER")
+            .required(true)
+            .help("The account the token is for"),
+    );
     for o in opts {
         let mut a = Arg::new(o.name)
             .long(o.name)
@@ -40,27 +43,38 @@ fn kind_command(c: &dyn TokenClass, opts: &'static [Opt]) -> Command {
         }
         cmd = cmd.arg(a);
     }
-    cmd.arg(Arg::new("label").long("label").default_value(""))
-        .arg(
-            Arg::new("active")
-                .long("active")
-                .action(ArgAction::SetTrue)
-                .help("Active at once, without a confirming code (admin imports)"),
-        )
-        .arg(
-            Arg::new("qr")
-                .long("qr")
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("Also write the QR code to FILE.svg or FILE.png (kinds with a secret)"),
-        )
-        .arg(
-            Arg::new("no-qr")
-                .long("no-qr")
-                .action(ArgAction::SetTrue)
-                .help("Do not draw the QR code in the terminal"),
-        )
-        .arg(Arg::new("json").long("json").action(ArgAction::SetTrue))
+    cmd.arg(
+        Arg::new("label")
+            .long("label")
+            .value_name("L")
+            .default_value("")
+            .help("A name for the token, at most 64 characters"),
+    )
+    .arg(
+        Arg::new("active")
+            .long("active")
+            .action(ArgAction::SetTrue)
+            .help("Active at once, without a confirming code (admin imports)"),
+    )
+    .arg(
+        Arg::new("qr")
+            .long("qr")
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("Also write the QR code to FILE.svg or FILE.png (kinds with a secret)"),
+    )
+    .arg(
+        Arg::new("no-qr")
+            .long("no-qr")
+            .action(ArgAction::SetTrue)
+            .help("Do not draw the QR code in the terminal"),
+    )
+    .arg(
+        Arg::new("json")
+            .long("json")
+            .action(ArgAction::SetTrue)
+            .help("Print the new token as JSON"),
+    )
 }
 
 impl clap::Args for AddArgs {
@@ -117,6 +131,14 @@ pub fn legacy_type_flag(mut args: Vec<OsString>) -> Vec<OsString> {
     else {
         return args;
     };
+    let known: Vec<&str> = tokens::classes()
+        .iter()
+        .filter(|c| c.options().is_some())
+        .map(|c| c.kind().as_str())
+        .collect();
+    let refuse = |kind: clap::error::ErrorKind, msg: String| -> ! {
+        super::super::Cli::command().error(kind, msg).exit()
+    };
     let mut kind = None;
     let mut i = add;
     while i < args.len() {
@@ -124,7 +146,16 @@ pub fn legacy_type_flag(mut args: Vec<OsString>) -> Vec<OsString> {
         if a == "--" {
             break;
         }
-        if a == "--type" && i + 1 < args.len() {
+        if a == "--type" {
+            if i + 1 >= args.len() {
+                refuse(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!(
+                        "a value is required for '--type <KIND>'\n  [possible values: {}]",
+                        known.join(", ")
+                    ),
+                );
+            }
             kind = Some(args[i + 1].to_string_lossy().into_owned());
             args.drain(i..i + 2);
             break;
@@ -137,23 +168,29 @@ pub fn legacy_type_flag(mut args: Vec<OsString>) -> Vec<OsString> {
         i += 1;
     }
     let Some(kind) = kind else {
+        // `token add alice` alone: say what is missing rather than "unrecognized subcommand".
+        if let Some(first) = args.get(add).map(|a| a.to_string_lossy().into_owned()) {
+            if !first.starts_with('-') && first != "help" && !known.contains(&first.as_str()) {
+                refuse(
+                    clap::error::ErrorKind::InvalidSubcommand,
+                    format!(
+                        "`{first}` is not a token kind: write `otpd token add KIND {first} ...`\n  \
+                         [kinds: {}]",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
         return args;
     };
-    let known: Vec<&str> = tokens::classes()
-        .iter()
-        .filter(|c| c.options().is_some())
-        .map(|c| c.kind().as_str())
-        .collect();
     if !known.contains(&kind.as_str()) {
-        super::super::Cli::command()
-            .error(
-                clap::error::ErrorKind::InvalidValue,
-                format!(
-                    "invalid value '{kind}' for '--type <KIND>'\n  [possible values: {}]",
-                    known.join(", ")
-                ),
-            )
-            .exit();
+        refuse(
+            clap::error::ErrorKind::InvalidValue,
+            format!(
+                "invalid value '{kind}' for '--type <KIND>'\n  [possible values: {}]",
+                known.join(", ")
+            ),
+        );
     }
     args.insert(add, kind.into());
     args
