@@ -1,31 +1,34 @@
 //! The token kinds, one file each, and the registry: the one list of them.
 //!
-//! Adding a kind: a file here implementing [`TokenClass`] (with its `TokenKind` constant),
-//! its `mod` line and its line in [`CLASSES`]. Nothing else matches on kinds; the CLI builds
+//! Adding a kind: a file here implementing [`TokenClass`] (with its `TokenKind` constant) and
+//! its line in `register!` below. Nothing else matches on kinds; the CLI builds
 //! `otpd token add KIND` from [`TokenClass::options`]. See docs/tokens.md.
 
-pub mod backup;
-pub mod email;
-pub mod hotp;
-pub mod motp;
+/// Declares each kind's module and lists its class in `CLASSES`, so that registering a kind
+/// is one line and a module cannot be added without its class being listed (or the reverse).
+macro_rules! register {
+    ($($module:ident :: $class:ident),* $(,)?) => {
+        $(pub mod $module;)*
+        /// Every kind, once. The order is the order of `otpd token add --help`.
+        static CLASSES: &[&dyn TokenClass] = &[$(&$module::$class),*];
+    };
+}
+
+register! {
+    totp::Totp,
+    hotp::Hotp,
+    yubikey::Yubikey,
+    yubikey_remote::YubikeyRemote,
+    motp::Motp,
+    email::Email,
+    backup::Backup,
+}
+
+/// What TOTP and HOTP share (not a kind of its own).
 pub mod oath;
-pub mod totp;
-pub mod yubikey;
-pub mod yubikey_remote;
 
 use super::TokenClass;
 use crate::model::TokenKind;
-
-/// Every kind, once. The order is the order of `otpd token add --help`.
-static CLASSES: &[&dyn TokenClass] = &[
-    &totp::Totp,
-    &hotp::Hotp,
-    &yubikey::Yubikey,
-    &yubikey_remote::YubikeyRemote,
-    &motp::Motp,
-    &email::Email,
-    &backup::Backup,
-];
 
 /// Every registered kind's class.
 pub fn classes() -> &'static [&'static dyn TokenClass] {
@@ -34,7 +37,7 @@ pub fn classes() -> &'static [&'static dyn TokenClass] {
 
 /// The class of a kind. A `TokenKind` only comes from a kind's constant or from
 /// [`TokenKind::parse`], so it is always registered; an unregistered one (a constant whose
-/// line in `CLASSES` was forgotten, which the registry's test catches) falls back to a class
+/// line in `register!` was forgotten, which the registry's test catches) falls back to a class
 /// that matches nothing.
 pub fn class(kind: TokenKind) -> &'static dyn TokenClass {
     CLASSES
