@@ -12,7 +12,7 @@ use crate::crypto::Keys;
 use crate::model::{Token, TokenKind};
 use crate::store::{Store, StoreResult};
 use crate::tokens::oath::Algorithm;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
 /// What a kind may use while it checks, redeems or enrols: borrowed per request.
@@ -69,15 +69,12 @@ impl Opt {
 #[derive(Default)]
 pub struct Options {
     values: BTreeMap<&'static str, Zeroizing<String>>,
-    switches: BTreeSet<&'static str>,
 }
 
 /// Names only: values may be secrets.
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set()
-            .entries(self.values.keys().chain(self.switches.iter()))
-            .finish()
+        f.debug_set().entries(self.values.keys()).finish()
     }
 }
 
@@ -86,15 +83,8 @@ impl Options {
         self.values.insert(name, Zeroizing::new(value.into()));
         self
     }
-    pub fn switch(&mut self, name: &'static str) -> &mut Self {
-        self.switches.insert(name);
-        self
-    }
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(|v| v.as_str())
-    }
-    pub fn is_set(&self, name: &str) -> bool {
-        self.switches.contains(name)
     }
 }
 
