@@ -198,6 +198,11 @@ pub trait TokenClass: Send + Sync {
         Err(ResyncError::NotOath(self.kind().as_str()))
     }
 
+    /// How `token resync` reports where the token now stands, after "resynchronised".
+    fn resynced(&self, token: &Token) -> String {
+        format!(" at counter {}", token.last_counter)
+    }
+
     /// The options of `otpd token add KIND`; `None` for kinds enrolled another way (backup
     /// codes). Label, `--active` and output flags are common to all and not listed.
     fn options(&self) -> Option<&'static [Opt]>;

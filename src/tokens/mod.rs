@@ -146,11 +146,6 @@ impl<'a> Matcher<'a> {
             .open(token.serial.as_bytes(), &token.sealed_secret)?;
         Ok(class(token.kind).resync(&self.sv, token, &secret, (code1, code2), now))
     }
-
-    /// The kinds' view of the services (enrolment, descriptions).
-    pub fn services(&self) -> &Services<'a> {
-        &self.sv
-    }
 }
 
 /// The store write for each claim; a kind's `redeem` unless it has its own.

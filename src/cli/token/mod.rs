@@ -1,6 +1,6 @@
 use super::{fmt_time, print_json, CliError, Outcome};
 use crate::admin::{group4, Admin};
-use crate::model::{Token, TokenKind, TokenState};
+use crate::model::{Token, TokenState};
 use crate::qr;
 use crate::tokens::{self, Services, Shown};
 use clap::{Subcommand, ValueEnum};
@@ -141,18 +141,11 @@ pub fn run(a: &Admin, cmd: TokenCmd) -> Result<Outcome, CliError> {
             code2,
         } => {
             let t = a.resync(&serial, &code1, &code2)?;
-            match t.kind {
-                TokenKind::Totp => outln!(
-                    "token {} resynchronised: device clock offset {} s",
-                    t.serial,
-                    t.drift * i64::from(t.period)
-                ),
-                _ => outln!(
-                    "token {} resynchronised at counter {}",
-                    t.serial,
-                    t.last_counter
-                ),
-            }
+            outln!(
+                "token {} resynchronised{}",
+                t.serial,
+                tokens::class(t.kind).resynced(&t)
+            );
         }
         TokenCmd::List { user, json } => {
             let tokens = match &user {

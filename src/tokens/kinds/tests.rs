@@ -173,6 +173,14 @@ fn descriptions() {
         d(TokenKind::Backup),
         [("codes", "see otpd backup-codes status alice".to_string())]
     );
+    assert_eq!(
+        class(TokenKind::Totp).resynced(&token(TokenKind::Totp)),
+        ": device clock offset 60 s"
+    );
+    assert_eq!(
+        class(TokenKind::Hotp).resynced(&token(TokenKind::Hotp)),
+        " at counter 1283"
+    );
     // The address is masked in lists, whole only where one token is asked for.
     let e = token(TokenKind::Email);
     assert_eq!(

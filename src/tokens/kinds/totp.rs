@@ -88,6 +88,13 @@ impl TokenClass for Totp {
         })
     }
 
+    fn resynced(&self, token: &Token) -> String {
+        format!(
+            ": device clock offset {} s",
+            token.drift * i64::from(token.period)
+        )
+    }
+
     fn options(&self) -> Option<&'static [Opt]> {
         Some(&OPTIONS)
     }
