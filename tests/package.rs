@@ -192,7 +192,8 @@ fn debian_package_installs_sets_up_and_purges() {
         "./usr/share/doc/otpd/docs/operations.md",
         "./usr/share/doc/otpd/examples/otpd.toml",
         "./usr/share/doc/otpd/examples/pam.d/sshd",
-        "./usr/share/doc/otpd/examples/dovecot/10-auth-otpd.conf",
+        "./usr/share/doc/otpd/examples/dovecot/90-auth-otpd.conf",
+        "./usr/share/doc/otpd/examples/dovecot/2.4/90-auth-otpd.conf",
     ] {
         assert!(
             contents.lines().any(|l| l.ends_with(path)),

@@ -2,7 +2,7 @@
 //! password enters here, failures are counted here, and an Accept makes its source familiar.
 
 use super::{gate, source_key, CheckRequest, Decision, Engine, Verdict, MAX_FAMILIAR_SOURCES};
-use crate::model::Account;
+use crate::model::{Account, Token};
 
 impl Engine {
     /// The guessing gate in front of everything that looks at a PIN, a code or an app
@@ -13,14 +13,16 @@ impl Engine {
         &self,
         user: String,
         account: &Account,
+        tokens: Vec<Token>,
         req: &CheckRequest,
-        f: impl FnOnce(String, gate::Pass<'_>) -> Decision,
+        f: impl FnOnce(String, gate::Pass<'_>, Vec<Token>) -> Decision,
     ) -> Decision {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         let rhost = req.rhost.as_deref();
         if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
-            return self.reject_as_unknown_users_are(user, &req.password, &block);
+            let own = Some((account, tokens.as_slice()));
+            return self.reject_as_unknown_users_are(user, &req.password, &block, own);
         }
         let source = source_key(rhost);
         let familiar = source
@@ -31,9 +33,15 @@ impl Engine {
             .enter(account, familiar, now_ms, &self.cfg.lockout)
         {
             Err(refusal) => {
-                return self.reject_as_unknown_users_are(user, &req.password, &refusal.to_string())
+                let own = Some((account, tokens.as_slice()));
+                return self.reject_as_unknown_users_are(
+                    user,
+                    &req.password,
+                    &refusal.to_string(),
+                    own,
+                );
             }
-            Ok(pass) => f(user, pass),
+            Ok(pass) => f(user, pass, tokens),
         };
         if d.verdict == Verdict::Accept {
             if let Some(s) = source {

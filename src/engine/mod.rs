@@ -249,6 +249,7 @@ impl Engine {
                     user,
                     &req.password,
                     "password holds control characters (a client's filler, not a guess); not counted",
+                    Some((&account, &tokens)),
                 )
             }
             Requirement::Password => self.not_ours(
@@ -257,6 +258,7 @@ impl Engine {
                     format!("level {}: {class} uses the normal password", account.level),
                 ),
                 req,
+                Some((&account, &tokens)),
             ),
             Requirement::Deny => self.not_ours(
                 Decision::deny(
@@ -264,11 +266,12 @@ impl Engine {
                     format!("level {}: {class} is switched off", account.level),
                 ),
                 req,
+                Some((&account, &tokens)),
             ),
-            Requirement::AppPassword => self.gated(user, &account, req, |user, pass| {
+            Requirement::AppPassword => self.gated(user, &account, tokens, req, |user, pass, _| {
                 self.check_app_password(user, &account, &class, req, pass)
             }),
-            Requirement::Otp => self.gated(user, &account, req, |user, pass| {
+            Requirement::Otp => self.gated(user, &account, tokens, req, |user, pass, tokens| {
                 self.otp_with_relogin(user, &account, tokens, &class, req, pass)
             }),
         };

@@ -26,7 +26,7 @@ impl Engine {
         if active.is_empty() {
             // Not counted (there is nothing to guess). Without the write it came about 300
             // µs sooner and told that the account exists without a usable token.
-            return self.reject_as_unknown_users_are(user, &req.password, "no active token");
+            return self.reject_as_unknown_users_are(user, &req.password, "no active token", None);
         }
         let password = req.password.as_str();
         let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys, &self.ports);
