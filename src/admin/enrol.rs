@@ -2,7 +2,8 @@
 //! says what to store; here the account, the duplicate checks, the serial, sealing and the
 //! insert), and the import of the YubiKey personalization tool's log.
 
-use super::{invalid, new_serial, Admin, AdminError};
+use super::tokens::new_serial;
+use super::{invalid, Admin, AdminError};
 use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
 use crate::tokens::kinds::yubikey::{self as yubikey_kind, check_public_id, decode_hex};
 use crate::tokens::{self, EnrolError, Enrolment, Options, Ports, Services, Shown};
