@@ -184,11 +184,10 @@ impl Engine {
 /// The account and tokens a login read, for [`Engine::reject_as_unknown_users_are`].
 pub(super) type Own<'a> = Option<(&'a Account, &'a [Token])>;
 
-/// A token whose check can be run for its cost alone: active, and not one that asks a
-/// validation server (that would spend the user's OTP there, and a network's time cannot be
-/// imitated anyway).
+/// A token whose check can be run for its cost alone: active, and of a kind that asks no
+/// service outside otpd (`TokenClass::asks_outside`).
 fn imitable(t: &Token) -> bool {
-    t.state == TokenState::Active && t.kind != TokenKind::YubikeyRemote
+    t.state == TokenState::Active && !tokens::class(t.kind).asks_outside()
 }
 
 /// A TOTP token with a random secret that belongs to nobody: checked in place of real tokens

@@ -198,6 +198,13 @@ pub trait TokenClass: Send + Sync {
         Err(ResyncError::NotOath(self.kind().as_str()))
     }
 
+    /// Whether checking a code asks a service outside otpd (a validation server). Such a
+    /// check is never run for its cost alone (engine/equal_time.rs): it would spend the
+    /// user's OTP there, and a network's time cannot be imitated anyway.
+    fn asks_outside(&self) -> bool {
+        false
+    }
+
     /// How `token resync` reports where the token now stands, after "resynchronised".
     fn resynced(&self, token: &Token) -> String {
         format!(" at counter {}", token.last_counter)

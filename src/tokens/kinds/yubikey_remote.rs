@@ -22,6 +22,9 @@ impl TokenClass for YubikeyRemote {
     fn kind(&self) -> TokenKind {
         TokenKind::YubikeyRemote
     }
+    fn asks_outside(&self) -> bool {
+        true
+    }
     fn about(&self) -> &'static str {
         "YubiKey checked by the validation server of [yubico]"
     }
