@@ -4,7 +4,6 @@
 mod app_password;
 mod audit;
 mod challenge;
-mod clock;
 mod email;
 mod equal_time;
 mod gate;
@@ -15,9 +14,9 @@ pub mod relogin;
 mod request;
 mod source_limit;
 
+pub use crate::model::{Clock, SystemClock};
 pub use app_password::normalize as normalize_app_password;
 pub use challenge::CODE_PROMPT;
-pub use clock::{Clock, SystemClock};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
 pub use source_limit::{source_key, SourceLimiter};
 
