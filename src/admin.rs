@@ -13,7 +13,7 @@ mod enrol;
 mod tokens;
 pub use crate::tokens::kinds::oath::otpauth_uri;
 pub use backup_codes::{BackupCodes, BackupStatus};
-pub use enrol::ImportReport;
+pub use enrol::YubikeyImportReport;
 use std::sync::Arc;
 pub use tokens::{decode_base32, Enrolled, TokenOptions};
 

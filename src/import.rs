@@ -141,8 +141,8 @@ impl From<crate::store::StoreError> for ImportError {
     }
 }
 
-/// What was imported.
-pub struct ImportReport {
+/// What `otpd user import` imported.
+pub struct UserImportReport {
     pub accounts: usize,
     pub tokens: usize,
 }
@@ -152,7 +152,7 @@ pub fn import(
     admin: &Admin,
     store: &SqliteStore,
     input: impl BufRead,
-) -> Result<ImportReport, ImportError> {
+) -> Result<UserImportReport, ImportError> {
     let now = admin.clock.now_ms().div_euclid(1000);
     let mut serials = store.serials()?;
     let mut users = HashSet::new();
@@ -202,7 +202,7 @@ pub fn import(
         ));
     }
     match store.import_accounts(&accounts)? {
-        Ok((accounts, tokens)) => Ok(ImportReport { accounts, tokens }),
+        Ok((accounts, tokens)) => Ok(UserImportReport { accounts, tokens }),
         Err(conflicts) => Err(ImportError::Lines(conflicts, 0)),
     }
 }

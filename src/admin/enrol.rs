@@ -10,8 +10,8 @@ use crate::tokens::{self, EnrolError, Enrolment, Options, Ports, Services, Shown
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
-/// What `otpd token import` did.
-pub struct ImportReport {
+/// What `otpd token import` (YubiKey personalization CSV) did.
+pub struct YubikeyImportReport {
     pub imported: Vec<Token>,
     /// Lines left out on purpose (other modes of the tool), with line number and why.
     pub skipped: Vec<(usize, String)>,
@@ -214,7 +214,7 @@ impl Admin {
         text: &str,
         owner: &dyn Fn(&str) -> Option<String>,
         active: bool,
-    ) -> Result<ImportReport, AdminError> {
+    ) -> Result<YubikeyImportReport, AdminError> {
         struct Row {
             line: usize,
             user: String,
@@ -337,7 +337,7 @@ impl Admin {
                 })?;
             imported.push(t);
         }
-        Ok(ImportReport { imported, skipped })
+        Ok(YubikeyImportReport { imported, skipped })
     }
 
     fn public_id_owner(&self, public_id: &str) -> Result<Option<Token>, AdminError> {
