@@ -4,18 +4,18 @@
 use crate::config::{Config, PinCharset, Requirement};
 use crate::crypto::{self, create_key_file, load_key_file, write_key_file, KeyFileError, Keys};
 use crate::engine::{normalize_user, Clock, SystemClock};
-use crate::model::{Account, NewToken, Token, TokenKind, TokenState};
-use crate::store::{self, AdminStore, Advance, CommitMode, StoreError};
-use crate::tokens::oath::Algorithm;
-use crate::tokens::{resync_oath, Matcher, Redeemed, ResyncError};
+use crate::model::{Account, TokenKind, TokenState};
+use crate::store::{self, AdminStore, StoreError};
 use std::os::unix::fs::DirBuilderExt;
 
 mod backup_codes;
 mod enrol;
+mod tokens;
+pub use crate::tokens::kinds::oath::otpauth_uri;
 pub use backup_codes::{BackupCodes, BackupStatus};
-pub use enrol::{ImportReport, YubikeyOptions};
+pub use enrol::YubikeyImportReport;
 use std::sync::Arc;
-use zeroize::Zeroizing;
+pub use tokens::{decode_base32, Enrolled, TokenOptions};
 
 mod app_passwords;
 pub use app_passwords::{NewAppPassword, MAX_PER_ACCOUNT as MAX_APP_PASSWORDS};
@@ -95,7 +95,7 @@ pub fn init(cfg: &Config) -> Result<InitReport, AdminError> {
 }
 
 /// A store that answered a `CommitMode::Wait` write with a ticket broke its contract.
-fn not_waited() -> AdminError {
+pub(crate) fn not_waited() -> AdminError {
     AdminError::Store(StoreError::Commit(
         "the store queued a write that was to be waited for".into(),
     ))
@@ -422,23 +422,8 @@ pub struct Admin {
     pub clock: Arc<dyn Clock>,
     /// Sends e-mailed codes (activation of e-mail tokens); tests put a recorder here.
     pub mailer: Arc<dyn crate::tokens::email::Mailer>,
-}
-
-/// A token just enrolled: everything the user needs to set up the app, shown once.
-pub struct Enrolled {
-    pub token: Token,
-    pub secret_b32: Zeroizing<String>,
-    pub uri: Zeroizing<String>,
-}
-
-pub struct TokenOptions {
-    pub kind: TokenKind,
-    pub secret_b32: Option<Zeroizing<String>>,
-    pub digits: u32,
-    pub algorithm: Algorithm,
-    pub period: u32,
-    pub label: String,
-    pub active: bool,
+    /// Asks the YubiKey validation servers (activation of yubikey-remote tokens).
+    pub validator: Arc<dyn crate::tokens::ports::Validator>,
 }
 
 impl Admin {
@@ -449,6 +434,7 @@ impl Admin {
             keys,
             clock: Arc::new(SystemClock),
             mailer: Arc::new(crate::tokens::email::Smtp),
+            validator: Arc::new(crate::tokens::remote::ValidationServers),
         }
     }
 
@@ -612,245 +598,6 @@ impl Admin {
         let account = self.account(raw)?;
         Ok(self.store.delete_account(&account.name)?)
     }
-
-    /// Enrols an OATH token (TOTP or HOTP). Other kinds have their own enrolment.
-    pub fn add_token(&self, raw_user: &str, o: TokenOptions) -> Result<Enrolled, AdminError> {
-        let account = self.account(raw_user)?;
-        if !matches!(o.kind, TokenKind::Totp | TokenKind::Hotp) {
-            return Err(invalid(format!(
-                "a {} token is not enrolled with a base32 secret; see otpd token add --help",
-                o.kind.as_str()
-            )));
-        }
-        if !matches!(o.digits, 6 | 8) {
-            return Err(invalid(format!(
-                "--digits must be 6 or 8, not {}",
-                o.digits
-            )));
-        }
-        let period = match o.kind {
-            TokenKind::Totp if matches!(o.period, 30 | 60) => o.period,
-            TokenKind::Totp => {
-                return Err(invalid(format!(
-                    "--period must be 30 or 60, not {}",
-                    o.period
-                )))
-            }
-            _ => 0,
-        };
-        if o.label.chars().count() > 64 || o.label.chars().any(char::is_control) {
-            return Err(invalid("--label: at most 64 printable characters"));
-        }
-        let secret = match &o.secret_b32 {
-            Some(b32) => decode_base32(b32)?,
-            None => {
-                let len = match o.algorithm {
-                    Algorithm::Sha1 => 20,
-                    Algorithm::Sha256 => 32,
-                    Algorithm::Sha512 => 64,
-                };
-                Zeroizing::new(crypto::random_vec(len)?)
-            }
-        };
-        self.refuse_taken_secret(&account.name, &secret)?;
-        let serial = new_serial(o.kind)?;
-        let sealed = self.keys.seal(serial.as_bytes(), &secret)?;
-        let new = NewToken {
-            serial: serial.clone(),
-            account_id: account.id,
-            kind: o.kind,
-            state: if o.active {
-                TokenState::Active
-            } else {
-                TokenState::Pending
-            },
-            algorithm: o.algorithm,
-            digits: o.digits,
-            period,
-            sealed_secret: sealed,
-            label: o.label,
-            created_at: self.now(),
-            public_id: None,
-        };
-        self.store.insert_token(&new)?;
-        let token = self.token(&serial)?;
-        let secret_b32 = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&secret));
-        let uri = Zeroizing::new(otpauth_uri(&self.cfg.issuer, &token, &secret_b32));
-        Ok(Enrolled {
-            token,
-            secret_b32,
-            uri,
-        })
-    }
-
-    pub fn token(&self, serial: &str) -> Result<Token, AdminError> {
-        self.store
-            .token(serial)?
-            .ok_or_else(|| invalid(format!("no token `{serial}` (see otpd token list)")))
-    }
-
-    /// A pending token becomes active once the user proves, with one correct code, that the
-    /// app holds the secret. The code counts as used.
-    pub fn activate(&self, serial: &str, code: &str) -> Result<Token, AdminError> {
-        let token = self.token(serial)?;
-        match token.state {
-            TokenState::Pending => {}
-            TokenState::Active => {
-                return Err(AdminError::Refused(format!(
-                    "token {serial} is already active"
-                )))
-            }
-            TokenState::Disabled => {
-                return Err(AdminError::Refused(format!(
-                    "token {serial} is disabled; enable it with otpd token enable {serial}"
-                )))
-            }
-        }
-        enrol::check_code_shape(&token, code)?;
-        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);
-        let now = self.now();
-        let claim = matcher.check(&token, code, now).map_err(|why| {
-            AdminError::Refused(format!(
-                "code does not match token {serial}{}; check the device's clock (TOTP, mOTP) \
-                 or type the next code; the token stays pending",
-                why.map(|w| format!(" ({w})")).unwrap_or_default()
-            ))
-        })?;
-        match matcher.redeem(&token, &claim, now, true, CommitMode::Wait)? {
-            Redeemed::Won(_) => self.token(serial),
-            Redeemed::Lost => Err(AdminError::Refused("that code was used already".into())),
-            // `Wait` is answered durably by contract (store/login.rs).
-            Redeemed::Pending(_) => Err(not_waited()),
-        }
-    }
-
-    pub fn resync(&self, serial: &str, code1: &str, code2: &str) -> Result<Token, AdminError> {
-        let token = self.token(serial)?;
-        check_code_syntax(code1, token.digits)?;
-        check_code_syntax(code2, token.digits)?;
-        let secret = self
-            .keys
-            .open(token.serial.as_bytes(), &token.sealed_secret)?;
-        let m = resync_oath(
-            &token,
-            &secret,
-            code1,
-            code2,
-            self.now(),
-            &self.cfg.hotp,
-            &self.cfg.totp,
-        )
-        .map_err(|e| match e {
-            ResyncError::NotFound | ResyncError::NotOath(_) => {
-                AdminError::Refused(format!("token {serial}: {e}"))
-            }
-            ResyncError::DriftTooLarge { .. } => {
-                AdminError::Refused(format!("token {serial}: {e}"))
-            }
-        })?;
-        match self.store.advance_counter(
-            token.id,
-            m.counter,
-            m.drift,
-            self.now(),
-            false,
-            CommitMode::Wait,
-        )? {
-            Advance::Durable(true) => {}
-            Advance::Durable(false) => {
-                return Err(AdminError::Refused("those codes were used already".into()))
-            }
-            Advance::Pending(_) => return Err(not_waited()),
-        }
-        self.token(serial)
-    }
-
-    pub fn set_token_state(&self, serial: &str, state: TokenState) -> Result<Token, AdminError> {
-        let token = self.token(serial)?;
-        if state == TokenState::Active && token.state == TokenState::Pending {
-            return Err(AdminError::Refused(format!(
-                "token {serial} is pending; activate it with a code: otpd token activate {serial} CODE"
-            )));
-        }
-        self.store.set_token_state(serial, state)?;
-        self.token(serial)
-    }
-
-    pub fn delete_token(&self, serial: &str) -> Result<(), AdminError> {
-        self.token(serial)?;
-        Ok(self.store.delete_token(serial)?)
-    }
-}
-
-fn check_code_syntax(code: &str, digits: u32) -> Result<(), AdminError> {
-    if code.len() != digits as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(format!("a code for this token is {digits} digits")));
-    }
-    Ok(())
-}
-
-/// Base32 as apps and token vendors write it: any case, spaces, dashes and padding allowed.
-pub fn decode_base32(s: &str) -> Result<Zeroizing<Vec<u8>>, AdminError> {
-    let clean: Zeroizing<String> = Zeroizing::new(
-        s.chars()
-            .filter(|c| !c.is_whitespace() && *c != '-' && *c != '=')
-            .map(|c| c.to_ascii_uppercase())
-            .collect(),
-    );
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(clean.as_bytes())
-        .map_err(|_| invalid("--secret is not valid base32 (letters A-Z and digits 2-7)"))?;
-    if bytes.len() < 10 {
-        return Err(invalid(format!(
-            "--secret is {} bits; at least 80 bits (16 base32 characters) are needed, 160 recommended",
-            bytes.len() * 8
-        )));
-    }
-    if bytes.len() > 128 {
-        return Err(invalid("--secret is longer than 128 bytes"));
-    }
-    Ok(Zeroizing::new(bytes))
-}
-
-fn new_serial(kind: TokenKind) -> Result<String, AdminError> {
-    let r = crypto::random_vec(4)?;
-    Ok(format!(
-        "{}{}",
-        kind.serial_prefix(),
-        data_encoding::HEXUPPER.encode(&r)
-    ))
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The Key URI Format authenticator apps read from the QR code.
-pub fn otpauth_uri(issuer: &str, token: &Token, secret_b32: &str) -> String {
-    let mut uri = format!(
-        "otpauth://{}/{}:{}?secret={}&issuer={}&algorithm={}&digits={}",
-        token.kind.as_str(),
-        percent_encode(issuer),
-        percent_encode(&token.user),
-        secret_b32,
-        percent_encode(issuer),
-        token.algorithm.as_str(),
-        token.digits
-    );
-    match token.kind {
-        TokenKind::Totp => uri.push_str(&format!("&period={}", token.period)),
-        TokenKind::Hotp => uri.push_str(&format!("&counter={}", token.last_counter + 1)),
-        _ => {}
-    }
-    uri
 }
 
 /// Groups of four for typing a secret by hand.
@@ -865,18 +612,6 @@ pub fn group4(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base32_forms() {
-        let a = decode_base32("JBSW Y3DP EHPK 3PXP").expect("spaced");
-        let b = decode_base32("jbswy3dpehpk3pxp").expect("lower");
-        assert_eq!(*a, *b);
-        assert!(decode_base32("JBSW").is_err(), "too short");
-        assert!(
-            decode_base32("JBSWY3DPEHPK3PX1").is_err(),
-            "1 is not base32"
-        );
-    }
 
     #[test]
     fn grouping() {

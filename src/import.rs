@@ -140,8 +140,8 @@ impl From<crate::store::StoreError> for ImportError {
     }
 }
 
-/// What was imported.
-pub struct ImportReport {
+/// What `otpd user import` imported.
+pub struct UserImportReport {
     pub accounts: usize,
     pub tokens: usize,
 }
@@ -151,7 +151,7 @@ pub fn import(
     admin: &Admin,
     store: &dyn AdminStore,
     input: impl BufRead,
-) -> Result<ImportReport, ImportError> {
+) -> Result<UserImportReport, ImportError> {
     let now = admin.clock.now_ms().div_euclid(1000);
     let mut serials = store.serials()?;
     let mut users = HashSet::new();
@@ -201,7 +201,7 @@ pub fn import(
         ));
     }
     match store.import_accounts(&accounts)? {
-        Ok((accounts, tokens)) => Ok(ImportReport { accounts, tokens }),
+        Ok((accounts, tokens)) => Ok(UserImportReport { accounts, tokens }),
         Err(conflicts) => Err(ImportError::Lines(conflicts, 0)),
     }
 }
@@ -395,6 +395,7 @@ fn parse_token(
             label: t.label,
             created_at: now,
             public_id: None,
+            address: None,
         },
         last_counter,
     };

@@ -6,7 +6,7 @@
 //! Depends on `otpd` only (no libFuzzer), so it builds in both places.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use otpd::admin::{Admin, TokenOptions, YubikeyOptions};
+use otpd::admin::{Admin, TokenOptions};
 use otpd::config::Config;
 use otpd::crypto::{Keys, MasterKey};
 use otpd::engine::{CheckRequest, Decision, Engine};
@@ -14,6 +14,7 @@ use otpd::front::protocol::{self, Request};
 use otpd::front::radius::{answer, handle_datagram_bytes, wire, Client, Step};
 use otpd::model::{NewToken, TokenKind, TokenState};
 use otpd::store::{AdminStore, SqliteStore};
+use otpd::tokens::Options;
 use otpd::tokens::{self, oath::Algorithm, yubico};
 use std::sync::{Arc, OnceLock};
 
@@ -75,20 +76,17 @@ fn world() -> &'static (Engine, Arc<dyn AdminStore>) {
                 )
                 .expect("token");
         }
+        let mut yk = Options::default();
+        yk.set("public-id", YK_PUBLIC_ID)
+            .set("private-id", YK_PRIVATE_ID)
+            .set("aes-key", YK_AES_KEY);
         admin
-            .add_yubikey(
-                "alice",
-                YubikeyOptions {
-                    public_id: YK_PUBLIC_ID.into(),
-                    private_id: YK_PRIVATE_ID.to_string().into(),
-                    aes_key: YK_AES_KEY.to_string().into(),
-                    label: String::new(),
-                    active: true,
-                },
-            )
+            .enrol("alice", TokenKind::Yubikey, &yk, "", true)
             .expect("yubikey");
+        let mut motp = Options::default();
+        motp.set("secret", "0123456789abcdef").set("mpin", "5555");
         admin
-            .add_motp("alice", "0123456789abcdef", "5555", String::new(), true)
+            .enrol("alice", TokenKind::Motp, &motp, "", true)
             .expect("motp");
         admin.generate_backup_codes("alice").expect("backup codes");
         // Active at once, so nothing is sent; [email] is not configured, so a PIN alone
@@ -111,6 +109,7 @@ fn world() -> &'static (Engine, Arc<dyn AdminStore>) {
                 label: String::new(),
                 created_at: 0,
                 public_id: Some(YK_REMOTE_PUBLIC_ID.into()),
+                address: None,
             })
             .expect("remote yubikey");
         admin
@@ -123,7 +122,7 @@ fn world() -> &'static (Engine, Arc<dyn AdminStore>) {
             .filter(|t| t.state == TokenState::Active)
             .map(|t| t.kind)
             .collect();
-        for k in TokenKind::ALL {
+        for k in otpd::tokens::classes().iter().map(|c| c.kind()) {
             assert!(kinds.contains(&k), "engine_check has no active {k:?} token");
         }
         (Engine::new(cfg, store.clone(), keys), store)

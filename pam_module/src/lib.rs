@@ -9,12 +9,11 @@ pub mod args;
 pub mod client;
 mod ffi;
 mod pam;
-pub mod protocol;
 
 use args::{Args, OnUnavailable};
 use ffi::PamHandle;
+use otpd_proto::client::{self as protocol, AccountAnswer, CheckVerdict};
 use pam::{Pam, LOG_DEBUG, LOG_ERR};
-use protocol::{AccountVerdict, CheckVerdict};
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -308,9 +307,9 @@ fn acct_mgmt(pam: &Pam, flags: c_int, args: &Args) -> c_int {
     };
     if args.debug {
         let name = match &verdict {
-            AccountVerdict::Allow => "allow",
-            AccountVerdict::Deny { .. } => "deny",
-            AccountVerdict::Ignore => "ignore",
+            AccountAnswer::Allow => "allow",
+            AccountAnswer::Deny { .. } => "deny",
+            AccountAnswer::Ignore => "ignore",
         };
         pam.syslog(
             LOG_DEBUG,
@@ -323,9 +322,9 @@ fn acct_mgmt(pam: &Pam, flags: c_int, args: &Args) -> c_int {
         );
     }
     match verdict {
-        AccountVerdict::Allow => ffi::PAM_SUCCESS,
-        AccountVerdict::Ignore => ffi::PAM_IGNORE,
-        AccountVerdict::Deny { message } => {
+        AccountAnswer::Allow => ffi::PAM_SUCCESS,
+        AccountAnswer::Ignore => ffi::PAM_IGNORE,
+        AccountAnswer::Deny { message } => {
             if flags & ffi::PAM_SILENT == 0 && !message.is_empty() {
                 pam.error_msg(&message);
             }

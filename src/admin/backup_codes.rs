@@ -63,10 +63,12 @@ impl Admin {
             None => self.insert_new(
                 &account,
                 TokenKind::Backup,
-                &[],
-                "backup codes".into(),
+                &crate::tokens::Enrolment::plain(
+                    Zeroizing::new(Vec::new()),
+                    BACKUP_CODE_LEN,
+                    "backup codes".into(),
+                ),
                 true,
-                None,
             )?,
         };
         let mut codes = Vec::with_capacity(SET_SIZE);

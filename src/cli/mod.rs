@@ -64,6 +64,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The command line of this process. `token add USER --type KIND ...` (the spelling from
+    /// before kinds were subcommands) is read as `token add KIND USER ...`.
+    pub fn from_env() -> Cli {
+        Cli::parse_from(token::legacy_type_flag(std::env::args_os().collect()))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create the key file and the database (never overwrites a key).

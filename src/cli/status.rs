@@ -2,7 +2,6 @@
 
 use super::{print_json, CliError, Outcome};
 use crate::config::Config;
-use crate::front::protocol::StatusAnswer;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -41,20 +40,22 @@ pub fn run(cfg: &Config, a: StatusArgs) -> Result<Outcome, CliError> {
     let mut s = UnixStream::connect(&path).map_err(unreachable)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .and_then(|_| s.set_write_timeout(Some(Duration::from_secs(5))))
-        .and_then(|_| s.write_all(b"{\"op\":\"status\"}\n"))
+        .and_then(|_| s.write_all(&otpd_proto::client::encode_status()))
         .map_err(unreachable)?;
     let mut line = String::new();
     BufReader::new(std::io::Read::take(&mut s, MAX_ANSWER))
         .read_line(&mut line)
         .map_err(unreachable)?;
-    let answer: StatusAnswer = serde_json::from_str(&line).map_err(|_| {
-        let text = line.trim();
-        CliError::Other(match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) if v.get("error").is_some() => format!(
-                "the daemon refused: {}",
-                v["error"].as_str().unwrap_or(text)
+    let answer = otpd_proto::client::parse_status(line.as_bytes()).map_err(|e| {
+        CliError::Other(match e {
+            otpd_proto::client::ResponseError::Daemon(why) => {
+                format!("the daemon refused: {why}")
+            }
+            otpd_proto::client::ResponseError::Garbage(_) => format!(
+                "unexpected answer from {}: {:.200}",
+                path.display(),
+                line.trim()
             ),
-            _ => format!("unexpected answer from {}: {text:.200}", path.display()),
         })
     })?;
     if a.json {

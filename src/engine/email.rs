@@ -9,6 +9,7 @@
 use super::Engine;
 use crate::model::{Token, TokenKind, TokenState};
 use crate::tokens::email::{self, IssueError, Mailer};
+use crate::tokens::ports::Validator;
 use std::sync::Arc;
 
 /// The longest a State of an e-mail challenge lives: reading mail takes longer than
@@ -27,7 +28,13 @@ pub(super) fn active_email_token(tokens: &[Token]) -> Option<Token> {
 impl Engine {
     /// Sends e-mailed codes with `mailer` instead of SMTP (tests).
     pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Engine {
-        self.mailer = mailer;
+        self.ports.mailer = mailer;
+        self
+    }
+
+    /// Asks `validator` instead of the validation servers of `[yubico]` (tests).
+    pub fn with_validator(mut self, validator: Arc<dyn Validator>) -> Engine {
+        self.ports.validator = validator;
         self
     }
 
@@ -42,7 +49,7 @@ impl Engine {
             &self.cfg.email,
             self.store.as_ref(),
             &self.keys,
-            self.mailer.as_ref(),
+            self.ports.mailer.as_ref(),
             token,
             user,
             now,

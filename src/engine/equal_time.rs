@@ -156,7 +156,7 @@ impl Engine {
         password: &str,
         now: i64,
     ) {
-        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);
+        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys, &self.ports);
         let pin_of =
             |pin: &str| match account.and_then(|a| a.pin_salt.as_ref().zip(a.pin_hash.as_ref())) {
                 Some((salt, hash)) => self.keys.verify_hash(salt, pin.as_bytes(), hash),
@@ -184,11 +184,10 @@ impl Engine {
 /// The account and tokens a login read, for [`Engine::reject_as_unknown_users_are`].
 pub(super) type Own<'a> = Option<(&'a Account, &'a [Token])>;
 
-/// A token whose check can be run for its cost alone: active, and not one that asks a
-/// validation server (that would spend the user's OTP there, and a network's time cannot be
-/// imitated anyway).
+/// A token whose check can be run for its cost alone: active, and of a kind that asks no
+/// service outside otpd (`TokenClass::asks_outside`).
 fn imitable(t: &Token) -> bool {
-    t.state == TokenState::Active && t.kind != TokenKind::YubikeyRemote
+    t.state == TokenState::Active && !tokens::class(t.kind).asks_outside()
 }
 
 /// A TOTP token with a random secret that belongs to nobody: checked in place of real tokens
@@ -213,5 +212,6 @@ pub(super) fn decoy_token(keys: &Keys) -> Token {
         created_at: 0,
         last_used_at: None,
         public_id: None,
+        address: None,
     }
 }

@@ -4,7 +4,6 @@
 mod app_password;
 mod audit;
 mod challenge;
-mod clock;
 mod deferred;
 mod email;
 mod equal_time;
@@ -16,9 +15,9 @@ pub mod relogin;
 mod request;
 mod source_limit;
 
+pub use crate::model::{Clock, SystemClock};
 pub use app_password::normalize as normalize_app_password;
 pub use challenge::CODE_PROMPT;
-pub use clock::{Clock, SystemClock};
 pub use deferred::{Checked, Pending, Responder};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
 pub use source_limit::{source_key, SourceLimiter};
@@ -27,7 +26,7 @@ use crate::config::{Config, Requirement};
 use crate::crypto::Keys;
 use crate::model::Token;
 use crate::store::{CommitMode, LoginStore, Outcome};
-use crate::tokens::email::{Mailer, Smtp};
+use crate::tokens::Ports;
 use deferred::{lost, Commit};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,8 +73,9 @@ pub struct Engine {
     challenges: Arc<challenge::Challenges>,
     /// Webmail re-logins (relogin.rs); carried over on reload.
     relogin: Arc<relogin::ReloginCache>,
-    /// Sends e-mailed codes (email.rs); SMTP unless a test puts a recorder here.
-    mailer: Arc<dyn Mailer>,
+    /// The mail relay and the YubiKey validation servers (email.rs); the real ones unless a
+    /// test puts its own here.
+    ports: Ports,
     /// A TOTP token with a random secret that belongs to nobody: checked in place of real
     /// tokens where there are none (unknown user, no active token), so those answers cost
     /// what a wrong code costs.
@@ -105,7 +105,7 @@ impl Engine {
             gate: Arc::new(gate::Gate::new()),
             challenges: Arc::new(challenge::Challenges::new(challenge::DEFAULT_LIFETIME)),
             relogin: Arc::new(relogin::ReloginCache::new(relogin::MAX_ENTRIES)),
-            mailer: Arc::new(Smtp),
+            ports: Ports::real(),
             decoy: Arc::new(equal_time::decoy_token(&keys)),
             recent_account: Arc::new(Mutex::new(None)),
             keys,
@@ -136,7 +136,7 @@ impl Engine {
             gate: self.gate.clone(),
             challenges: self.challenges.clone(),
             relogin: self.relogin.clone(),
-            mailer: self.mailer.clone(),
+            ports: self.ports.clone(),
             decoy: self.decoy.clone(),
             recent_account: self.recent_account.clone(),
         }

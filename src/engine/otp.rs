@@ -31,7 +31,7 @@ impl Engine {
             return self.reject_as_unknown_users_are(user, &req.password, "no active token", None);
         }
         let password = req.password.as_str();
-        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys);
+        let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys, &self.ports);
         let mut pin_seen_ok = false;
         let mut hit = None;
         let mut detail: Option<String> = None;

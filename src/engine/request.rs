@@ -1,7 +1,7 @@
 //! What goes into the engine and what comes out.
 
 use super::messages;
-use serde::Serialize;
+pub use crate::model::Verdict;
 use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
@@ -26,30 +26,6 @@ pub struct CheckRequest {
     /// stack behind it): then they must cost what a Reject costs, or their speed tells an
     /// account at level `off`, or no account at all, from one that asks for a code.
     pub defer_is_reject: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Accept,
-    Reject,
-    Challenge,
-    /// Not ours: let the normal password stack decide.
-    Defer,
-    /// The service is switched off for this account.
-    Deny,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Accept => "accept",
-            Verdict::Reject => "reject",
-            Verdict::Challenge => "challenge",
-            Verdict::Defer => "defer",
-            Verdict::Deny => "deny",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

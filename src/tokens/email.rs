@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+pub use super::ports::{Mailer, Outgoing, SendError};
+
 /// RFC 5321's limit on a forward path; longer addresses cannot be delivered anyway.
 pub const MAX_ADDRESS_LEN: usize = 254;
 const MAX_LOCAL_LEN: usize = 64;
@@ -118,39 +120,6 @@ fn render(template: &str, code: &str, user: &str, validity: Duration) -> Zeroizi
         }
     }
     out
-}
-
-/// One message to send. Wiped when dropped: subject or body hold the code.
-pub struct Outgoing {
-    pub to: String,
-    pub subject: Zeroizing<String>,
-    pub body: Zeroizing<String>,
-}
-
-/// Why a message was not sent. The texts go to the audit: never the code.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum SendError {
-    #[error("[email] is not configured (no email.host)")]
-    NotConfigured,
-    #[error("{0} sends already in progress; try again in a moment")]
-    Busy(usize),
-    #[error("the relay {relay} did not finish within {}", humantime::format_duration(*timeout))]
-    Timeout { relay: String, timeout: Duration },
-    #[error("connection refused by {0}")]
-    ConnectionRefused(String),
-    #[error("cannot reach {relay}: {msg}")]
-    Connect { relay: String, msg: String },
-    #[error("TLS with {relay} failed: {msg}")]
-    Tls { relay: String, msg: String },
-    #[error("the relay {relay} refused: {msg}")]
-    Refused { relay: String, msg: String },
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Sends a message. The daemon's is [`Smtp`]; tests put a recorder here.
-pub trait Mailer: Send + Sync {
-    fn send(&self, cfg: &EmailConfig, mail: &Outgoing) -> Result<(), SendError>;
 }
 
 /// SMTP through the relay of `[email]`, with lettre (rustls on ring).
@@ -342,7 +311,7 @@ pub fn issue(
     if !cfg.is_configured() {
         return Err(SendError::NotConfigured.into());
     }
-    let Some(address) = token.public_id.as_deref() else {
+    let Some(address) = token.address.as_deref() else {
         return Err(IssueError::Token(format!(
             "token {} has no address",
             token.serial

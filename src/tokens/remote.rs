@@ -14,6 +14,7 @@
 //! pool (the socket front-end) or a RADIUS thread, which hands its receiving to another one
 //! meanwhile (`crate::blocking`).
 
+use super::ports::Validator;
 use crate::config::YubicoConfig;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -131,9 +132,18 @@ fn classify(url: &str, timeout: Duration, e: YubicoError) -> RemoteError {
     }
 }
 
+/// The validation servers of `[yubico]`, over HTTPS: the real [`Validator`].
+pub struct ValidationServers;
+
+impl Validator for ValidationServers {
+    fn verify(&self, cfg: &YubicoConfig, otp: &str) -> Result<(), RemoteError> {
+        verify(cfg, otp)
+    }
+}
+
 /// Asks the validation servers whether `otp` is good and unused. The caller has checked
 /// that the OTP's public id is the token's: the server only says "valid for some key".
-pub fn verify(cfg: &YubicoConfig, otp: &str) -> Result<(), RemoteError> {
+fn verify(cfg: &YubicoConfig, otp: &str) -> Result<(), RemoteError> {
     if !cfg.is_configured() {
         return Err(RemoteError::NotConfigured);
     }

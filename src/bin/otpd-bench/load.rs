@@ -6,10 +6,8 @@ use crate::accounts::Accounts;
 use crate::radius;
 use crate::stats::Counts;
 use std::collections::VecDeque;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -76,12 +74,12 @@ pub struct Plan {
 
 impl Plan {
     /// Whether new requests may still be sent.
-    fn open(&self, now: Instant) -> bool {
+    pub(crate) fn open(&self, now: Instant) -> bool {
         now < self.end && self.stopped.get().is_none()
     }
 
     /// Counts one measured request against `stop_after`.
-    fn issue(&self) {
+    pub(crate) fn issue(&self) {
         if self.stop_after > 0 && self.issued.fetch_add(1, Relaxed) + 1 >= self.stop_after {
             let _ = self.stopped.set(Instant::now());
         }
@@ -94,7 +92,7 @@ impl Plan {
 }
 
 /// Which account a worker asks for next; never one with a request outstanding.
-struct Picker {
+pub(crate) struct Picker {
     mine: Vec<usize>,
     busy: Vec<bool>,
     pos: usize,
@@ -102,15 +100,15 @@ struct Picker {
     once: bool,
 }
 
-struct Pick {
-    local: usize,
-    account: usize,
-    counter: u64,
-    password: String,
+pub(crate) struct Pick {
+    pub(crate) local: usize,
+    pub(crate) account: usize,
+    pub(crate) counter: u64,
+    pub(crate) password: String,
 }
 
 impl Picker {
-    fn new(sh: &Shared, mode: Mode, worker: usize, workers: usize) -> Picker {
+    pub(crate) fn new(sh: &Shared, mode: Mode, worker: usize, workers: usize) -> Picker {
         let mine: Vec<usize> = (worker..sh.accounts.len())
             .step_by(workers)
             .filter(|&i| mode != Mode::Replay || sh.last_accepted[i].load(Relaxed) >= 0)
@@ -123,7 +121,7 @@ impl Picker {
         }
     }
 
-    fn next(&mut self, sh: &Shared, mode: Mode) -> Option<Pick> {
+    pub(crate) fn next(&mut self, sh: &Shared, mode: Mode) -> Option<Pick> {
         if self.mine.is_empty() || (self.once && self.pos >= self.mine.len()) {
             return None;
         }
@@ -156,26 +154,26 @@ impl Picker {
         None
     }
 
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.once && self.pos >= self.mine.len()
     }
 
-    fn release(&mut self, local: usize) {
+    pub(crate) fn release(&mut self, local: usize) {
         self.busy[local] = false;
     }
 }
 
 /// A tiny xorshift generator for Request Authenticators: unpredictability does not matter
 /// in a benchmark, a syscall per request would.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn auth(&mut self) -> [u8; 16] {
+    pub(crate) fn auth(&mut self) -> [u8; 16] {
         let mut a = [0u8; 16];
         a[..8].copy_from_slice(&self.next().to_le_bytes());
         a[8..].copy_from_slice(&self.next().to_le_bytes());
@@ -183,14 +181,14 @@ impl Rng {
     }
 }
 
-fn poll_in(fds: &mut [libc::pollfd], ms: i32) {
+pub(crate) fn poll_in(fds: &mut [libc::pollfd], ms: i32) {
     // SAFETY: fds is a valid slice of pollfd for the duration of the call.
     unsafe {
         libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
     }
 }
 
-struct Slot {
+pub(crate) struct Slot {
     pick: Pick,
     auth: [u8; 16],
     packet: Vec<u8>,
@@ -200,7 +198,14 @@ struct Slot {
     counted: bool,
 }
 
-fn record(c: &mut Counts, sh: &Shared, mode: Mode, pick: &Pick, code: u8, took: Duration) {
+pub(crate) fn record(
+    c: &mut Counts,
+    sh: &Shared,
+    mode: Mode,
+    pick: &Pick,
+    code: u8,
+    took: Duration,
+) {
     match code {
         radius::ACCESS_ACCEPT => {
             c.accepted += 1;
@@ -383,230 +388,11 @@ pub fn radius_worker(
     Ok(c)
 }
 
-fn plan_seed(_plan: &Plan) -> u64 {
+pub(crate) fn plan_seed(_plan: &Plan) -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
     // xorshift must not start at zero.
     (t ^ 0x5851_f42d_4c95_7f2d) | 1
-}
-
-struct Conn {
-    stream: Option<UnixStream>,
-    buf: Vec<u8>,
-    pending: Option<(Pick, Instant, bool)>,
-}
-
-fn connect(path: &std::path::Path) -> Option<UnixStream> {
-    let s = UnixStream::connect(path).ok()?;
-    s.set_nonblocking(true).ok()?;
-    Some(s)
-}
-
-#[derive(serde::Serialize)]
-struct CheckLine<'a> {
-    op: &'static str,
-    user: &'a str,
-    password: &'a str,
-    service: &'a str,
-    client: &'static str,
-}
-
-#[derive(serde::Deserialize)]
-struct Answer {
-    verdict: Option<String>,
-}
-
-/// `conns` connections to the Unix socket, one request outstanding on each.
-pub fn unix_worker(
-    sh: &Shared,
-    plan: &Plan,
-    path: &std::path::Path,
-    conns: usize,
-    worker: usize,
-    workers: usize,
-) -> std::io::Result<Counts> {
-    let mut c = Counts::default();
-    let mut picker = Picker::new(sh, plan.mode, worker, workers);
-    let mut cs: Vec<Conn> = (0..conns.max(1))
-        .map(|_| Conn {
-            stream: connect(path),
-            buf: Vec::with_capacity(512),
-            pending: None,
-        })
-        .collect();
-    if cs.iter().all(|c| c.stream.is_none()) {
-        return Err(std::io::Error::other(format!(
-            "cannot connect to {}",
-            path.display()
-        )));
-    }
-    let drain_after = plan.timeout + Duration::from_millis(200);
-    let mut line = Vec::with_capacity(256);
-    let mut rbuf = [0u8; 4096];
-    let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(cs.len());
-    loop {
-        let now = Instant::now();
-        let sending = if plan.mode == Mode::Replay {
-            !picker.done()
-        } else {
-            plan.open(now)
-        };
-        let outstanding = cs.iter().filter(|k| k.pending.is_some()).count();
-        if !sending
-            && (outstanding == 0
-                || (plan.mode != Mode::Replay && now > plan.stop_at() + drain_after))
-        {
-            break;
-        }
-        for k in cs.iter_mut() {
-            if !sending || k.pending.is_some() {
-                continue;
-            }
-            if k.stream.is_none() {
-                k.stream = connect(path);
-            }
-            let Some(stream) = k.stream.as_mut() else {
-                continue;
-            };
-            let Some(pick) = picker.next(sh, plan.mode) else {
-                break;
-            };
-            line.clear();
-            let req = CheckLine {
-                op: "check",
-                user: &sh.accounts.users[pick.account],
-                password: &pick.password,
-                service: &sh.service,
-                client: "otpd-bench",
-            };
-            if serde_json::to_writer(&mut line, &req).is_err() {
-                picker.release(pick.local);
-                continue;
-            }
-            line.push(b'\n');
-            let t = Instant::now();
-            let counted = t >= plan.measure_from;
-            if counted {
-                c.sent += 1;
-                plan.issue();
-            }
-            if write_all_nb(stream, &line).is_err() {
-                if counted {
-                    c.lost += 1;
-                }
-                picker.release(pick.local);
-                k.stream = None;
-                continue;
-            }
-            k.buf.clear();
-            k.pending = Some((pick, t, counted));
-        }
-        pfds.clear();
-        for k in &cs {
-            pfds.push(libc::pollfd {
-                fd: k.stream.as_ref().map_or(-1, |s| s.as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        poll_in(&mut pfds, 5);
-        let now = Instant::now();
-        for (k, p) in cs.iter_mut().zip(&pfds) {
-            if p.revents == 0 {
-                if let Some((_, t, _)) = &k.pending {
-                    if now - *t > plan.timeout {
-                        // No answer in time: give up on it and on this connection, whose
-                        // next line would be that late answer.
-                        if let Some((pick, _, counted)) = k.pending.take() {
-                            if counted {
-                                c.lost += 1;
-                            }
-                            picker.release(pick.local);
-                        }
-                        k.stream = None;
-                    }
-                }
-                continue;
-            }
-            let Some(stream) = k.stream.as_mut() else {
-                continue;
-            };
-            let closed = loop {
-                match stream.read(&mut rbuf) {
-                    Ok(0) => break true,
-                    Ok(n) => k.buf.extend_from_slice(&rbuf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
-                    Err(_) => break true,
-                }
-            };
-            if let Some(nl) = k.buf.iter().position(|b| *b == b'\n') {
-                let verdict = serde_json::from_slice::<Answer>(&k.buf[..nl])
-                    .ok()
-                    .and_then(|a| a.verdict);
-                k.buf.drain(..=nl);
-                if let Some((pick, t, counted)) = k.pending.take() {
-                    let code = match verdict.as_deref() {
-                        Some("accept") => radius::ACCESS_ACCEPT,
-                        Some("reject") => radius::ACCESS_REJECT,
-                        None => {
-                            c.bad_replies += 1;
-                            0
-                        }
-                        Some(_) => 0,
-                    };
-                    if counted {
-                        record(&mut c, sh, plan.mode, &pick, code, now - t);
-                    } else if code == radius::ACCESS_ACCEPT && plan.mode == Mode::Otp {
-                        sh.last_accepted[pick.account].store(pick.counter as i64, Relaxed);
-                    }
-                    picker.release(pick.local);
-                } else {
-                    c.late += 1;
-                }
-            }
-            if closed {
-                if let Some((pick, _, counted)) = k.pending.take() {
-                    if counted {
-                        c.lost += 1;
-                    }
-                    picker.release(pick.local);
-                }
-                k.stream = None;
-                if sending {
-                    // The daemon went away or refused us: do not spin on reconnects.
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-    for k in cs {
-        if let Some((_, _, true)) = k.pending {
-            c.lost += 1;
-        }
-    }
-    Ok(c)
-}
-
-fn write_all_nb(s: &mut UnixStream, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        match s.write(data) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut p = [libc::pollfd {
-                    fd: s.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                }];
-                // SAFETY: p is a valid pollfd array for the duration of the call.
-                unsafe {
-                    libc::poll(p.as_mut_ptr(), 1, 1000);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -10,6 +10,7 @@ mod accounts;
 mod load;
 mod radius;
 mod stats;
+mod unix_load;
 
 use accounts::Accounts;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -336,7 +337,9 @@ fn drive(
                         w,
                         workers,
                     ),
-                    Target::Unix { path } => load::unix_worker(sh, plan, path, share, w, workers),
+                    Target::Unix { path } => {
+                        unix_load::unix_worker(sh, plan, path, share, w, workers)
+                    }
                 })
             })
             .collect();

@@ -236,7 +236,7 @@ fn account_from_row(r: &Row) -> rusqlite::Result<Account> {
 
 const TOKEN_COLS: &str = "t.id, t.serial, a.name, t.account_id, t.kind, t.state, t.algorithm, \
     t.digits, t.period, t.secret, t.last_counter, t.drift, t.label, t.created_at, t.last_used_at, \
-    t.public_id";
+    t.public_id, t.address";
 
 fn bad(what: &str, v: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -281,6 +281,7 @@ fn token_from_row_at(r: &Row, at: usize) -> rusqlite::Result<Token> {
         created_at: r.get(at + 13)?,
         last_used_at: r.get(at + 14)?,
         public_id: r.get(at + 15)?,
+        address: r.get(at + 16)?,
     })
 }
 
@@ -309,8 +310,8 @@ fn insert_token_row(
 ) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
-                             secret, label, created_at, public_id, last_counter)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                             secret, label, created_at, public_id, address, last_counter)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         t.serial,
@@ -324,6 +325,7 @@ fn insert_token_row(
         t.label,
         t.created_at,
         t.public_id,
+        t.address,
         last_counter
     ])?;
     Ok(conn.last_insert_rowid())
@@ -396,6 +398,7 @@ mod tests {
                 label: String::new(),
                 created_at: 0,
                 public_id: None,
+                address: None,
             })
             .expect("token");
         }
@@ -447,6 +450,7 @@ mod tests {
                     label: format!("label {k}"),
                     created_at: 5,
                     public_id: None,
+                    address: None,
                 })
                 .expect("token");
             }
@@ -549,5 +553,42 @@ mod tests {
         // Logins still find names exactly.
         assert!(s.account("Alice").expect("read").is_some());
         assert!(s.account("ALICE").expect("read").is_none());
+    }
+
+    #[test]
+    fn an_email_tokens_address_moves_out_of_public_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("old.db");
+        {
+            // A database as the version before the address column left it: the e-mail
+            // token's address in public_id, next to a YubiKey's public id.
+            let c = Connection::open(&p).expect("open");
+            let before = MIGRATIONS
+                .iter()
+                .position(|m| m.contains("ADD COLUMN address"))
+                .expect("the address step");
+            for (i, step) in MIGRATIONS.iter().enumerate().take(before) {
+                c.execute_batch(step).expect("step");
+                c.pragma_update(None, "user_version", (i + 1) as i64)
+                    .expect("version");
+            }
+            c.execute_batch(
+                "INSERT INTO accounts (id, name, level, created_at) VALUES (1, 'alice', 'off', 1);
+                 INSERT INTO tokens (serial, account_id, kind, state, algorithm, digits, period,
+                                     secret, label, created_at, public_id)
+                 VALUES ('MAIL1', 1, 'email', 'active', 'sha1', 6, 0, x'', '', 1,
+                         'alice@example.org'),
+                        ('YK1', 1, 'yubikey', 'active', 'sha1', 44, 0, x'', '', 1,
+                         'cbcdcecfcgch');",
+            )
+            .expect("old rows");
+        }
+        let s = SqliteStore::open(&p).expect("upgrade");
+        let mail = s.token("MAIL1").expect("read").expect("e-mail token");
+        assert_eq!(mail.address.as_deref(), Some("alice@example.org"));
+        assert_eq!(mail.public_id, None);
+        let yk = s.token("YK1").expect("read").expect("yubikey");
+        assert_eq!(yk.public_id.as_deref(), Some("cbcdcecfcgch"));
+        assert_eq!(yk.address, None);
     }
 }

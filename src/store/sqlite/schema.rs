@@ -111,4 +111,8 @@ pub const MIGRATIONS: &[&str] = &[
     // (the skeleton needs Unicode tables SQL does not have).
     "ALTER TABLE accounts ADD COLUMN skeleton TEXT;
     CREATE INDEX accounts_skeleton ON accounts(skeleton);",
+    // 9 (issue 16, item 3): an e-mail token's address gets a column of its own; it used to be
+    // kept in `public_id`, the YubiKey's device id, which made one field mean two things.
+    "ALTER TABLE tokens ADD COLUMN address TEXT;
+    UPDATE tokens SET address = public_id, public_id = NULL WHERE kind = 'email';",
 ];

@@ -48,6 +48,7 @@ fn store() -> (tempfile::TempDir, Arc<SqliteStore>, i64) {
             label: String::new(),
             created_at: 0,
             public_id: None,
+            address: None,
         })
         .expect("token");
     (dir, Arc::new(s), tok)

@@ -1,4 +1,5 @@
-//! Wire protocol v1 with the daemon: one JSON object per line each way.
+//! The caller's side: requests into lines, answer lines into verdicts (the PAM module, the
+//! CLI).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -62,6 +63,20 @@ pub fn encode_check(
     line
 }
 
+/// The `status` request (`otpd status`, monitoring).
+pub fn encode_status() -> Vec<u8> {
+    b"{\"op\":\"status\"}\n".to_vec()
+}
+
+/// The answer to `status`.
+pub fn parse_status(line: &[u8]) -> Result<crate::StatusAnswer, ResponseError> {
+    if let Ok(s) = serde_json::from_slice::<crate::StatusAnswer>(line) {
+        return Ok(s);
+    }
+    parse_raw(line)?;
+    Err(ResponseError::Garbage("not a status answer".to_string()))
+}
+
 pub fn encode_account(user: &str, service: &str, rhost: Option<&str>) -> Zeroizing<Vec<u8>> {
     let mut line = Zeroizing::new(Vec::new());
     let request = AccountRequest {
@@ -108,7 +123,7 @@ pub enum CheckVerdict {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum AccountVerdict {
+pub enum AccountAnswer {
     Allow,
     Deny { message: String },
     Ignore,
@@ -161,13 +176,13 @@ pub fn parse_check(line: &[u8]) -> Result<CheckVerdict, ResponseError> {
     }
 }
 
-pub fn parse_account(line: &[u8]) -> Result<AccountVerdict, ResponseError> {
+pub fn parse_account(line: &[u8]) -> Result<AccountAnswer, ResponseError> {
     let raw = parse_raw(line)?;
     let message = printable(raw.message.as_deref().unwrap_or(""), MAX_USER_MESSAGE);
     match raw.verdict.as_deref() {
-        Some("allow") => Ok(AccountVerdict::Allow),
-        Some("deny") => Ok(AccountVerdict::Deny { message }),
-        Some("ignore") => Ok(AccountVerdict::Ignore),
+        Some("allow") => Ok(AccountAnswer::Allow),
+        Some("deny") => Ok(AccountAnswer::Deny { message }),
+        Some("ignore") => Ok(AccountAnswer::Ignore),
         other => Err(unknown_verdict(other)),
     }
 }
@@ -327,15 +342,15 @@ mod tests {
     fn account_verdicts() {
         assert_eq!(
             parse_account(br#"{"verdict":"allow"}"#),
-            Ok(AccountVerdict::Allow)
+            Ok(AccountAnswer::Allow)
         );
         assert_eq!(
             parse_account(br#"{"verdict":"ignore"}"#),
-            Ok(AccountVerdict::Ignore)
+            Ok(AccountAnswer::Ignore)
         );
         assert_eq!(
             parse_account(br#"{"verdict":"deny","message":"off"}"#),
-            Ok(AccountVerdict::Deny {
+            Ok(AccountAnswer::Deny {
                 message: "off".into()
             })
         );
