@@ -94,13 +94,6 @@ pub fn init(cfg: &Config) -> Result<InitReport, AdminError> {
     })
 }
 
-/// A store that answered a `CommitMode::Wait` write with a ticket broke its contract.
-pub(crate) fn not_waited() -> AdminError {
-    AdminError::Store(StoreError::Commit(
-        "the store queued a write that was to be waited for".into(),
-    ))
-}
-
 /// The refusal for a key file whose database is gone.
 fn lost_database(key: &std::path::Path, db: &std::path::Path) -> AdminError {
     AdminError::Refused(format!(

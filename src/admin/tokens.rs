@@ -4,7 +4,7 @@
 use super::{invalid, Admin, AdminError};
 use crate::crypto;
 use crate::model::{Token, TokenKind, TokenState};
-use crate::store::{Advance, CommitMode};
+use crate::store::{Advance, CommitMode, StoreError};
 use crate::tokens::oath::Algorithm;
 use crate::tokens::{Matcher, Options, Redeemed, ResyncError, Shown};
 use zeroize::Zeroizing;
@@ -92,7 +92,7 @@ impl Admin {
             Redeemed::Won(_) => self.token(serial),
             Redeemed::Lost => Err(AdminError::Refused("that code was used already".into())),
             // `Wait` is answered durably by contract (store/login.rs).
-            Redeemed::Pending(_) => Err(super::not_waited()),
+            Redeemed::Pending(_) => Err(not_waited()),
         }
     }
 
@@ -124,7 +124,7 @@ impl Admin {
             Advance::Durable(false) => {
                 return Err(AdminError::Refused("those codes were used already".into()))
             }
-            Advance::Pending(_) => return Err(super::not_waited()),
+            Advance::Pending(_) => return Err(not_waited()),
         }
         self.token(serial)
     }
@@ -164,6 +164,13 @@ pub(super) fn new_serial(kind: TokenKind) -> Result<String, AdminError> {
         "{}{}",
         kind.serial_prefix(),
         data_encoding::HEXUPPER.encode(&r)
+    ))
+}
+
+/// A store that answered a `CommitMode::Wait` write with a ticket broke its contract.
+fn not_waited() -> AdminError {
+    AdminError::Store(StoreError::Commit(
+        "the store queued a write that was to be waited for".into(),
     ))
 }
 

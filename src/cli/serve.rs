@@ -4,6 +4,8 @@ use super::{CliError, Outcome};
 use crate::admin;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::front::Housekeeping;
+use crate::store::DaemonStore;
 use std::sync::Arc;
 
 pub fn run(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<Outcome, CliError> {
@@ -43,15 +45,34 @@ pub fn run(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<Out
         .map_err(|e| CliError::Other(format!("cannot start the runtime: {e}")))?;
     // The daemon's housekeeping sees the store's audit and status side only; logins go
     // through the engine's login side.
-    let db: Arc<dyn crate::store::DaemonStore> = store;
     let handle = Arc::new(crate::front::EngineHandle::new(
         engine,
         config_path.map(|p| p.to_path_buf()),
-        Arc::new(crate::front::DbStatus(db.clone())),
+        Arc::new(StoreHousekeeping(store)),
     ));
-    rt.block_on(crate::front::serve(handle, db))
+    rt.block_on(crate::front::serve(handle))
         .map_err(|e| CliError::Other(e.to_string()))?;
     Ok(Outcome::Ok)
+}
+
+/// The front-ends' housekeeping port on the store's daemon side.
+struct StoreHousekeeping(Arc<dyn DaemonStore>);
+
+impl Housekeeping for StoreHousekeeping {
+    fn ping(&self) -> Result<(), String> {
+        self.0.ping().map_err(|e| e.to_string())
+    }
+
+    fn counts(&self) -> Result<(u64, u64), String> {
+        self.0
+            .counts()
+            .map(|c| (c.accounts, c.tokens))
+            .map_err(|e| e.to_string())
+    }
+
+    fn prune_audit(&self, before_ms: i64) -> Result<usize, String> {
+        self.0.prune_audit(before_ms).map_err(|e| e.to_string())
+    }
 }
 
 /// From a clone, without a configuration file and not as root, `/run/otpd` cannot be

@@ -1,7 +1,6 @@
 //! Front-ends: protocol in, `CheckRequest` to the engine, `Decision` back out as bytes.
 
 use crate::engine::Clock;
-use crate::store::DaemonStore;
 use std::sync::Arc;
 
 pub mod metrics_http;
@@ -19,31 +18,23 @@ pub enum FrontError {
     Start(String),
 }
 
-/// What a front-end may ask of the database besides logins (those go through the engine):
-/// how much it holds, counted where the rows are. An error says the database does not answer.
-pub trait StoreStatus: Send + Sync {
+/// What the daemon asks of the database besides logins (those go through the engine): the
+/// watchdog's probe, the audit's pruning and `status`'s counts, counted where the rows are.
+/// The assembly (`otpd serve`) provides it; errors are the database's, as text.
+pub trait Housekeeping: Send + Sync {
+    /// One cheap read; `Err` when the database does not answer.
+    fn ping(&self) -> Result<(), String>;
     /// (accounts, tokens)
     fn counts(&self) -> Result<(u64, u64), String>;
-}
-
-/// [`StoreStatus`] of the daemon's store.
-pub struct DbStatus(pub Arc<dyn DaemonStore>);
-
-impl StoreStatus for DbStatus {
-    fn counts(&self) -> Result<(u64, u64), String> {
-        self.0
-            .counts()
-            .map(|c| (c.accounts, c.tokens))
-            .map_err(|e| e.to_string())
-    }
+    /// Deletes audit records older than `before_ms`; returns how many.
+    fn prune_audit(&self, before_ms: i64) -> Result<usize, String>;
 }
 
 /// How long a stop waits for requests already being worked on.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
-/// `db` is the store's housekeeping side (the watchdog's probe, the audit's pruning).
-pub async fn serve(handle: Arc<EngineHandle>, db: Arc<dyn DaemonStore>) -> Result<(), FrontError> {
+pub async fn serve(handle: Arc<EngineHandle>) -> Result<(), FrontError> {
     // Uptime counts from here, not from the first request that touches the metrics.
     crate::metrics::get();
     let engine = handle.current();
@@ -58,7 +49,7 @@ pub async fn serve(handle: Arc<EngineHandle>, db: Arc<dyn DaemonStore>) -> Resul
             None
         }
     };
-    let _pruner = tokio::spawn(prune_audit(handle.clone(), db.clone()));
+    let _pruner = tokio::spawn(prune_audit(handle.clone()));
     let reloader = reload::on_sighup(handle.clone())
         .map_err(|e| FrontError::Start(format!("cannot take over SIGHUP for reload: {e}")))?;
     tokio::spawn(reloader);
@@ -70,7 +61,7 @@ pub async fn serve(handle: Arc<EngineHandle>, db: Arc<dyn DaemonStore>) -> Resul
         tokio::spawn(metrics_http::serve(l));
     }
     if let Some(every) = notify::watchdog_interval() {
-        tokio::spawn(watchdog(db.clone(), every / 2));
+        tokio::spawn(watchdog(handle.clone(), every / 2));
     }
     let radius = radius::start(&cfg, handle.clone())
         .await
@@ -97,13 +88,16 @@ pub async fn serve(handle: Arc<EngineHandle>, db: Arc<dyn DaemonStore>) -> Resul
 
 /// Pings systemd's watchdog only while the store answers: a daemon whose database hangs is
 /// restarted rather than left rejecting every login.
-async fn watchdog(db: Arc<dyn DaemonStore>, every: std::time::Duration) {
+async fn watchdog(handle: Arc<EngineHandle>, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let store = db.clone();
-        let probe =
-            tokio::time::timeout(every, tokio::task::spawn_blocking(move || store.ping())).await;
+        let h = handle.clone();
+        let probe = tokio::time::timeout(
+            every,
+            tokio::task::spawn_blocking(move || h.housekeeping().ping()),
+        )
+        .await;
         match probe {
             Ok(Ok(Ok(_))) => notify::notify("WATCHDOG=1"),
             other => tracing::error!("watchdog: store did not answer: {other:?}"),
@@ -112,7 +106,7 @@ async fn watchdog(db: Arc<dyn DaemonStore>, every: std::time::Duration) {
 }
 
 /// Hourly pruning of old audit records (`[audit] keep_days`, as configured now).
-async fn prune_audit(handle: Arc<EngineHandle>, db: Arc<dyn DaemonStore>) {
+async fn prune_audit(handle: Arc<EngineHandle>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
@@ -121,9 +115,9 @@ async fn prune_audit(handle: Arc<EngineHandle>, db: Arc<dyn DaemonStore>) {
         if keep_days == 0 {
             continue;
         }
-        let store = db.clone();
+        let h = handle.clone();
         let before_ms = crate::engine::SystemClock.now_ms() - i64::from(keep_days) * 86_400_000;
-        match tokio::task::spawn_blocking(move || store.prune_audit(before_ms)).await {
+        match tokio::task::spawn_blocking(move || h.housekeeping().prune_audit(before_ms)).await {
             Ok(Ok(n)) if n > 0 => {
                 tracing::info!("audit: pruned {n} records older than {keep_days} days")
             }

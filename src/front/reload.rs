@@ -2,7 +2,7 @@
 //! every request from now on see it. Requests already running finish on the engine they
 //! started with: nothing in flight is lost or answered twice.
 
-use super::StoreStatus;
+use super::Housekeeping;
 use crate::config::Config;
 use crate::engine::Engine;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use std::sync::{Arc, RwLock};
 pub struct EngineHandle {
     current: RwLock<Arc<Engine>>,
     config_path: Option<PathBuf>,
-    /// The database's counts for `status`; the store itself stays with the engine.
-    status: Arc<dyn StoreStatus>,
+    /// The database's housekeeping side; the store itself stays with the engine.
+    housekeeping: Arc<dyn Housekeeping>,
     /// Requests between bytes in and answer out, so a stop can wait for them.
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
@@ -50,11 +50,11 @@ impl EngineHandle {
     pub fn new(
         engine: Arc<Engine>,
         config_path: Option<PathBuf>,
-        status: Arc<dyn StoreStatus>,
+        housekeeping: Arc<dyn Housekeeping>,
     ) -> EngineHandle {
         EngineHandle {
             current: RwLock::new(engine),
-            status,
+            housekeeping,
             config_path,
             in_flight: AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
@@ -95,9 +95,9 @@ impl EngineHandle {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// What the front-ends may ask of the database besides logins.
-    pub fn store_status(&self) -> &dyn StoreStatus {
-        self.status.as_ref()
+    /// What the daemon may ask of the database besides logins.
+    pub fn housekeeping(&self) -> &dyn Housekeeping {
+        self.housekeeping.as_ref()
     }
 
     pub fn current(&self) -> Arc<Engine> {

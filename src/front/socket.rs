@@ -536,7 +536,7 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
         Request::Ping => protocol::ping_answer(),
         Request::Status => match tokio::task::spawn_blocking({
             let handle = handle.clone();
-            move || status(handle.store_status())
+            move || status(handle.housekeeping())
         })
         .await
         {
@@ -618,7 +618,7 @@ fn now_unix_ms() -> u64 {
 }
 
 /// Asks the database for its counts: a daemon whose database does not answer says so.
-fn status(db: &dyn super::StoreStatus) -> protocol::StatusAnswer {
+fn status(db: &dyn super::Housekeeping) -> protocol::StatusAnswer {
     let counts = db.counts();
     let m = metrics::get();
     let (store, accounts, tokens) = match counts {
