@@ -241,17 +241,20 @@ fn a_wrong_app_password_still_pays_a_durable_write() {
     assert_written_not_counted(dir.path(), &store, 3);
 }
 
-/// `logins` uncounted failures of user0 each made the unknown-user write (its count in `meta`
-/// went up by one each time), and user0's failure count stayed 0.
+/// `logins` uncounted failures of user0 each made the uncounted write (an account row's
+/// `probes` went up by one each time, or the unknown-user count in `meta`), and user0's
+/// failure count stayed 0.
 fn assert_written_not_counted(dir: &std::path::Path, store: &SqliteStore, logins: i64) {
     let other = rusqlite::Connection::open(dir.join("otpd.db")).expect("open");
     let count: i64 = other
         .query_row(
-            "SELECT value FROM meta WHERE name = 'unknown_user_failures'",
+            "SELECT (SELECT total(probes) FROM accounts)
+                  + coalesce((SELECT value FROM meta WHERE name = 'unknown_user_failures'), 0)",
             [],
-            |r| r.get(0),
+            |r| r.get::<_, f64>(0),
         )
-        .expect("the unknown-user write happened");
+        .map(|n| n as i64)
+        .expect("the uncounted write happened");
     assert_eq!(count, logins, "one durable write per login");
     let failures = store
         .account("user0")

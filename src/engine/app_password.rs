@@ -75,7 +75,7 @@ impl Engine {
             // revoked one left in a mail client that polls every minute must not lock the
             // user out of the services that need PIN+OTP.
             let now = self.clock.now_ms().div_euclid(1000);
-            return self.reject_uncounted(user, &why, now);
+            return self.reject_uncounted(user, &why, now, Some(account.id));
         };
         let now = self.clock.now_ms().div_euclid(1000);
         let from = req.rhost.as_deref().or(req.client.as_deref());

@@ -21,8 +21,8 @@ impl Engine {
             return d;
         }
         let now = self.clock.now_ms().div_euclid(1000);
-        self.pay_for_a_wrong_code(&req.password, own, now);
-        if let Err(e) = self.store.record_unknown_failure(now) {
+        let paid_to = self.pay_for_a_wrong_code(&req.password, own, now);
+        if let Err(e) = self.store.record_uncounted(paid_to, now) {
             tracing::warn!("uncounted write failed: {e}");
         }
         d
@@ -69,13 +69,19 @@ impl Engine {
                         let found = self
                             .store
                             .account_with_tokens(probe.as_deref().unwrap_or(&user));
-                        match found {
-                            Ok(Some((a, t))) => self.imitate(Some(&a), &t, password, now),
-                            _ => self.imitate(None, &[], password, now),
-                        }
+                        let paid_to = match found {
+                            Ok(Some((a, t))) => {
+                                self.imitate(Some(&a), &t, password, now);
+                                Some(a.id)
+                            }
+                            _ => {
+                                self.imitate(None, &[], password, now);
+                                None
+                            }
+                        };
                         self.sources.failed(rhost, &user, now, l);
                         pass.failed(now, l);
-                        self.reject_uncounted(user, "unknown user", now)
+                        self.reject_uncounted(user, "unknown user", now, paid_to)
                     }
                 };
                 if self.cfg.unknown_user == UnknownUser::Defer {
@@ -87,10 +93,17 @@ impl Engine {
     }
 
     /// A Reject counted against nobody that still pays the durable write a counted failure
-    /// costs (the unknown-user write): otherwise its answer comes a flush sooner and tells
-    /// whether, or how, the account exists (docs/security.md#timing).
-    pub(super) fn reject_uncounted(&self, user: String, why: &str, now: i64) -> Decision {
-        match self.store.record_unknown_failure(now) {
+    /// costs, on an account row (`paid_to`, the account whose rows the login read):
+    /// otherwise its answer comes a flush sooner and tells whether, or how, the account
+    /// exists (docs/security.md#timing).
+    pub(super) fn reject_uncounted(
+        &self,
+        user: String,
+        why: &str,
+        now: i64,
+        paid_to: Option<i64>,
+    ) -> Decision {
+        match self.store.record_uncounted(paid_to, now) {
             Ok(()) => Decision::reject(user, why),
             Err(e) => Decision::reject(user, format!("{why}; failure not recorded: {e}")),
         }
@@ -107,8 +120,8 @@ impl Engine {
         own: Own<'_>,
     ) -> Decision {
         let now = self.clock.now_ms().div_euclid(1000);
-        self.pay_for_a_wrong_code(password, own, now);
-        self.reject_uncounted(user, why, now)
+        let paid_to = self.pay_for_a_wrong_code(password, own, now);
+        self.reject_uncounted(user, why, now, paid_to)
     }
 
     /// The reads and the checks of a wrong code, discarded. A login that read an account
@@ -116,12 +129,14 @@ impl Engine {
     /// as an unknown user's login does (that read is part of the price: examples/timing.rs,
     /// 5 ms apart, measured about 10 µs sooner without a second lookup). A login that read
     /// its own rows also looks up a name that is not there (none is empty), so that it reads
-    /// twice, as an unknown user's does: the name that is missing, then real rows.
-    fn pay_for_a_wrong_code(&self, password: &str, own: Own<'_>, now: i64) {
+    /// twice, as an unknown user's does: the name that is missing, then real rows. Says on
+    /// which account's row the answer's write goes (`reject_uncounted`).
+    fn pay_for_a_wrong_code(&self, password: &str, own: Own<'_>, now: i64) -> Option<i64> {
         match own.filter(|(_, t)| t.iter().any(imitable)) {
             Some((account, tokens)) => {
                 let _ = self.store.account_with_tokens("");
                 self.imitate(Some(account), tokens, password, now);
+                Some(account.id)
             }
             None => {
                 let probe = lock(&self.recent_account).clone();
@@ -129,8 +144,14 @@ impl Engine {
                     .store
                     .account_with_tokens(probe.as_deref().unwrap_or(""))
                 {
-                    Ok(Some((a, t))) => self.imitate(Some(&a), &t, password, now),
-                    _ => self.imitate(None, &[], password, now),
+                    Ok(Some((a, t))) => {
+                        self.imitate(Some(&a), &t, password, now);
+                        Some(a.id)
+                    }
+                    _ => {
+                        self.imitate(None, &[], password, now);
+                        own.map(|(a, _)| a.id)
+                    }
                 }
             }
         }

@@ -94,7 +94,7 @@ impl Engine {
                 .record_failure(account.id, now, l.max_failures, lock_until)
                 .map(|_| ())
         } else {
-            self.store.record_unknown_failure(now)
+            self.store.record_uncounted(Some(account.id), now)
         };
         let n = counted.failures;
         let from = if counted.durable {

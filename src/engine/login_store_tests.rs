@@ -63,8 +63,8 @@ impl LoginStore for LoginOnly {
     fn set_familiar_sources(&self, account_id: i64, sources: &[String]) -> StoreResult<()> {
         self.rows.set_familiar_sources(account_id, sources)
     }
-    fn record_unknown_failure(&self, now: i64) -> StoreResult<()> {
-        self.rows.record_unknown_failure(now)
+    fn record_uncounted(&self, account_id: Option<i64>, now: i64) -> StoreResult<()> {
+        self.rows.record_uncounted(account_id, now)
     }
     fn advance_counter(
         &self,

@@ -66,11 +66,13 @@ pub trait LoginStore: Send + Sync {
     /// Sets the sources the account has logged in from, most recently added first. Queued,
     /// not waited for: losing it in a crash costs the user one login's familiarity.
     fn set_familiar_sources(&self, account_id: i64, sources: &[String]) -> StoreResult<()>;
-    /// A failed login of a user otpd does not know (or one not counted against anyone): one
-    /// durable write that really changes the database, as a wrong PIN's failure count costs,
-    /// so the answer time does not tell whether the account exists. Records the time of the
-    /// latest such failure and counts them.
-    fn record_unknown_failure(&self, now: i64) -> StoreResult<()>;
+    /// An answer that counts nothing (an unknown user, a locked or throttled account, a
+    /// filler password, ...): one durable write that really changes the database, of the
+    /// kind a counted failure makes (an update of `account_id`'s row, which may be another
+    /// account than the login's own), so the answer time does not tell whether, or how, the
+    /// account exists. Without such a row: a write of its own (the time of the latest such
+    /// failure and their count).
+    fn record_uncounted(&self, account_id: Option<i64>, now: i64) -> StoreResult<()>;
 
     /// Stores `counter` and `drift` only if `counter` is greater than the stored counter and
     /// (when `activate`) turns a pending token active. With [`CommitMode::Wait`] the answer

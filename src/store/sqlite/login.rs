@@ -71,8 +71,8 @@ impl LoginStore for SqliteStore {
         })
     }
 
-    fn record_unknown_failure(&self, now: i64) -> StoreResult<()> {
-        self.write(Op::UnknownFailure { now }).map(|_| ())
+    fn record_uncounted(&self, account_id: Option<i64>, now: i64) -> StoreResult<()> {
+        self.write(Op::Uncounted { account_id, now }).map(|_| ())
     }
 
     fn advance_counter(

@@ -35,6 +35,10 @@ pub(in crate::store) const SQL_UNKNOWN: &str = "INSERT INTO meta (name, value)
      VALUES ('unknown_user_last_failure', ?1), ('unknown_user_failures', 1)
      ON CONFLICT (name) DO UPDATE SET value = CASE
          WHEN name = 'unknown_user_failures' THEN value + 1 ELSE excluded.value END";
+/// The write of an answer that counts nothing, on an account row: the same kind of write
+/// as a counted failure's, one `UPDATE … RETURNING` on `accounts`.
+pub(in crate::store) const SQL_PROBE: &str =
+    "UPDATE accounts SET probes = probes + 1 WHERE id = ?1 RETURNING probes";
 pub(in crate::store) const SQL_TOUCH_APP_PASSWORD: &str =
     "UPDATE app_passwords SET last_used_at = ?2, last_used_from = ?3 WHERE id = ?1";
 pub(in crate::store) const SQL_TOKEN_USED: &str = "UPDATE tokens SET last_used_at = ?2,
@@ -70,7 +74,10 @@ pub(in crate::store) enum Op {
     Unlock {
         account_id: i64,
     },
-    UnknownFailure {
+    /// An answer that counted nothing: on `account_id`'s row when there is one, else the
+    /// unknown-user upsert of `meta` (a database without accounts).
+    Uncounted {
+        account_id: Option<i64>,
         now: i64,
     },
     /// The account's familiar sources, most recently added first: bookkeeping, nobody waits for it.
@@ -174,9 +181,19 @@ pub(in crate::store) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<St
                 .execute(params![account_id, sources])?;
             Answer::Done
         }
-        Op::UnknownFailure { now } => {
-            conn.prepare_cached(SQL_UNKNOWN)?
-                .execute(params![now.to_string().into_bytes()])?;
+        Op::Uncounted { account_id, now } => {
+            let on_row = match account_id {
+                Some(id) => conn
+                    .prepare_cached(SQL_PROBE)?
+                    .query_row([id], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .is_some(),
+                None => false,
+            };
+            if !on_row {
+                conn.prepare_cached(SQL_UNKNOWN)?
+                    .execute(params![now.to_string().into_bytes()])?;
+            }
             Answer::Done
         }
         Op::Audit(r) => {

@@ -364,10 +364,10 @@ fn every_unknown_user_failure_writes_to_the_database() {
             .query_row("PRAGMA data_version", [], |r| r.get(0))
             .expect("data_version")
     };
-    s.record_unknown_failure(100).expect("first");
+    s.record_uncounted(None, 100).expect("first");
     for n in 0..3 {
         let before = version();
-        s.record_unknown_failure(100).expect("again, same second");
+        s.record_uncounted(None, 100).expect("again, same second");
         assert_ne!(
             version(),
             before,
@@ -382,4 +382,33 @@ fn every_unknown_user_failure_writes_to_the_database() {
         )
         .expect("count");
     assert_eq!(count, 4);
+}
+
+#[test]
+fn an_uncounted_answer_writes_to_the_account_row_it_names() {
+    let (d, s, _tok) = store();
+    let id = s.account("alice").expect("a").expect("alice").id;
+    let other = Connection::open(d.path().join("c.db")).expect("open");
+    let version = || -> i64 {
+        other
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .expect("data_version")
+    };
+    for n in 1..=3 {
+        let before = version();
+        s.record_uncounted(Some(id), 100).expect("write");
+        assert_ne!(version(), before, "write {n} changed nothing");
+        let probes: i64 = other
+            .query_row("SELECT probes FROM accounts WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .expect("probes");
+        assert_eq!(probes, n);
+    }
+    let a = s.account("alice").expect("a").expect("alice");
+    assert_eq!(a.failures, 0, "nothing counted");
+    // A row that is gone: the meta write instead, still a change.
+    let before = version();
+    s.record_uncounted(Some(id + 1000), 100).expect("write");
+    assert_ne!(version(), before);
 }
