@@ -8,9 +8,8 @@
 //! every half-done login, which costs the user one more PIN prompt and nothing else.
 
 use super::email::active_email_token;
-use super::{gate, CheckRequest, Commit, Decision, Engine};
+use super::{Attempt, CheckRequest, Commit, Decision, Engine};
 use crate::crypto;
-use crate::model::{Account, Token};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -169,21 +168,27 @@ impl Engine {
     }
 
     /// The OTP requirement with the two-step login around the one-step check.
-    // One more than clippy's seven since the commit mode became an argument; the login
-    // pipeline's rewrite (issue 16, item 4) gathers a login's state into one value.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn check_otp_two_step(
-        &self,
-        user: String,
-        account: &Account,
-        tokens: Vec<Token>,
-        req: &CheckRequest,
-        class: &str,
-        pass: gate::Pass<'_>,
-        commit: &mut Commit,
-    ) -> Decision {
+    pub(super) fn check_otp_two_step(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
+        let Attempt {
+            user,
+            account,
+            tokens,
+            class,
+            req,
+            pass,
+        } = a;
         if req.state.is_some() {
-            return self.continue_challenge(user, account, tokens, req, class, pass, commit);
+            return self.continue_challenge(
+                Attempt {
+                    user,
+                    account,
+                    tokens,
+                    class,
+                    req,
+                    pass,
+                },
+                commit,
+            );
         }
         let two_step = self
             .cfg
@@ -194,7 +199,17 @@ impl Engine {
         // e-mail token gets the two-step login in every class that asks for OTP.
         let email = active_email_token(&tokens);
         if !two_step && email.is_none() {
-            return self.check_otp(user, account, req, tokens, pass, commit);
+            return self.check_otp(
+                Attempt {
+                    user,
+                    account,
+                    tokens,
+                    class,
+                    req,
+                    pass,
+                },
+                commit,
+            );
         }
         // A locked, throttled or blocked attempt never gets here (the gate, engine/mod.rs):
         // the PIN alone is looked at, and mail sent, only for an attempt that holds a slot.
@@ -206,7 +221,17 @@ impl Engine {
         };
         if !pin_alone {
             // A wrong PIN alone is a counted failure like any wrong password.
-            return self.check_otp(user, account, req, tokens, pass, commit);
+            return self.check_otp(
+                Attempt {
+                    user,
+                    account,
+                    tokens,
+                    class,
+                    req,
+                    pass,
+                },
+                commit,
+            );
         }
         let mut lifetime_ms = self.challenges.lifetime_ms();
         let (message, reason, serial) = match &email {
@@ -251,19 +276,15 @@ impl Engine {
 
     /// The second step: the State must be open, unexpired and issued to this user, client
     /// and class; then the code is checked as if the PIN had been typed in front of it.
-    // One more than clippy's seven since the commit mode became an argument; the login
-    // pipeline's rewrite (issue 16, item 4) gathers a login's state into one value.
-    #[allow(clippy::too_many_arguments)]
-    fn continue_challenge(
-        &self,
-        user: String,
-        account: &Account,
-        tokens: Vec<Token>,
-        req: &CheckRequest,
-        class: &str,
-        pass: gate::Pass<'_>,
-        commit: &mut Commit,
-    ) -> Decision {
+    fn continue_challenge(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
+        let Attempt {
+            user,
+            account,
+            tokens,
+            class,
+            req,
+            pass,
+        } = a;
         let state = req.state.as_deref().unwrap_or_default();
         let p = match self.challenges.take(self.clock.now_ms(), state) {
             Ok(p) => p,
@@ -290,7 +311,17 @@ impl Engine {
             state: None,
             ..req.clone()
         };
-        self.check_otp(user, account, &second, tokens, pass, commit)
+        self.check_otp(
+            Attempt {
+                user,
+                account,
+                tokens,
+                class,
+                req: &second,
+                pass,
+            },
+            commit,
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`Decision`]. The engine never sees a socket; a front-end never sees a token.
 
 mod app_password;
+mod attempt;
 mod audit;
 mod challenge;
 mod deferred;
@@ -17,6 +18,7 @@ mod source_limit;
 
 pub use crate::model::{Clock, SystemClock};
 pub use app_password::normalize as normalize_app_password;
+use attempt::Attempt;
 pub use challenge::CODE_PROMPT;
 pub use deferred::{Checked, Pending, Responder};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
@@ -269,7 +271,17 @@ impl Engine {
                 self.check_app_password(user, &account, &class, req, pass)
             }),
             Requirement::Otp => self.gated(user, &account, tokens, req, |user, pass, tokens| {
-                self.otp_with_relogin(user, &account, tokens, &class, req, pass, commit)
+                self.otp_with_relogin(
+                    Attempt {
+                        user,
+                        account: &account,
+                        tokens,
+                        class: &class,
+                        req,
+                        pass,
+                    },
+                    commit,
+                )
             }),
         };
         d.class(class)

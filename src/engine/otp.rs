@@ -1,23 +1,23 @@
 //! The PIN+code check itself: every active token tried in full (so the time does not say which
 //! part was wrong), then the winner's code made to stick.
 
-use super::{gate, CheckRequest, Commit, Decision, Engine};
-use crate::model::{Account, Token, TokenState};
+use super::{Attempt, Commit, Decision, Engine};
+use crate::model::TokenState;
 use crate::store::CommitMode;
 use crate::tokens::{self, Matcher, Redeemed};
 
 impl Engine {
     /// `tokens` are the account's, read once per login by the caller (challenge.rs): a second
     /// query would cost every login a few more page reads.
-    pub(super) fn check_otp(
-        &self,
-        user: String,
-        account: &Account,
-        req: &CheckRequest,
-        tokens: Vec<Token>,
-        pass: gate::Pass<'_>,
-        commit: &mut Commit,
-    ) -> Decision {
+    pub(super) fn check_otp(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
+        let Attempt {
+            user,
+            account,
+            tokens,
+            req,
+            pass,
+            ..
+        } = a;
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         let rhost = req.rhost.as_deref();

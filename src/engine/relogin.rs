@@ -9,10 +9,10 @@
 //! the cache. Logins without a source address are never cached: "the same source" is the
 //! whole safety argument.
 
-use super::{gate, CheckRequest, Commit, Decision, Engine, Verdict};
+use super::{Attempt, Commit, Decision, Engine, Verdict};
 use crate::config::ServiceConfig;
 use crate::crypto;
-use crate::model::{Account, Token, TokenState};
+use crate::model::TokenState;
 use crate::store::CommitMode;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -176,19 +176,15 @@ impl ReloginCache {
 
 impl Engine {
     /// The OTP check with the re-login cache in front of it (for classes that have it on).
-    // One more than clippy's seven since the commit mode became an argument; the login
-    // pipeline's rewrite (issue 16, item 4) gathers a login's state into one value.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn otp_with_relogin(
-        &self,
-        user: String,
-        account: &Account,
-        tokens: Vec<Token>,
-        class: &str,
-        req: &CheckRequest,
-        pass: gate::Pass<'_>,
-        commit: &mut Commit,
-    ) -> Decision {
+    pub(super) fn otp_with_relogin(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
+        let Attempt {
+            user,
+            account,
+            tokens,
+            class,
+            req,
+            pass,
+        } = a;
         let svc = self.cfg.services.get(class).filter(|s| s.relogin_cache);
         // A challenge answer is not what the user typed at the first login.
         let key = match (svc, req.rhost.as_deref(), &req.state) {
@@ -202,7 +198,17 @@ impl Engine {
             _ => None,
         };
         let (Some(svc), Some(key)) = (svc, key) else {
-            return self.check_otp_two_step(user, account, tokens, req, class, pass, commit);
+            return self.check_otp_two_step(
+                Attempt {
+                    user,
+                    account,
+                    tokens,
+                    class,
+                    req,
+                    pass,
+                },
+                commit,
+            );
         };
         // An Accept here goes into the cache before the answer leaves: it must be final, so
         // this login waits for its commit (no deferred answer, engine/mod.rs).
@@ -222,7 +228,17 @@ impl Engine {
                 _ => self.relogin.forget(&key),
             }
         }
-        let d = self.check_otp_two_step(user, account, tokens, req, class, pass, commit);
+        let d = self.check_otp_two_step(
+            Attempt {
+                user,
+                account,
+                tokens,
+                class,
+                req,
+                pass,
+            },
+            commit,
+        );
         if d.verdict == Verdict::Accept {
             if let Some(serial) = &d.serial {
                 self.relogin.remember(key, serial, now_ms, svc);
