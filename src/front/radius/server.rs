@@ -16,8 +16,8 @@ use super::stats::{inc, Stats, Throttle, Throttles};
 use super::wire::MAX_PACKET_LEN;
 use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo, Step};
 use crate::config::Config;
+use crate::daemon::EngineHandle;
 use crate::engine::{CheckRequest, Checked, Decision, Responder};
-use crate::front::EngineHandle;
 use crate::metrics::{self, Drop as MDrop, Frontend};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -385,7 +385,7 @@ impl Shared {
                     }
                     return;
                 };
-                // Until the answer is sent: a stop waits for it (front::serve).
+                // Until the answer is sent: a stop waits for it (daemon::serve).
                 let working = self.handle.begin_owned();
                 let Pending { info, login } = p;
                 let req = CheckRequest {
@@ -480,7 +480,7 @@ struct Reply {
     src: SocketAddr,
     guard: InProgress,
     received: Instant,
-    held: (Slot, SourceSlot, crate::front::reload::InFlightOwned),
+    held: (Slot, SourceSlot, crate::daemon::reload::InFlightOwned),
 }
 
 impl Responder for Reply {

@@ -1,8 +1,8 @@
 //! One connection: request lines in (capped, wiped), answers out, each request to the engine.
 
 use super::super::protocol::{self, codes, ProtoError, Request};
-use super::super::EngineHandle;
 use super::waiting::Registered;
+use crate::daemon::{EngineHandle, Housekeeping};
 use crate::engine::{messages, AccountVerdict, CheckRequest};
 use crate::metrics::{self, Frontend};
 use std::sync::Arc;
@@ -75,7 +75,7 @@ pub(super) async fn serve_conn(
             () = reg.state.evict.notified() => return,
         };
         reg.working();
-        // From a whole line until its answer is written: a stop waits for it (front::serve).
+        // From a whole line until its answer is written: a stop waits for it (daemon::serve).
         let working = engine.begin();
         let (answer, keep_open) = match read {
             // Idle (or a line that trickles in too slowly): close without an answer.
@@ -200,7 +200,7 @@ fn now_unix_ms() -> u64 {
 }
 
 /// Asks the database for its counts: a daemon whose database does not answer says so.
-fn status(db: &dyn super::super::Housekeeping) -> protocol::StatusAnswer {
+fn status(db: &dyn Housekeeping) -> protocol::StatusAnswer {
     let counts = db.counts();
     let m = metrics::get();
     let (store, accounts, tokens) = match counts {

@@ -18,9 +18,9 @@ pub use conn::GAVE_UP;
 pub use file::SocketFile;
 
 use super::protocol::{self, codes, ProtoError};
-use super::EngineHandle;
 use super::FrontError;
 use crate::config::SocketConfig;
+use crate::daemon::EngineHandle;
 use crate::metrics;
 use conn::serve_conn;
 use file::{bind_private, clear_stale, group_id};
