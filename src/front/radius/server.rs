@@ -12,7 +12,7 @@
 use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
 use super::per_source::{PerSource, SourceSlot};
 use super::receivers::Receivers;
-use super::stats::{inc, Stats, Throttle, Throttles};
+use super::stats::{inc, DropLogs, LogPerInterval, Stats};
 use super::wire::MAX_PACKET_LEN;
 use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo, Step};
 use crate::config::Config;
@@ -59,7 +59,7 @@ struct Shared {
     receivers: Vec<Arc<Receivers>>,
     stopping: AtomicBool,
     stats: Stats,
-    log: Throttles,
+    log: DropLogs,
 }
 
 /// The running RADIUS front-end.
@@ -123,13 +123,13 @@ pub async fn start(
         receivers,
         stopping: AtomicBool::new(false),
         stats: Stats::default(),
-        log: Throttles {
-            unknown_source: Throttle::new(),
-            dropped: Throttle::new(),
-            overload: Throttle::new(),
-            overload_source: Throttle::new(),
-            not_pap: Throttle::new(),
-            io: Throttle::new(),
+        log: DropLogs {
+            unknown_source: LogPerInterval::new(),
+            dropped: LogPerInterval::new(),
+            overload: LogPerInterval::new(),
+            overload_source: LogPerInterval::new(),
+            not_pap: LogPerInterval::new(),
+            io: LogPerInterval::new(),
         },
     });
     let mut workers = Vec::new();

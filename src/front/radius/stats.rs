@@ -82,14 +82,15 @@ impl Stats {
     }
 }
 
-/// At most one log line per interval; says how many were held back.
-pub(super) struct Throttle {
+/// At most one log line per interval (`LOG_EVERY`), whatever the count; says how many were
+/// held back.
+pub(super) struct LogPerInterval {
     last: Mutex<(Option<Instant>, u64)>,
 }
 
-impl Throttle {
-    pub(super) fn new() -> Throttle {
-        Throttle {
+impl LogPerInterval {
+    pub(super) fn new() -> LogPerInterval {
+        LogPerInterval {
             last: Mutex::new((None, 0)),
         }
     }
@@ -112,11 +113,12 @@ impl Throttle {
     }
 }
 
-pub(super) struct Throttles {
-    pub(super) unknown_source: Throttle,
-    pub(super) dropped: Throttle,
-    pub(super) overload: Throttle,
-    pub(super) overload_source: Throttle,
-    pub(super) not_pap: Throttle,
-    pub(super) io: Throttle,
+/// One [`LogPerInterval`] per kind of trouble, so a flood of one kind does not hide another.
+pub(super) struct DropLogs {
+    pub(super) unknown_source: LogPerInterval,
+    pub(super) dropped: LogPerInterval,
+    pub(super) overload: LogPerInterval,
+    pub(super) overload_source: LogPerInterval,
+    pub(super) not_pap: LogPerInterval,
+    pub(super) io: LogPerInterval,
 }

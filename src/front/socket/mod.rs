@@ -135,9 +135,9 @@ impl SocketFront {
     async fn accept_loop(self, engine: Arc<EngineHandle>) {
         let slots = Arc::new(Semaphore::new(self.cfg.max_connections));
         let cfg = Arc::new(self.cfg);
-        let refused = Arc::new(Throttle::default());
-        let busy = Arc::new(Throttle::default());
-        let evicted = Arc::new(Throttle::default());
+        let refused = Arc::new(LogSampler::default());
+        let busy = Arc::new(LogSampler::default());
+        let evicted = Arc::new(LogSampler::default());
         let waiting = Arc::new(Waiting::default());
         loop {
             let stream = match self.listener.accept().await {
@@ -229,12 +229,13 @@ fn refuse(stream: &UnixStream, code: &'static str, msg: &str) {
     let _ = stream.try_write(&protocol::error_answer(&ProtoError::new(code, msg)));
 }
 
-/// Logs the first ten events, then every hundredth: a local peer that hammers the socket must
-/// not be able to flood the log.
+/// Samples a stream of like events for the log by count: the first ten, then every hundredth
+/// (unlike RADIUS's `LogPerInterval`, which goes by time): a local peer that hammers the
+/// socket must not be able to flood the log.
 #[derive(Default)]
-pub(super) struct Throttle(AtomicU64);
+pub(super) struct LogSampler(AtomicU64);
 
-impl Throttle {
+impl LogSampler {
     pub(super) fn tick(&self) -> Option<u64> {
         let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
         (n <= 10 || n % 100 == 0).then_some(n)

@@ -3,7 +3,7 @@
 use super::conn::{read_line, Line};
 use super::file::group_id;
 use super::protocol;
-use super::Throttle;
+use super::LogSampler;
 use tokio::io::BufReader;
 use zeroize::Zeroizing;
 
@@ -58,8 +58,8 @@ fn groups_resolve_or_fail_clearly() {
 }
 
 #[test]
-fn throttle_logs_first_ten_then_every_hundredth() {
-    let t = Throttle::default();
+fn log_sampler_logs_first_ten_then_every_hundredth() {
+    let t = LogSampler::default();
     let logged: Vec<u64> = (0..300).filter_map(|_| t.tick()).collect();
     assert_eq!(logged.len(), 13);
     assert_eq!(logged[10], 100);
