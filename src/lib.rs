@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod confusable;
 pub mod crypto;
+pub mod daemon;
 pub mod engine;
 pub mod front;
 pub mod import;

@@ -19,7 +19,7 @@ pub struct RadiusConfig {
     pub max_in_flight: usize,
     /// Requests from one source address in flight at once, so that one client (or whoever
     /// forges its address) cannot take every slot; 0 = a quarter of the worker threads
-    /// (front/radius/server.rs).
+    /// (front/radius/server.rs, per_source.rs).
     pub max_in_flight_per_source: usize,
     /// Threads per listen address that receive at once; 0 = one per CPU. The others wait
     /// parked and take over while a login sleeps (crate::blocking).

@@ -10,19 +10,24 @@
 //! | `attributes` | attributes read and written, through the `radius` crate's codec |
 //! | `duplicates` | the bounded cache of answers for retransmissions |
 //! | `clients` | `[[radius.clients]]` by source address |
-//! | `server` | sockets, bounded in-flight work, counters, rate-limited logging |
+//! | `server` | sockets, worker threads, bounded in-flight work |
+//! | `per_source` | each source address's share of the validations in flight |
+//! | `stats` | counters of what happened to datagrams, rate-limited log lines |
 
 pub mod attributes;
 pub mod clients;
 pub mod duplicates;
 pub mod message_authenticator;
+mod per_source;
 mod receivers;
 pub mod server;
+mod stats;
 pub mod wire;
 
 pub use attributes::{Login, RequestInfo, Unusable};
 pub use clients::{Client, Clients};
 pub use server::{start, RadiusServer};
+pub use stats::Stats;
 pub use wire::Dropped;
 
 use crate::engine::{messages, Decision, Verdict};

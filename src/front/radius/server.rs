@@ -10,24 +10,24 @@
 //! that waits for its commit holds no other request up: the other workers keep receiving.
 
 use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
+use super::per_source::{PerSource, SourceSlot};
 use super::receivers::Receivers;
-use super::wire::{Dropped, MAX_PACKET_LEN};
+use super::stats::{inc, DropLogs, LogPerInterval, Stats};
+use super::wire::MAX_PACKET_LEN;
 use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo, Step};
 use crate::config::Config;
+use crate::daemon::EngineHandle;
 use crate::engine::{CheckRequest, Checked, Decision, Responder};
-use crate::front::EngineHandle;
 use crate::metrics::{self, Drop as MDrop, Frontend};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Answers kept for retransmissions at most; at 30 s that is over 2,000 logins a second.
 const DUPLICATE_CACHE_MIN: usize = 65_536;
-/// One log line per kind of trouble per this interval; the rest are counted.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a stop waits for validations already running.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Worker threads per listen address at most. Each validates one login at a time and waits
@@ -45,158 +45,6 @@ const RECEIVERS_PER_CPU: usize = 1;
 /// wasted 64 times over.
 const WORKER_STACK: usize = 512 * 1024;
 
-/// Counters of what happened to datagrams; logged when the server stops and with every
-/// rate-limited line.
-#[derive(Default)]
-pub struct Stats {
-    pub received: AtomicU64,
-    pub answered: AtomicU64,
-    pub unknown_source: AtomicU64,
-    pub malformed: AtomicU64,
-    pub unknown_code: AtomicU64,
-    pub no_message_authenticator: AtomicU64,
-    pub bad_message_authenticator: AtomicU64,
-    pub duplicates_answered: AtomicU64,
-    pub duplicates_in_progress: AtomicU64,
-    pub overload: AtomicU64,
-    /// Of `overload`: dropped because their source address had its share in flight.
-    pub overload_source: AtomicU64,
-    pub not_pap: AtomicU64,
-    pub failed: AtomicU64,
-}
-
-fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-impl Stats {
-    pub fn summary(&self) -> String {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        format!(
-            "received {}, answered {}, unknown source {}, malformed {}, unknown code {}, \
-             no Message-Authenticator {}, bad Message-Authenticator {}, duplicates answered \
-             from cache {}, duplicates dropped while in progress {}, dropped for load {}, \
-             of them over one source's share {}, refused as not PAP {}, failed {}",
-            g(&self.received),
-            g(&self.answered),
-            g(&self.unknown_source),
-            g(&self.malformed),
-            g(&self.unknown_code),
-            g(&self.no_message_authenticator),
-            g(&self.bad_message_authenticator),
-            g(&self.duplicates_answered),
-            g(&self.duplicates_in_progress),
-            g(&self.overload),
-            g(&self.overload_source),
-            g(&self.not_pap),
-            g(&self.failed),
-        )
-    }
-
-    fn count_drop(&self, d: Dropped) {
-        let m = metrics::get();
-        match d {
-            Dropped::UnknownCode(_) => {
-                inc(&self.unknown_code);
-                m.radius_dropped(MDrop::Malformed);
-            }
-            Dropped::NoMessageAuthenticator => {
-                inc(&self.no_message_authenticator);
-                m.radius_dropped(MDrop::BadAuthenticator);
-            }
-            Dropped::BadMessageAuthenticator => {
-                inc(&self.bad_message_authenticator);
-                m.radius_dropped(MDrop::BadAuthenticator);
-            }
-            Dropped::Encode => inc(&self.failed),
-            _ => {
-                inc(&self.malformed);
-                m.radius_dropped(MDrop::Malformed);
-            }
-        }
-    }
-}
-
-/// At most one log line per interval; says how many were held back.
-struct Throttle {
-    last: Mutex<(Option<Instant>, u64)>,
-}
-
-impl Throttle {
-    fn new() -> Throttle {
-        Throttle {
-            last: Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(held back since the last line)` when a line may be written now.
-    fn allow(&self) -> Option<u64> {
-        let mut g = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        match g.0 {
-            Some(t) if now.saturating_duration_since(t) < LOG_EVERY => {
-                g.1 += 1;
-                None
-            }
-            _ => {
-                let held = g.1;
-                *g = (Some(now), 0);
-                Some(held)
-            }
-        }
-    }
-}
-
-/// Validations in flight per source address, so that one source (a flooding client, or
-/// whoever forges its address) cannot hold every one of `max_in_flight`. An entry lives only
-/// while that source has work in flight: at most `max_in_flight` of them.
-struct PerSource {
-    max: u32,
-    counts: Mutex<HashMap<IpAddr, u32>>,
-}
-
-/// One validation's share of its source; given back when dropped.
-struct SourceSlot {
-    owner: Arc<PerSource>,
-    ip: IpAddr,
-}
-
-impl PerSource {
-    fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<SourceSlot> {
-        let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(SourceSlot {
-            owner: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut m = self.owner.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
-
-struct Throttles {
-    unknown_source: Throttle,
-    dropped: Throttle,
-    overload: Throttle,
-    overload_source: Throttle,
-    not_pap: Throttle,
-    io: Throttle,
-}
-
 struct Shared {
     handle: Arc<EngineHandle>,
     /// The client table of the configuration generation it was built from: rebuilt when a
@@ -211,7 +59,7 @@ struct Shared {
     receivers: Vec<Arc<Receivers>>,
     stopping: AtomicBool,
     stats: Stats,
-    log: Throttles,
+    log: DropLogs,
 }
 
 /// The running RADIUS front-end.
@@ -275,13 +123,13 @@ pub async fn start(
         receivers,
         stopping: AtomicBool::new(false),
         stats: Stats::default(),
-        log: Throttles {
-            unknown_source: Throttle::new(),
-            dropped: Throttle::new(),
-            overload: Throttle::new(),
-            overload_source: Throttle::new(),
-            not_pap: Throttle::new(),
-            io: Throttle::new(),
+        log: DropLogs {
+            unknown_source: LogPerInterval::new(),
+            dropped: LogPerInterval::new(),
+            overload: LogPerInterval::new(),
+            overload_source: LogPerInterval::new(),
+            not_pap: LogPerInterval::new(),
+            io: LogPerInterval::new(),
         },
     });
     let mut workers = Vec::new();
@@ -537,7 +385,7 @@ impl Shared {
                     }
                     return;
                 };
-                // Until the answer is sent: a stop waits for it (front::serve).
+                // Until the answer is sent: a stop waits for it (daemon::serve).
                 let working = self.handle.begin_owned();
                 let Pending { info, login } = p;
                 let req = CheckRequest {
@@ -632,7 +480,7 @@ struct Reply {
     src: SocketAddr,
     guard: InProgress,
     received: Instant,
-    held: (Slot, SourceSlot, crate::front::reload::InFlightOwned),
+    held: (Slot, SourceSlot, crate::daemon::reload::InFlightOwned),
 }
 
 impl Responder for Reply {
@@ -649,31 +497,5 @@ impl Responder for Reply {
         } = self;
         shared.reply(&sock, &info, d, &client, src, guard, received);
         drop(held);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_source_cannot_take_more_than_its_share() {
-        let ps = Arc::new(PerSource {
-            max: 2,
-            counts: Mutex::new(HashMap::new()),
-        });
-        let a: IpAddr = "127.0.0.2".parse().expect("ip");
-        let b: IpAddr = "127.0.0.1".parse().expect("ip");
-        let s1 = ps.try_take(a).expect("first");
-        let s2 = ps.try_take(a).expect("second");
-        assert!(ps.try_take(a).is_none(), "third from the same source");
-        let other = ps.try_take(b).expect("another source still gets in");
-        drop(s1);
-        let s3 = ps.try_take(a).expect("a slot came back");
-        drop((s2, s3, other));
-        assert!(
-            ps.counts.lock().expect("lock").is_empty(),
-            "no entry outlives its work"
-        );
     }
 }

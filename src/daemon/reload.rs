@@ -2,7 +2,7 @@
 //! every request from now on see it. Requests already running finish on the engine they
 //! started with: nothing in flight is lost or answered twice.
 
-use super::Housekeeping;
+use super::housekeeping::Housekeeping;
 use crate::config::Config;
 use crate::engine::Engine;
 use std::path::{Path, PathBuf};
