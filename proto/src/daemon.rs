@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn the_module_s_requests_parse() {
-        // Exactly what pam_module/src/protocol.rs sends.
+        // Exactly what the PAM module sends (`client::encode_check`).
         let r = parse(
             br#"{"op":"check","user":"alice","password":"1234287082","service":"imap","rhost":"192.0.2.7","client":"pam"}"#,
         )

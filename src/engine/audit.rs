@@ -34,7 +34,7 @@ impl Engine {
         }
     }
 
-    /// A check answered without being evaluated, because its caller gave up (socket.rs,
+    /// A check answered without being evaluated, because its caller gave up (front/socket/conn.rs,
     /// `deadline_ms`): evaluating it now would spend the code, or count a failure, for an
     /// answer nobody reads. No PIN or code is looked at, no counter moves, no failure is
     /// counted; the audit record and log line say `reason`. Returns the Reject to send.
