@@ -169,70 +169,38 @@ impl Engine {
 
     /// The OTP requirement with the two-step login around the one-step check.
     pub(super) fn check_otp_two_step(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
-        let Attempt {
-            user,
-            account,
-            tokens,
-            class,
-            req,
-            pass,
-        } = a;
-        if req.state.is_some() {
-            return self.continue_challenge(
-                Attempt {
-                    user,
-                    account,
-                    tokens,
-                    class,
-                    req,
-                    pass,
-                },
-                commit,
-            );
+        if a.req.state.is_some() {
+            return self.continue_challenge(a, commit);
         }
         let two_step = self
             .cfg
             .services
-            .get(class)
+            .get(a.class)
             .is_some_and(|s| s.challenge_on_pin_only);
         // The PIN alone is the only way to ask for an e-mailed code, so an account with an
         // e-mail token gets the two-step login in every class that asks for OTP.
-        let email = active_email_token(&tokens);
+        let email = active_email_token(&a.tokens);
         if !two_step && email.is_none() {
-            return self.check_otp(
-                Attempt {
-                    user,
-                    account,
-                    tokens,
-                    class,
-                    req,
-                    pass,
-                },
-                commit,
-            );
+            return self.check_otp(a, commit);
         }
         // A locked, throttled or blocked attempt never gets here (the gate, engine/mod.rs):
         // the PIN alone is looked at, and mail sent, only for an attempt that holds a slot.
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
-        let pin_alone = match (&account.pin_salt, &account.pin_hash) {
-            (Some(salt), Some(hash)) => self.keys.verify_hash(salt, req.password.as_bytes(), hash),
+        let pin_alone = match (&a.account.pin_salt, &a.account.pin_hash) {
+            (Some(salt), Some(hash)) => {
+                self.keys.verify_hash(salt, a.req.password.as_bytes(), hash)
+            }
             _ => false,
         };
         if !pin_alone {
             // A wrong PIN alone is a counted failure like any wrong password.
-            return self.check_otp(
-                Attempt {
-                    user,
-                    account,
-                    tokens,
-                    class,
-                    req,
-                    pass,
-                },
-                commit,
-            );
+            return self.check_otp(a, commit);
         }
+        // The PIN was right and nothing more is looked at: the slot goes back uncounted.
+        let Attempt {
+            user, class, req, ..
+        } = a;
         let mut lifetime_ms = self.challenges.lifetime_ms();
         let (message, reason, serial) = match &email {
             None => (
@@ -277,21 +245,14 @@ impl Engine {
     /// The second step: the State must be open, unexpired and issued to this user, client
     /// and class; then the code is checked as if the PIN had been typed in front of it.
     fn continue_challenge(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
-        let Attempt {
-            user,
-            account,
-            tokens,
-            class,
-            req,
-            pass,
-        } = a;
+        let req = a.req;
         let state = req.state.as_deref().unwrap_or_default();
         let p = match self.challenges.take(self.clock.now_ms(), state) {
             Ok(p) => p,
-            Err(why) => return Decision::reject(user, why),
+            Err(why) => return Decision::reject(a.user, why),
         };
-        if p.user != user || p.client.as_deref() != req.client.as_deref() || p.class != class {
-            return Decision::reject(user, "challenge state issued to another login");
+        if p.user != a.user || p.client.as_deref() != req.client.as_deref() || p.class != a.class {
+            return Decision::reject(a.user, "challenge state issued to another login");
         }
         // Dovecot (and other PAM callers) answer every prompt with the password typed at the
         // start: an answer that is the PIN again is a client echoing, not a guess at a code.
@@ -299,7 +260,7 @@ impl Engine {
         // PIN alone does not creep towards the lockout.
         if bool::from(p.pin.as_bytes().ct_eq(req.password.as_bytes())) {
             return Decision::reject(
-                user,
+                a.user,
                 "challenge answered with the PIN again (a client repeating the password); not counted",
             );
         }
@@ -311,17 +272,7 @@ impl Engine {
             state: None,
             ..req.clone()
         };
-        self.check_otp(
-            Attempt {
-                user,
-                account,
-                tokens,
-                class,
-                req: &second,
-                pass,
-            },
-            commit,
-        )
+        self.check_otp(Attempt { req: &second, ..a }, commit)
     }
 }
 

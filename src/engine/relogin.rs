@@ -177,38 +177,21 @@ impl ReloginCache {
 impl Engine {
     /// The OTP check with the re-login cache in front of it (for classes that have it on).
     pub(super) fn otp_with_relogin(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
-        let Attempt {
-            user,
-            account,
-            tokens,
-            class,
-            req,
-            pass,
-        } = a;
+        let (class, req) = (a.class, a.req);
         let svc = self.cfg.services.get(class).filter(|s| s.relogin_cache);
         // A challenge answer is not what the user typed at the first login.
         let key = match (svc, req.rhost.as_deref(), &req.state) {
             (Some(_), Some(rhost), None) => self.relogin.key_of(
-                &user,
+                &a.user,
                 class,
                 rhost,
-                account.pin_hash.as_deref().unwrap_or_default(),
+                a.account.pin_hash.as_deref().unwrap_or_default(),
                 &req.password,
             ),
             _ => None,
         };
         let (Some(svc), Some(key)) = (svc, key) else {
-            return self.check_otp_two_step(
-                Attempt {
-                    user,
-                    account,
-                    tokens,
-                    class,
-                    req,
-                    pass,
-                },
-                commit,
-            );
+            return self.check_otp_two_step(a, commit);
         };
         // An Accept here goes into the cache before the answer leaves: it must be final, so
         // this login waits for its commit (no deferred answer, engine/mod.rs).
@@ -218,27 +201,17 @@ impl Engine {
             // The token that made the first login must still be there and active: disabling
             // or deleting it ends its cached logins too. (`tokens` are this account's, read
             // for this login.)
-            match tokens.iter().find(|t| t.serial == hit.serial) {
+            match a.tokens.iter().find(|t| t.serial == hit.serial) {
                 Some(t) if t.state == TokenState::Active => {
                     crate::metrics::get().relogin_hit();
-                    let mut d = Decision::accept(user, hit.serial);
+                    let mut d = Decision::accept(a.user, hit.serial);
                     d.reason = format!("re-login cache (first login {} s ago)", hit.age_s);
                     return d;
                 }
                 _ => self.relogin.forget(&key),
             }
         }
-        let d = self.check_otp_two_step(
-            Attempt {
-                user,
-                account,
-                tokens,
-                class,
-                req,
-                pass,
-            },
-            commit,
-        );
+        let d = self.check_otp_two_step(a, commit);
         if d.verdict == Verdict::Accept {
             if let Some(serial) = &d.serial {
                 self.relogin.remember(key, serial, now_ms, svc);
