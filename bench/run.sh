@@ -91,7 +91,7 @@ data_dir = "$dir/data"
 [log]
 # The audit goes to the database either way; a log line per login (otpd::audit) to a file
 # would measure the file. The front-ends' own lines ("otpd ready") stay.
-level = "warn,otpd::front=info"
+level = "warn,otpd::front=info,otpd::daemon=info"
 [socket]
 path = ""
 [radius]
