@@ -124,6 +124,11 @@ fn malformed_and_oversized_bodies_get_json_errors() {
     let a = post_json(port, "/validate/check", &big);
     assert_eq!(a.status, 413, "{}", a.body);
     assert_eq!(a.json()["result"]["status"], false);
+    // A request head over max_header_bytes (16 KiB by default): 431 from hyper.
+    let big_header = format!("X-Filler: {}", "x".repeat(20_000));
+    let url = format!("http://127.0.0.1:{port}/validate/check");
+    let a = curl(&["-H", &big_header, "-d", "user=alice", &url]);
+    assert_eq!(a.status, 431, "{}", a.body);
     // Still serving: the next login goes through.
     let a = post_form(
         port,
@@ -464,12 +469,21 @@ fn no_second_factor_and_pin_none_are_per_client_and_the_gate_still_counts() {
 
 #[test]
 fn triggerchallenge_needs_a_service_account_and_the_answer_is_the_code() {
+    let sink = common::SmtpSink::start("ok");
+    // The relay's keys as an [email] table (http_env's tables come after the top level).
+    let email = format!("[email]\n{}", sink.config("").replace("email.", ""));
     let (env, port) = http_env(
         "service_accounts = [{ name = \"sso\", secret = \"0123456789abcdef-sso\" }]",
         &client("portal", ""),
-        "",
+        &email,
     );
     alice(&env, "everywhere");
+    env.ok(&["user", "add", "dave", "--pin-stdin"], Some("1234\n"));
+    env.ok(
+        &["token", "add", "dave", "--type", "email", "--address", "dave@example.org", "--active"],
+        None,
+    );
+    env.ok(&["user", "set", "dave", "--level", "everywhere"], None);
     let _d = env.start();
     let a = post_form(port, "/validate/triggerchallenge", &[("user", "alice")]);
     assert_eq!(a.status, 401, "{}", a.body);
@@ -502,6 +516,20 @@ fn triggerchallenge_needs_a_service_account_and_the_answer_is_the_code() {
             ("transaction_id", tid),
             ("pass", &hotp_code(0)),
         ],
+    );
+    assert_eq!(authentication(&a), "ACCEPT", "{}", a.body);
+
+    // An e-mail token: the trigger sends the code, the user answers with it alone.
+    let a = curl(&["-H", &auth, "-d", "user=dave", &url]);
+    let v = a.json();
+    assert_eq!(v["result"]["authentication"], "CHALLENGE", "{v}");
+    assert_eq!(v["detail"]["type"], "email", "{v}");
+    let tid = v["detail"]["transaction_id"].as_str().expect("tid");
+    let code = sink.code(1);
+    let a = post_form(
+        port,
+        "/validate/check",
+        &[("user", "dave"), ("transaction_id", tid), ("pass", &code)],
     );
     assert_eq!(authentication(&a), "ACCEPT", "{}", a.body);
 }
