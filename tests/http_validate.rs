@@ -480,7 +480,16 @@ fn triggerchallenge_needs_a_service_account_and_the_answer_is_the_code() {
     alice(&env, "everywhere");
     env.ok(&["user", "add", "dave", "--pin-stdin"], Some("1234\n"));
     env.ok(
-        &["token", "add", "dave", "--type", "email", "--address", "dave@example.org", "--active"],
+        &[
+            "token",
+            "add",
+            "dave",
+            "--type",
+            "email",
+            "--address",
+            "dave@example.org",
+            "--active",
+        ],
         None,
     );
     env.ok(&["user", "set", "dave", "--level", "everywhere"], None);
@@ -598,14 +607,14 @@ loris = []
 for i in range(3):
     s = conn(); s.sendall(b"POST /validate/check HTTP/1.1\r\nHost: x\r\n"); loris.append(s)
 # One more request from this source: no room in flight.
-s = conn(); s.sendall(b"GET /validate/check?user=alice&pass=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+s = conn(); s.sendall(b"GET /validate/check?user=nobody&pass=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 d = read_all(s); res["inflight_status"] = int(d.split(b" ")[1]) if d else 0
 # A flood of connections past the per-source share.
 refused = 0; refused_json = True
 flood = []
 for i in range(20):
     try:
-        f = conn(); f.sendall(b"GET /validate/check?user=alice&pass=1 HTTP/1.1\r\nHost: x\r\n\r\n"); flood.append(f)
+        f = conn(); f.sendall(b"GET /validate/check?user=nobody&pass=1 HTTP/1.1\r\nHost: x\r\n\r\n"); flood.append(f)
     except OSError:
         pass
 def answer(f):
