@@ -553,3 +553,33 @@ fn openssh_refusal_filler_is_rejected_without_counting() {
     let good = format!("1234{}", hotp(Algorithm::Sha1, SECRET, 0, 6));
     assert_eq!(w.check("alice", "ssh", &good).verdict, Verdict::Accept);
 }
+
+/// `code_only` (an HTTP client with `pin = "none"`): the code alone, never PIN and code; its
+/// empty password starts a challenge in any OTP class, answered with the code alone.
+#[test]
+fn a_code_only_login_takes_the_code_alone_and_its_empty_password_starts_a_challenge() {
+    let w = World::new(Config::default());
+    w.alice(TokenKind::Hotp);
+    let ask = |password: &str, state: Option<String>, code_only: bool| {
+        w.engine.check(&CheckRequest {
+            user: "alice".into(),
+            password: password.to_string().into(),
+            service: "vpn".into(),
+            client: Some("sso".into()),
+            state,
+            code_only,
+            ..CheckRequest::default()
+        })
+    };
+    let code = |n| hotp(Algorithm::Sha1, SECRET, n, 6);
+    assert_eq!(ask(&code(0), None, true).verdict, Verdict::Accept);
+    let d = ask(&format!("1234{}", code(1)), None, true);
+    assert_eq!(d.verdict, Verdict::Reject, "{}", d.reason);
+    // Without code_only the code alone is no login.
+    assert_eq!(ask(&code(1), None, false).verdict, Verdict::Reject);
+    let d = ask("", None, true);
+    assert_eq!(d.verdict, Verdict::Challenge, "{}", d.reason);
+    // The challenge holds no PIN: its answer is the code, from the same client.
+    let d = ask(&code(1), d.state, false);
+    assert_eq!(d.verdict, Verdict::Accept, "{}", d.reason);
+}
