@@ -767,3 +767,57 @@ fn the_documented_configuration_serves_https_reloads_its_certificate_and_trusts_
     ]);
     assert_eq!(authentication(&other), "REJECT", "{}", other.body);
 }
+
+/// The limits of the whole server: 503 with a JSON error, for connections and for requests
+/// in flight, from any source.
+#[test]
+fn a_full_server_answers_503_at_once() {
+    let (env, port) = http_env(
+        "max_connections = 3\nmax_connections_per_source = 3\nmax_in_flight = 1\n\
+         max_in_flight_per_source = 1\nrequest_timeout = \"3s\"",
+        &client("portal", ""),
+        "",
+    );
+    alice(&env, "everywhere");
+    let _d = env.start();
+    let out = common::python(FULL, &[&port.to_string()]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    // A trickling body holds the one request in flight: another source gets 503.
+    assert_eq!(v["in_flight"], 503, "{v}");
+    // Three connections open: the fourth, from yet another address, gets 503 and is closed.
+    assert_eq!(v["connections"], 503, "{v}");
+    assert_eq!(v["json"], true, "{v}");
+    assert!(v["secs"].as_f64().unwrap() < 2.0, "{v}");
+}
+
+const FULL: &str = r#"
+import json, socket, sys, time
+port = int(sys.argv[1]); res = {"json": True}
+def conn(src):
+    return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+def status(s, req):
+    s.sendall(req); d = b""
+    while b"\r\n\r\n" not in d:
+        b = s.recv(4096)
+        if not b: break
+        d += b
+    head, _, body = d.partition(b"\r\n\r\n")
+    n = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+    while n and len(body) < int(n[0].split(b":")[1]):
+        body += s.recv(4096)
+    if body:
+        res["json"] = res["json"] and json.loads(body)["result"]["status"] is False
+    return int(d.split(b" ")[1]) if d else 0
+t0 = time.time()
+slow = conn("127.0.0.1")
+slow.sendall(b"POST /validate/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 50\r\n\r\nuser=")
+time.sleep(0.3)
+other = conn("127.0.0.2")
+res["in_flight"] = status(other, b"GET /validate/check?user=nobody&pass=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+third = conn("127.0.0.3")
+time.sleep(0.2)
+fourth = conn("127.0.0.4")
+res["connections"] = status(fourth, b"GET /validate/check?user=nobody&pass=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+res["secs"] = time.time() - t0
+print(json.dumps(res))
+"#;
