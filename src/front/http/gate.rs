@@ -92,7 +92,7 @@ fn source(cfg: &HttpConfig, peer: IpAddr, headers: &hyper::HeaderMap) -> IpAddr 
         let Ok(s) = v.to_str() else { return peer };
         for item in s.split(',') {
             match item.trim().parse::<IpAddr>() {
-                Ok(ip) => chain.push(ip),
+                Ok(ip) => chain.push(ip.to_canonical()),
                 // A chain we cannot read: trust none of it.
                 Err(_) => return peer,
             }
@@ -111,7 +111,8 @@ pub(super) async fn gate(State(st): State<AppState>, mut req: Request, next: Nex
     };
     let engine = st.handle.current();
     let cfg = &engine.config().http;
-    let source = source(cfg, peer.addr.ip(), req.headers());
+    // An IPv4 client on an IPv6 socket (::ffff:a.b.c.d) is matched as IPv4.
+    let source = source(cfg, peer.addr.ip().to_canonical(), req.headers());
     let Some(client) = cfg.client_for(source) else {
         tracing::debug!("http: {source} is no configured client");
         return reply::error(

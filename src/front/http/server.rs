@@ -92,7 +92,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls:
         let _ = stream.set_nodelay(true);
         let peer = Peer { addr, tls };
         let conn = shared.connections.clone().try_acquire_owned();
-        let source = shared.take_source(addr.ip());
+        let source = shared.take_source(addr.ip().to_canonical());
         match (conn, source) {
             (Ok(permit), Some(slot)) => {
                 let shared = shared.clone();
