@@ -98,7 +98,9 @@ fn run(samples: usize) -> Res<()> {
         .map(|dev| dev.token.to_string())
         .ok_or_else(|| format!("no device trusted: {}", d.reason))?;
 
-    let mut order: Vec<usize> = (0..samples * KINDS.len()).map(|i| i % KINDS.len()).collect();
+    let mut order: Vec<usize> = (0..samples * KINDS.len())
+        .map(|i| i % KINDS.len())
+        .collect();
     for i in (1..order.len()).rev() {
         order.swap(i, rnd(i as u32 + 1)?);
     }
@@ -120,7 +122,12 @@ fn run(samples: usize) -> Res<()> {
         let d = engine.check(&req);
         let us = t.elapsed().as_secs_f64() * 1e6;
         if d.verdict.as_str() != "reject" {
-            return Err(format!("`{}` got {}: {}", KINDS[kind], d.verdict.as_str(), d.reason));
+            return Err(format!(
+                "`{}` got {}: {}",
+                KINDS[kind],
+                d.verdict.as_str(),
+                d.reason
+            ));
         }
         if n >= warmup {
             times[kind].push(us);

@@ -74,6 +74,7 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
             remember: args.remember_device,
             token: args.device_token.map(Zeroizing::new),
         },
+        code_only: false,
     });
     let token = d.device.as_ref().map(|dev| dev.token.as_str());
     if args.json {

@@ -54,6 +54,7 @@ impl World {
             state: None,
             defer_is_reject: false,
             device: Default::default(),
+            code_only: false,
         })
     }
 

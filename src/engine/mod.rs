@@ -24,6 +24,7 @@ pub use challenge::CODE_PROMPT;
 pub use deferred::{Checked, Pending, Responder};
 pub use request::{
     normalize_user, CheckRequest, Decision, DeviceRequest, IssuedDevice, Verdict, MAX_PASSWORD_LEN,
+    UNKNOWN_USER,
 };
 pub use source_limit::{source_key, SourceLimiter};
 pub use trusted::{clean_label as clean_device_label, MAX_PER_ACCOUNT as MAX_TRUSTED_DEVICES};

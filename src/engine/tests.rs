@@ -64,6 +64,7 @@ impl World {
             state: None,
             defer_is_reject: false,
             device: Default::default(),
+            code_only: false,
         })
     }
 }
@@ -481,6 +482,7 @@ impl World {
             state: None,
             defer_is_reject: false,
             device: Default::default(),
+            code_only: false,
         })
     }
 }

@@ -73,6 +73,7 @@ impl World {
             client: Some(client.into()),
             state: None,
             defer_is_reject: false,
+            code_only: false,
             device: DeviceRequest::default(),
         }
     }

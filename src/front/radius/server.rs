@@ -398,6 +398,7 @@ impl Shared {
                     // Defer and Deny are Access-Reject here.
                     defer_is_reject: true,
                     device: Default::default(),
+                    code_only: false,
                 };
                 let engine = self.handle.current();
                 match engine.check_deferrable(&req) {
