@@ -413,6 +413,20 @@ fn no_device_where_the_class_does_not_allow_one_and_bad_parameters() {
     ]);
     assert_eq!(a.status, 400, "{}", a.body);
     assert_eq!(a.json()["result"]["error"]["code"], 905, "{}", a.body);
+    // radiuscheck cannot carry a device token back: it refuses to make one (400), and no
+    // device is made.
+    let pw = format!("1234{}", site.code("alice"));
+    let a = curl(&[
+        "--data-urlencode",
+        "user=alice",
+        "--data-urlencode",
+        &format!("pass={pw}"),
+        "--data-urlencode",
+        "remember_device=1",
+        &format!("http://127.0.0.1:{}/validate/radiuscheck", site.port),
+    ]);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(site.devices("alice").is_empty());
     // A lifetime over 180 days is refused at load with the key named.
     let bad = Env::new("");
     std::fs::write(
