@@ -481,3 +481,39 @@ fn otpd_check_trusts_and_uses_a_device_too() {
     let v = login("1234", "other", &["--device-token", &token]);
     assert_eq!(v["verdict"], "reject", "{v}");
 }
+
+#[test]
+fn a_restore_ends_every_trusted_device() {
+    let env = Env::with_tables("", TABLES);
+    env.enrol("alice", "1234", "hotp", "everywhere");
+    let login = |password: &str, extra: &[&str]| -> Value {
+        let mut args = vec![
+            "check",
+            "alice",
+            "--service",
+            "web",
+            "--client",
+            "portal",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = env.run(&args, Some(&format!("{password}\n")));
+        serde_json::from_slice(&out.stdout).expect("check json")
+    };
+    let pw = format!("1234{}", hotp_code(0));
+    let v = login(&pw, &["--remember-device", "laptop"]);
+    let token = v["device_token"]
+        .as_str()
+        .expect("device token")
+        .to_string();
+    let backup = env.path().join("backup.db");
+    env.ok(&["backup", backup.to_str().expect("path")], None);
+    // Revoked after the backup: the backup still holds the device.
+    env.ok(&["device", "revoke", "alice", "--all"], None);
+    let out = env.ok(&["restore", backup.to_str().expect("path"), "--yes"], None);
+    let v = login("1234", &["--device-token", &token]);
+    assert_eq!(v["verdict"], "reject", "revoked before the restore: {v}");
+    assert!(out.contains("1 trusted device(s) ended"), "{out}");
+    let out = env.ok(&["device", "list", "alice"], None);
+    assert!(out.contains("no trusted devices"), "{out}");
+}

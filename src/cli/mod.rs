@@ -282,6 +282,13 @@ fn restore(cfg: &Config, file: &std::path::Path, yes: bool) -> Result<Outcome, C
          the backup: a YubiKey OTP, HOTP code or backup code used since then could work once \
          more (TOTP and mOTP codes up to now were marked used; e-mailed codes were dropped)"
     );
+    if r.devices_ended > 0 {
+        outln!(
+            "{} trusted device(s) ended: a device revoked since the backup must not work \
+             again; users trust their browsers again with PIN+code",
+            r.devices_ended
+        );
+    }
     if !r.hotp.is_empty() {
         outln!(
             "warning: HOTP counters are as in the backup: codes used since then on these tokens \

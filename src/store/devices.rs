@@ -60,4 +60,6 @@ pub trait DeviceStore: Send + Sync {
     fn delete_device(&self, account_id: i64, id: i64) -> StoreResult<bool>;
     /// Removes every device of the account; returns how many there were.
     fn delete_devices(&self, account_id: i64) -> StoreResult<usize>;
+    /// Removes every device of every account (after a restore); returns how many.
+    fn delete_all_devices(&self) -> StoreResult<usize>;
 }

@@ -89,6 +89,10 @@ impl DeviceStore for SqliteStore {
         Ok(n > 0)
     }
 
+    fn delete_all_devices(&self) -> StoreResult<usize> {
+        Ok(self.conn().execute("DELETE FROM trusted_devices", [])?)
+    }
+
     fn delete_devices(&self, account_id: i64) -> StoreResult<usize> {
         Ok(self.conn().execute(
             "DELETE FROM trusted_devices WHERE account_id = ?1",
