@@ -100,3 +100,48 @@ impl DeviceStore for SqliteStore {
         )?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AdminStore;
+
+    fn device(account_id: i64, hash: &[u8], at: i64) -> NewDevice<'_> {
+        NewDevice {
+            account_id,
+            client: Some("portal"),
+            class: "web",
+            label: "laptop",
+            hash,
+            binding: b"b",
+            created_at: at,
+            expires_at: at + 100,
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_go_first_and_deletes_stay_in_their_account() {
+        let s = SqliteStore::open_in_memory().expect("store");
+        let a = s.create_account("alice", "off", None, 0).expect("alice");
+        let b = s.create_account("bob", "off", None, 0).expect("bob");
+        let first = s.insert_device(&device(a, b"h1", 1), 2).expect("1");
+        let second = s.insert_device(&device(a, b"h2", 2), 2).expect("2");
+        // The oldest one was used since: the untouched second goes when a third comes.
+        s.touch_device(first, 10).expect("touch");
+        let third = s.insert_device(&device(a, b"h3", 3), 2).expect("3");
+        let ids: Vec<i64> = s.devices(a).expect("list").iter().map(|d| d.id).collect();
+        assert_eq!(ids, [first, third]);
+        assert!(s.device_by_hash(b"h2").expect("lookup").is_none());
+        assert_eq!(
+            s.device_by_hash(b"h3").expect("lookup").map(|d| d.id),
+            Some(third)
+        );
+        let _ = second;
+        // bob cannot delete alice's device by its id.
+        assert!(!s.delete_device(b, first).expect("delete"));
+        assert!(s.delete_device(a, first).expect("delete"));
+        // A hash is unique: the same token cannot be stored twice.
+        assert!(s.insert_device(&device(b, b"h3", 4), 2).is_err());
+        assert_eq!(s.delete_all_devices().expect("all"), 1);
+    }
+}
