@@ -298,6 +298,8 @@ pub struct RestoreReport {
     pub hotp: Vec<String>,
     /// Accounts of the backup whose names look alike (made before otpd refused that).
     pub look_alikes: Vec<Vec<String>>,
+    /// Trusted devices ended (all of them).
+    pub devices_ended: usize,
 }
 
 /// Replaces the live database with a backup, after checking that the backup is sound and
@@ -360,6 +362,12 @@ pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, Adm
     // A code e-mailed (and maybe used) since the backup must not work again; a user whose
     // code is dropped asks for a new one with the PIN.
     live.clear_email_codes()?;
+    // A device revoked since the backup (or ended by a change since) must not work again:
+    // every trusted device ends; users trust their browsers again with PIN+code.
+    let devices_ended = match live.devices() {
+        Some(d) => d.delete_all_devices()?,
+        None => 0,
+    };
     let hotp = live
         .tokens(None)?
         .into_iter()
@@ -372,5 +380,6 @@ pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, Adm
         totp_burned,
         hotp,
         look_alikes,
+        devices_ended,
     })
 }

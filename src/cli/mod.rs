@@ -22,6 +22,7 @@ mod app_password;
 mod audit;
 mod backup_codes;
 mod check;
+mod device;
 mod input;
 mod serve;
 mod status;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Manage app-specific passwords (mail clients once the level asks for them).
     #[command(subcommand)]
     AppPassword(app_password::AppPasswordCmd),
+    /// A user's trusted devices ("trust this browser"): list, revoke.
+    #[command(subcommand)]
+    Device(device::DeviceCmd),
     /// Ask the running daemon how it is (over its socket): version, uptime, store, counts.
     Status(status::StatusArgs),
     /// Check a login (PIN + code) as a front-end would; exits 0 only on Accept.
@@ -168,6 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),
         Command::BackupCodes(c) => with_admin(&cfg, |a| backup_codes::run(a, c)),
         Command::AppPassword(c) => with_admin(&cfg, |a| app_password::run(a, c)),
+        Command::Device(c) => with_admin(&cfg, |a| device::run(a, c)),
         Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
         Command::Status(a) => status::run(&cfg, a),
         Command::Audit(c) => with_admin(&cfg, |a| audit::run(a, c)),
@@ -277,6 +282,13 @@ fn restore(cfg: &Config, file: &std::path::Path, yes: bool) -> Result<Outcome, C
          the backup: a YubiKey OTP, HOTP code or backup code used since then could work once \
          more (TOTP and mOTP codes up to now were marked used; e-mailed codes were dropped)"
     );
+    if r.devices_ended > 0 {
+        outln!(
+            "{} trusted device(s) ended: a device revoked since the backup must not work \
+             again; users trust their browsers again with PIN+code",
+            r.devices_ended
+        );
+    }
     if !r.hotp.is_empty() {
         outln!(
             "warning: HOTP counters are as in the backup: codes used since then on these tokens \

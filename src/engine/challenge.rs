@@ -330,6 +330,7 @@ mod tests {
                 client: Some(client.into()),
                 state: state.map(str::to_string),
                 defer_is_reject: false,
+                device: Default::default(),
                 code_only: false,
             })
         }

@@ -15,6 +15,7 @@ mod otp;
 pub mod relogin;
 mod request;
 mod source_limit;
+mod trusted;
 
 pub use crate::model::{Clock, SystemClock};
 pub use app_password::normalize as normalize_app_password;
@@ -22,9 +23,11 @@ use attempt::Attempt;
 pub use challenge::CODE_PROMPT;
 pub use deferred::{Checked, Pending, Responder};
 pub use request::{
-    normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN, UNKNOWN_USER,
+    normalize_user, CheckRequest, Decision, DeviceRequest, IssuedDevice, Verdict, MAX_PASSWORD_LEN,
+    UNKNOWN_USER,
 };
 pub use source_limit::{source_key, SourceLimiter};
+pub use trusted::{clean_label as clean_device_label, MAX_PER_ACCOUNT as MAX_TRUSTED_DEVICES};
 
 use crate::config::{Config, Requirement};
 use crate::crypto::Keys;
@@ -273,7 +276,7 @@ impl Engine {
                 self.check_app_password(user, &account, &class, req, pass)
             }),
             Requirement::Otp => self.gated(user, &account, tokens, req, |user, pass, tokens| {
-                self.otp_with_relogin(
+                self.otp_or_trusted(
                     Attempt {
                         user,
                         account: &account,
@@ -329,6 +332,8 @@ mod login_store_tests;
 mod testkit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trusted_tests;
 
 #[cfg(test)]
 mod mail_tests;

@@ -63,6 +63,7 @@ impl World {
             client: Some("test".into()),
             state: None,
             defer_is_reject: false,
+            device: Default::default(),
             code_only: false,
         })
     }
@@ -480,6 +481,7 @@ impl World {
             client: Some("test".into()),
             state: None,
             defer_is_reject: false,
+            device: Default::default(),
             code_only: false,
         })
     }

@@ -397,6 +397,7 @@ impl Shared {
                     state: login.state,
                     // Defer and Deny are Access-Reject here.
                     defer_is_reject: true,
+                    device: Default::default(),
                     code_only: false,
                 };
                 let engine = self.handle.current();

@@ -11,6 +11,7 @@
 mod admin;
 mod audit;
 pub(super) mod commit;
+mod devices;
 mod import;
 mod login;
 pub(super) mod schema;
