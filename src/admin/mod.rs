@@ -7,6 +7,7 @@ use crate::engine::{normalize_user, Clock, SystemClock};
 use crate::model::{Account, TokenState};
 use crate::store::{AdminStore, StoreError};
 
+mod api_keys;
 mod backup_codes;
 mod enrol;
 mod tokens;

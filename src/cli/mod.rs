@@ -18,6 +18,7 @@ macro_rules! out {
     };
 }
 
+mod api_key;
 mod app_password;
 mod audit;
 mod backup_codes;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Manage app-specific passwords (mail clients once the level asks for them).
     #[command(subcommand)]
     AppPassword(app_password::AppPasswordCmd),
+    /// Keys for the management API over HTTP (shown once, stored as keyed hashes).
+    #[command(subcommand)]
+    ApiKey(api_key::ApiKeyCmd),
     /// Ask the running daemon how it is (over its socket): version, uptime, store, counts.
     Status(status::StatusArgs),
     /// Check a login (PIN + code) as a front-end would; exits 0 only on Accept.
@@ -168,6 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),
         Command::BackupCodes(c) => with_admin(&cfg, |a| backup_codes::run(a, c)),
         Command::AppPassword(c) => with_admin(&cfg, |a| app_password::run(a, c)),
+        Command::ApiKey(c) => with_admin(&cfg, |a| api_key::run(a, c)),
         Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
         Command::Status(a) => status::run(&cfg, a),
         Command::Audit(c) => with_admin(&cfg, |a| audit::run(a, c)),

@@ -15,12 +15,14 @@
 //! [`SqliteStore`] (sqlite/) is the one implementation.
 
 pub mod admin;
+pub mod api_keys;
 pub mod audit;
 pub mod login;
 pub mod sqlite;
 pub mod ticket;
 
 pub use admin::{AdminStore, ImportAccount, ImportToken};
+pub use api_keys::ApiKeyStore;
 pub use audit::{AuditStore, Counts, DaemonStore, StatusStore};
 pub use login::{Advance, CommitMode, LoginStore};
 pub use sqlite::SqliteStore;
@@ -67,6 +69,9 @@ pub enum StoreError {
     /// A group commit failed (nothing of its batch is on disk) or the writer stopped.
     #[error("database commit: {0}")]
     Commit(String),
+    /// A store that does not implement this yet (its trait method's default).
+    #[error("this store does not support {0} yet")]
+    Unsupported(&'static str),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

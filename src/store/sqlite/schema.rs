@@ -120,4 +120,14 @@ pub const MIGRATIONS: &[&str] = &[
     // `probes` is what it changes. Not a statistic: unknown users' answers pay into the row
     // of the account their login read in its place.
     "ALTER TABLE accounts ADD COLUMN probes INTEGER NOT NULL DEFAULT 0;",
+    // 11 (issue 18, management API): API keys, kept only as keyed hashes (store/api_keys.rs);
+    // the hash is unique so a request finds its key by one index lookup.
+    "CREATE TABLE api_keys (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        scope         TEXT NOT NULL,
+        hash          BLOB NOT NULL UNIQUE,
+        created_at    INTEGER NOT NULL,
+        last_used_at  INTEGER
+    );",
 ];
