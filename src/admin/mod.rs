@@ -18,6 +18,7 @@ use std::sync::Arc;
 pub use tokens::{decode_base32, Enrolled, TokenOptions};
 
 mod app_passwords;
+pub mod portal;
 mod state;
 pub use app_passwords::{NewAppPassword, MAX_PER_ACCOUNT as MAX_APP_PASSWORDS};
 pub use state::{
