@@ -15,15 +15,17 @@ use crate::model::Verdict;
 pub enum Frontend {
     Radius,
     Socket,
+    Http,
 }
 
-const FRONTENDS: [Frontend; 2] = [Frontend::Radius, Frontend::Socket];
+const FRONTENDS: [Frontend; 3] = [Frontend::Radius, Frontend::Socket, Frontend::Http];
 
 impl Frontend {
     fn as_str(self) -> &'static str {
         match self {
             Frontend::Radius => "radius",
             Frontend::Socket => "socket",
+            Frontend::Http => "http",
         }
     }
     fn idx(self) -> usize {

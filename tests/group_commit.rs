@@ -62,6 +62,7 @@ fn req(user: &str, counter: u64) -> CheckRequest {
         client: Some("test".into()),
         state: None,
         defer_is_reject: false,
+        code_only: false,
     }
 }
 

@@ -60,6 +60,7 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
         client: Some("cli".into()),
         state: None,
         defer_is_reject: false,
+        code_only: false,
     });
     if args.json {
         super::print_json(&serde_json::json!({

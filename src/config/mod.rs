@@ -4,12 +4,14 @@
 
 mod duration;
 pub mod email;
+pub mod http;
 pub mod radius;
 mod services;
 pub mod socket;
 pub mod tokens;
 
 pub use email::{EmailConfig, EmailTls};
+pub use http::{HttpClientConfig, HttpConfig};
 pub use radius::{RadiusClientConfig, RadiusConfig, CALLING_STATION_ID};
 pub use socket::SocketConfig;
 pub use tokens::{MotpConfig, YubicoConfig};
@@ -68,6 +70,7 @@ pub struct Config {
     pub motp: MotpConfig,
     pub metrics: MetricsConfig,
     pub email: EmailConfig,
+    pub http: HttpConfig,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Default for Config {
             motp: MotpConfig::default(),
             metrics: MetricsConfig::default(),
             email: EmailConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -290,6 +294,8 @@ impl Config {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("radius.listen")
+                .with_list_parse_key("http.listen")
+                .with_list_parse_key("http.listen_plain")
                 .with_list_parse_key("socket.allow_uids")
                 .with_list_parse_key("socket.allow_gids")
                 .with_list_parse_key("yubico.api_urls"),
@@ -426,6 +432,7 @@ impl Config {
         self.yubico.validate()?;
         self.motp.validate()?;
         self.email.validate()?;
+        self.http.validate(self)?;
         Ok(())
     }
 

@@ -100,7 +100,7 @@ impl RadiusClientConfig {
     }
 }
 
-fn ip_or_net<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+pub(super) fn ip_or_net<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
     let s = String::deserialize(d)?;
     if let Ok(n) = s.parse::<IpNet>() {
         return Ok(n);

@@ -160,6 +160,32 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "socket.max_connections",
         old.socket.max_connections != new.socket.max_connections,
     );
+    let (oh, nh) = (&old.http, &new.http);
+    check(
+        "http.listen / http.listen_plain",
+        oh.listen != nh.listen || oh.listen_plain != nh.listen_plain,
+    );
+    check(
+        "http limits (max_connections, max_in_flight, max_*_bytes, *_timeout)",
+        (
+            oh.max_connections,
+            oh.max_connections_per_source,
+            oh.max_in_flight,
+        ) != (
+            nh.max_connections,
+            nh.max_connections_per_source,
+            nh.max_in_flight,
+        ) || (
+            oh.max_in_flight_per_source,
+            oh.max_header_bytes,
+            oh.max_body_bytes,
+        ) != (
+            nh.max_in_flight_per_source,
+            nh.max_header_bytes,
+            nh.max_body_bytes,
+        ) || (oh.header_timeout, oh.request_timeout, oh.idle_timeout)
+            != (nh.header_timeout, nh.request_timeout, nh.idle_timeout),
+    );
     check("metrics.listen", old.metrics.listen != new.metrics.listen);
     check(
         "log",

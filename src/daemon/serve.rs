@@ -5,6 +5,7 @@ use super::{metrics_http, notify, reload, DaemonError, EngineHandle};
 use crate::admin;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::front::http::HttpFront;
 use crate::front::radius;
 use crate::front::socket::SocketFront;
 use std::sync::Arc;
@@ -92,6 +93,9 @@ async fn run(handle: Arc<EngineHandle>) -> Result<(), DaemonError> {
     let radius = radius::start(&cfg, handle.clone())
         .await
         .map_err(DaemonError::Start)?;
+    let http = HttpFront::start(handle.clone())
+        .await
+        .map_err(DaemonError::Start)?;
     tracing::info!("otpd ready");
     notify::notify("READY=1");
     stop.await;
@@ -104,6 +108,9 @@ async fn run(handle: Arc<EngineHandle>) -> Result<(), DaemonError> {
     }
     if let Some(r) = radius {
         r.stop().await;
+    }
+    if let Some(h) = http {
+        h.stop();
     }
     let left = handle.drained(DRAIN_LIMIT).await;
     if left > 0 {

@@ -322,6 +322,7 @@ mod tests {
                 client: Some(client.into()),
                 state: state.map(str::to_string),
                 defer_is_reject: false,
+                code_only: false,
             })
         }
 

@@ -174,6 +174,7 @@ mod tests {
                 client: Some("pam".into()),
                 state: state.map(str::to_string),
                 defer_is_reject: false,
+                code_only: false,
             })
         }
 

@@ -10,7 +10,7 @@
 use super::{lock, Decision, Engine};
 use crate::config::UnknownUser;
 use crate::crypto::Keys;
-use crate::engine::request::CheckRequest;
+use crate::engine::request::{CheckRequest, UNKNOWN_USER};
 use crate::model::{Account, Token, TokenKind, TokenState};
 use crate::tokens::{self, oath, Matcher};
 
@@ -33,7 +33,7 @@ impl Engine {
         let defer_is_reject = req.defer_is_reject;
         match self.cfg.unknown_user {
             UnknownUser::Defer if !defer_is_reject => {
-                Decision::defer(user, "unknown user").class(class)
+                Decision::defer(user, UNKNOWN_USER).class(class)
             }
             // Answered Access-Reject over RADIUS: the same work as a wrong code (below), and
             // still a Defer for the audit.
@@ -57,7 +57,7 @@ impl Engine {
                     Err(why) => self.reject_as_unknown_users_are(
                         user,
                         password,
-                        &format!("unknown user; {why}"),
+                        &format!("{UNKNOWN_USER}; {why}"),
                         None,
                     ),
                     Ok(pass) => {
@@ -81,7 +81,7 @@ impl Engine {
                         };
                         self.sources.failed(rhost, &user, now, l);
                         pass.failed(now, l);
-                        self.reject_uncounted(user, "unknown user", now, paid_to)
+                        self.reject_uncounted(user, UNKNOWN_USER, now, paid_to)
                     }
                 };
                 if self.cfg.unknown_user == UnknownUser::Defer {

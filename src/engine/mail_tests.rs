@@ -53,6 +53,7 @@ impl World {
             client: Some("test".into()),
             state: None,
             defer_is_reject: false,
+            code_only: false,
         })
     }
 

@@ -23,7 +23,9 @@ use attempt::Attempt;
 pub use challenge::CODE_PROMPT;
 pub use deferred::{Checked, Pending, Responder};
 pub use proof::PROOF_SERVICE;
-pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
+pub use request::{
+    normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN, UNKNOWN_USER,
+};
 pub use source_limit::{source_key, SourceLimiter};
 
 use crate::config::{Config, Requirement};

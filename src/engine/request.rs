@@ -5,6 +5,9 @@ pub use crate::model::Verdict;
 use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
+/// How every unknown-user decision's reason begins (engine/equal_time.rs).
+pub const UNKNOWN_USER: &str = "unknown user";
+
 /// Longest password the engine looks at; RADIUS allows 128, PAM callers anything.
 pub const MAX_PASSWORD_LEN: usize = 512;
 pub const MAX_USER_LEN: usize = 256;
@@ -26,6 +29,9 @@ pub struct CheckRequest {
     /// stack behind it): then they must cost what a Reject costs, or their speed tells an
     /// account at level `off`, or no account at all, from one that asks for a code.
     pub defer_is_reject: bool,
+    /// The password is the code alone: the client checked the user's own password itself
+    /// (an HTTP client with `pin = "none"`, docs/http.md). The gate still counts.
+    pub code_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +83,11 @@ impl Decision {
     pub fn serial(mut self, serial: String) -> Self {
         self.serial = Some(serial);
         self
+    }
+    /// Whether the name matched no account (`unknown_user`): a front-end set to tell unknown
+    /// users apart (privacyIDEA's error 904) asks this, never the reason's wording.
+    pub fn is_unknown_user(&self) -> bool {
+        self.reason.starts_with(UNKNOWN_USER)
     }
     pub fn class(mut self, class: String) -> Self {
         self.class = Some(class);

@@ -63,6 +63,7 @@ impl World {
             client: Some("test".into()),
             state: None,
             defer_is_reject: false,
+            code_only: false,
         })
     }
 }
@@ -479,6 +480,7 @@ impl World {
             client: Some("test".into()),
             state: None,
             defer_is_reject: false,
+            code_only: false,
         })
     }
 }

@@ -284,8 +284,7 @@ impl Portal {
             service: PROOF_SERVICE.to_string(),
             rhost: proof.rhost.clone(),
             client: Some(caller.client()),
-            state: None,
-            defer_is_reject: false,
+            ..CheckRequest::default()
         };
         match self.prover.prove(&req).verdict {
             Verdict::Accept => Ok(()),

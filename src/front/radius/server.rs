@@ -397,6 +397,7 @@ impl Shared {
                     state: login.state,
                     // Defer and Deny are Access-Reject here.
                     defer_is_reject: true,
+                    code_only: false,
                 };
                 let engine = self.handle.current();
                 match engine.check_deferrable(&req) {
