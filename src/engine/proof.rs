@@ -14,6 +14,12 @@ use crate::store::CommitMode;
 pub const PROOF_SERVICE: &str = "api-proof";
 
 impl Engine {
+    /// The configuration this engine decides by, for what runs beside it (the management
+    /// API builds its admin on it per request).
+    pub fn shared_config(&self) -> std::sync::Arc<crate::config::Config> {
+        self.cfg.clone()
+    }
+
     /// Checks `req.password` as PIN+code for `req.user` (`req.service` is ignored, the audit
     /// shows [`PROOF_SERVICE`]); Accept only when a code matched, was not used before and
     /// is now spent. Writes the audit record and the log line.

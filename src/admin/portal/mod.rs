@@ -14,9 +14,11 @@
 mod accounts;
 mod audit;
 mod extras;
+mod live;
 mod tokens;
 mod views;
 
+pub use live::{LiveEngine, Portals};
 pub use tokens::EnrolRequest;
 pub use views::{
     AccountView, ActivityView, BackupSetView, BackupView, EnrolView, NewAppPasswordView, TokenView,
