@@ -180,14 +180,20 @@ impl Engine {
         // The PIN alone is the only way to ask for an e-mailed code, so an account with an
         // e-mail token gets the two-step login in every class that asks for OTP.
         let email = active_email_token(&a.tokens);
-        if !two_step && email.is_none() {
+        // A code-only client's empty password asks for a challenge in every OTP class (the
+        // HTTP front-end's /validate/triggerchallenge, privacyIDEA's way to start a login).
+        let trigger = a.req.code_only && a.req.password.is_empty();
+        if !two_step && email.is_none() && !trigger {
             return self.check_otp(a, commit);
         }
         // A locked, throttled or blocked attempt never gets here (the gate, engine/mod.rs):
         // the PIN alone is looked at, and mail sent, only for an attempt that holds a slot.
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
+        // A code-only client checked the user's own password: its empty password stands for
+        // the PIN alone (it asks for the e-mailed code).
         let pin_alone = match (&a.account.pin_salt, &a.account.pin_hash) {
+            _ if a.req.code_only => a.req.password.is_empty(),
             (Some(salt), Some(hash)) => {
                 self.keys.verify_hash(salt, a.req.password.as_bytes(), hash)
             }
@@ -270,6 +276,8 @@ impl Engine {
         let second = CheckRequest {
             password,
             state: None,
+            // A challenge a code-only client started holds no PIN: the answer is the code.
+            code_only: req.code_only || p.pin.is_empty(),
             ..req.clone()
         };
         self.check_otp(Attempt { req: &second, ..a }, commit)

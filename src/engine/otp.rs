@@ -38,13 +38,20 @@ impl Engine {
         // Every token is tried in full, whatever matched before, so the time does not depend
         // on which part of the password was wrong. Each kind says where its code starts.
         for token in &active {
-            let Some((pin, code)) = tokens::split(password, token) else {
+            let parts = if req.code_only {
+                tokens::code_alone(password, token).map(|code| ("", code))
+            } else {
+                tokens::split(password, token)
+            };
+            let Some((pin, code)) = parts else {
                 continue;
             };
-            let pin_ok = match (&account.pin_salt, &account.pin_hash) {
-                (Some(salt), Some(hash)) => self.keys.verify_hash(salt, pin.as_bytes(), hash),
-                _ => false,
-            };
+            // A code-only client (`pin = "none"`) checked the user's own password itself.
+            let pin_ok = req.code_only
+                || match (&account.pin_salt, &account.pin_hash) {
+                    (Some(salt), Some(hash)) => self.keys.verify_hash(salt, pin.as_bytes(), hash),
+                    _ => false,
+                };
             pin_seen_ok |= pin_ok;
             let result = matcher.check(token, code, now);
             if pin_ok {
@@ -56,7 +63,7 @@ impl Engine {
             }
         }
         let Some((token, claim)) = hit else {
-            let why = if !account.has_pin {
+            let why = if !account.has_pin && !req.code_only {
                 "account has no PIN".to_string()
             } else if pin_seen_ok {
                 detail.unwrap_or_else(|| "wrong or used code".to_string())

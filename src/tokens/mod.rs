@@ -43,6 +43,12 @@ pub fn split<'a>(password: &'a str, token: &Token) -> Option<(&'a str, &'a str)>
     Some(password.split_at(password.len() - n))
 }
 
+/// The password as the code alone, for a client that checked the user's own password
+/// itself and sends no PIN: it must be exactly one code of this token long.
+pub fn code_alone<'a>(password: &'a str, token: &Token) -> Option<&'a str> {
+    (password.len() == code_len(token)).then_some(password)
+}
+
 /// What a matching code asks the store to do so that it works once only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {

@@ -2,6 +2,8 @@
 //! binary for admin commands, and the real daemon started and stopped by pid.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};

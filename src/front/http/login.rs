@@ -1,11 +1,11 @@
 //! One login over HTTP: parameters into a `CheckRequest`, the engine on the blocking pool,
 //! and what its `Decision` means for this client (every dialect shares this).
 
-use super::{reply, AppState, Caller};
+use super::reply::Failure;
+use super::{AppState, Caller};
 use crate::config::http::{NoSecondFactor, PinMode};
 use crate::engine::{CheckRequest, Decision, Verdict};
 use crate::metrics::{self, Frontend};
-use axum::response::Response;
 use zeroize::Zeroizing;
 
 /// What a decision is for an HTTP client.
@@ -20,6 +20,7 @@ pub(super) enum Outcome {
     Challenge {
         message: String,
         state: String,
+        serial: Option<String>,
     },
     /// An unknown user, told apart only for a client set to see it (`unknown_user_error`).
     UnknownUser {
@@ -32,6 +33,9 @@ pub(super) struct Login<'a> {
     pub user: &'a str,
     pub pass: &'a str,
     pub state: Option<&'a str>,
+    /// Start a challenge without the PIN (`/validate/triggerchallenge`, a service account
+    /// vouches for the request).
+    pub trigger: bool,
 }
 
 /// Asks the engine, as the client is configured.
@@ -39,11 +43,15 @@ pub(super) async fn decide(
     st: &AppState,
     caller: &Caller,
     login: Login<'_>,
-) -> Result<Outcome, Response> {
+) -> Result<Outcome, Failure> {
     let c = &caller.client;
     let req = CheckRequest {
         user: login.user.to_string(),
-        password: Zeroizing::new(login.pass.to_string()),
+        password: Zeroizing::new(if login.trigger {
+            String::new()
+        } else {
+            login.pass.to_string()
+        }),
         service: c.service.clone(),
         rhost: Some(caller.source.to_string()),
         client: Some(c.name.clone()),
@@ -51,7 +59,7 @@ pub(super) async fn decide(
         // A client that turns "no second factor here" into a Reject answers Defer as it
         // answers Reject: the engine must make them cost the same.
         defer_is_reject: c.no_second_factor == NoSecondFactor::Reject && !c.unknown_user_error,
-        code_only: c.pin == PinMode::None,
+        code_only: c.pin == PinMode::None || login.trigger,
     };
     let started = std::time::Instant::now();
     let handle = st.handle.clone();
@@ -59,7 +67,7 @@ pub(super) async fn decide(
     let engine = handle.current();
     let d = tokio::task::spawn_blocking(move || engine.check(&req))
         .await
-        .map_err(|_| reply::internal())?;
+        .map_err(|_| Failure::internal())?;
     drop(working);
     metrics::get().request(Frontend::Http, d.verdict, started.elapsed());
     Ok(outcome(d, caller))
@@ -75,6 +83,7 @@ fn outcome(d: Decision, caller: &Caller) -> Outcome {
         Verdict::Challenge => Outcome::Challenge {
             message: d.message,
             state: d.state.unwrap_or_default(),
+            serial: d.serial,
         },
         _ if d.is_unknown_user() && c.unknown_user_error => Outcome::UnknownUser { user: d.user },
         Verdict::Defer if !d.is_unknown_user() && c.no_second_factor == NoSecondFactor::Accept => {

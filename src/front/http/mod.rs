@@ -11,11 +11,13 @@
 //! | `params` | parameters from the query, a form or a JSON body, bounded |
 //! | `reply` | privacyIDEA's JSON envelope and errors |
 //! | `login` | the engine call and what a decision means for a client (no second factor, unknown users) |
-//! | `privacyidea` | `/validate/check`, `/validate/radiuscheck`, `/validate/triggerchallenge`, `/validate/polltransaction`, `/auth` |
+//! | `privacyidea` | `/validate/check`, `/validate/radiuscheck`, `/validate/samlcheck` (404, as 3.14), `/validate/polltransaction` |
+//! | `auth` | `/auth` for service accounts, `/validate/triggerchallenge` |
 //! | `linotp` | LinOTP's `/validate/check`, `/validate/simplecheck`, `/validate/samlcheck` |
 //! | `api` | the management API's router (`/api/v1`) |
 
 pub mod api;
+mod auth;
 mod gate;
 mod linotp;
 mod login;
@@ -45,8 +47,7 @@ pub struct Peer {
 pub struct AppState {
     pub handle: Arc<EngineHandle>,
     gate: Arc<gate::Gate>,
-    #[allow(dead_code)] // filled by /auth (privacyidea.rs)
-    sessions: Arc<privacyidea::Sessions>,
+    sessions: Arc<auth::Sessions>,
     /// The management API's operations (api/).
     portals: Arc<Portals>,
 }
@@ -57,7 +58,7 @@ pub fn router(handle: Arc<EngineHandle>, portals: Arc<Portals>) -> Router {
     let state = AppState {
         handle,
         gate: Arc::new(gate::Gate::new(&cfg)),
-        sessions: Arc::new(privacyidea::Sessions::new()),
+        sessions: Arc::new(auth::Sessions::new()),
         portals,
     };
     Router::new()

@@ -2,9 +2,8 @@
 //! object in the body (the body wins over the query for the same name). Values are wiped
 //! when dropped: `pass` holds a PIN and a code.
 
-use super::reply;
+use super::reply::Failure;
 use axum::extract::Request;
-use axum::response::Response;
 use hyper::Method;
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -38,7 +37,7 @@ impl Params {
 }
 
 /// Reads the parameters of a request within `max_body` bytes of body.
-pub(super) async fn read(req: Request, max_body: usize) -> Result<Params, Response> {
+pub(super) async fn read(req: Request, max_body: usize) -> Result<Params, Failure> {
     let mut p = Params::default();
     if let Some(q) = req.uri().query() {
         p.form(q.as_bytes());
@@ -61,13 +60,13 @@ pub(super) async fn read(req: Request, max_body: usize) -> Result<Params, Respon
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             return Err(if too_large {
-                reply::error(
-                    hyper::StatusCode::PAYLOAD_TOO_LARGE,
-                    413,
-                    &format!("request body larger than {max_body} bytes"),
-                )
+                Failure {
+                    status: hyper::StatusCode::PAYLOAD_TOO_LARGE,
+                    code: 413,
+                    message: format!("request body larger than {max_body} bytes"),
+                }
             } else {
-                reply::parameter("the request body could not be read")
+                Failure::parameter("the request body could not be read")
             });
         }
     };
@@ -80,14 +79,14 @@ pub(super) async fn read(req: Request, max_body: usize) -> Result<Params, Respon
     }
     // The parser's message may quote the body (a password): say where, not what.
     let v: Value = serde_json::from_slice(&body).map_err(|e| {
-        reply::parameter(&format!(
+        Failure::parameter(&format!(
             "malformed JSON body (line {}, column {})",
             e.line(),
             e.column()
         ))
     })?;
     let Value::Object(map) = v else {
-        return Err(reply::parameter("the JSON body must be an object"));
+        return Err(Failure::parameter("the JSON body must be an object"));
     };
     for (k, v) in map {
         let s = match v {
@@ -96,7 +95,7 @@ pub(super) async fn read(req: Request, max_body: usize) -> Result<Params, Respon
             Value::Bool(b) => b.to_string(),
             Value::Null => String::new(),
             Value::Array(_) | Value::Object(_) => {
-                return Err(reply::parameter(&format!(
+                return Err(Failure::parameter(&format!(
                     "parameter `{}` must be a string",
                     k.chars().take(64).collect::<String>()
                 )))

@@ -4,26 +4,27 @@
 
 use super::login::{self, Login, Outcome};
 use super::params::{self, Params};
-use super::{reply, AppState, Caller};
+use super::reply::{self, Failure};
+use super::{auth, AppState, Caller};
 use crate::config::http::Dialect;
 use axum::extract::{Request, State};
-use axum::response::Response;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/validate/check", get(check).post(check))
-}
-
-/// Service accounts logged in through `/auth` (filled in by `auth`).
-pub(super) struct Sessions {}
-
-impl Sessions {
-    pub(super) fn new() -> Sessions {
-        Sessions {}
-    }
+    Router::new()
+        .route("/validate/check", get(check).post(check))
+        .route("/validate/radiuscheck", get(radiuscheck).post(radiuscheck))
+        .route("/validate/samlcheck", get(samlcheck).post(samlcheck))
+        .route(
+            "/validate/polltransaction",
+            get(polltransaction).post(polltransaction),
+        )
+        .route("/validate/triggerchallenge", post(auth::triggerchallenge))
+        .route("/auth", post(auth::auth))
 }
 
 /// `/validate/check`: privacyIDEA's, or LinOTP's for a client set to `dialect = "linotp"`.
@@ -34,29 +35,88 @@ async fn check(
 ) -> Response {
     let p = match params::read(req, st.gate.max_body).await {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(f) if caller.client.dialect == Dialect::Linotp => return super::linotp::failure(f),
+        Err(f) => return f.privacyidea(),
     };
     if caller.client.dialect == Dialect::Linotp {
         return super::linotp::check_with(&st, &caller, &p).await;
     }
     match run(&st, &caller, &p).await {
         Ok(o) => answer(o),
-        Err(r) => r,
+        Err(f) => f.privacyidea(),
     }
 }
 
-/// The parameters of a login, checked as privacyIDEA checks them.
-pub(super) async fn run(st: &AppState, caller: &Caller, p: &Params) -> Result<Outcome, Response> {
+/// For FreeRADIUS's rlm_rest: 204 and an empty body for an Accept, 400 and an empty body
+/// for everything else (a challenge cannot be said here).
+async fn radiuscheck(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    let accepted = match params::read(req, st.gate.max_body).await {
+        Ok(p) => matches!(run(&st, &caller, &p).await, Ok(Outcome::Accept { .. })),
+        Err(_) => false,
+    };
+    let status = if accepted {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    status.into_response()
+}
+
+/// privacyIDEA 3.14 removed `/validate/samlcheck` (404); LinOTP still has it.
+async fn samlcheck(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Response {
+    if caller.client.dialect == Dialect::Linotp {
+        return super::linotp::samlcheck_request(&st, &caller, req).await;
+    }
+    reply::not_found().await
+}
+
+/// otpd has no token that is confirmed out of band (push): a transaction never turns into
+/// an Accept by polling, so the answer is always "not (yet) accepted".
+async fn polltransaction(State(st): State<AppState>, req: Request) -> Response {
+    let p = match params::read(req, st.gate.max_body).await {
+        Ok(p) => p,
+        Err(f) => return f.privacyidea(),
+    };
+    if p.some("transaction_id").is_none() {
+        return Failure::parameter("Missing parameter: 'transaction_id'").privacyidea();
+    }
+    reply::decision(
+        json!({"authentication": "REJECT", "status": true, "value": false}),
+        Some(json!({"challenge_status": "pending"})),
+    )
+}
+
+/// The parameters of a login, checked as privacyIDEA checks them. `realm` is not used: the
+/// account is the name as sent (otpd's accounts are often whole addresses).
+pub(super) async fn run(st: &AppState, caller: &Caller, p: &Params) -> Result<Outcome, Failure> {
     let Some(user) = p.some("user") else {
-        return Err(reply::parameter(
+        return Err(Failure::parameter(
             "You need to specify a serial, user or credential_id.",
         ));
     };
     let Some(pass) = p.get("pass") else {
-        return Err(reply::parameter("Missing parameter: 'pass'"));
+        return Err(Failure::parameter("Missing parameter: 'pass'"));
     };
     let state = p.some("transaction_id").or_else(|| p.some("state"));
-    login::decide(st, caller, Login { user, pass, state }).await
+    login::decide(
+        st,
+        caller,
+        Login {
+            user,
+            pass,
+            state,
+            trigger: false,
+        },
+    )
+    .await
 }
 
 /// A decision in privacyIDEA's shape (always HTTP 200), or error 904 for an unknown user.
@@ -77,26 +137,37 @@ pub(super) fn answer(o: Outcome) -> Response {
             json!({"authentication": "REJECT", "status": true, "value": false}),
             Some(json!({"message": message})),
         ),
-        Outcome::Challenge { message, state } => reply::decision(
+        Outcome::Challenge {
+            message,
+            state,
+            serial,
+        } => reply::decision(
             json!({"authentication": "CHALLENGE", "status": true, "value": false}),
-            Some(challenge_detail(&message, &state)),
+            Some(challenge_detail(&message, &state, serial.as_deref())),
         ),
-        Outcome::UnknownUser { user } => unknown_user(&user),
+        Outcome::UnknownUser { user } => unknown_user(&user).privacyidea(),
     }
 }
 
 /// privacyIDEA's 904 (HTTP 400).
-pub(super) fn unknown_user(user: &str) -> Response {
-    reply::error(
-        StatusCode::BAD_REQUEST,
-        904,
-        &format!("ERR904: User <{user}> does not exist."),
-    )
+pub(super) fn unknown_user(user: &str) -> Failure {
+    Failure {
+        status: StatusCode::BAD_REQUEST,
+        code: 904,
+        message: format!("ERR904: User <{user}> does not exist."),
+    }
 }
 
 /// A challenge's `detail`: one challenge for the account (otpd asks for a code of any of its
-/// tokens), its transaction id being the engine's State.
-pub(super) fn challenge_detail(message: &str, state: &str) -> Value {
+/// tokens, or of the e-mail token it just sent one for), its transaction id being the
+/// engine's State.
+pub(super) fn challenge_detail(message: &str, state: &str, serial: Option<&str>) -> Value {
+    let serial = serial.unwrap_or_default();
+    let kind = if serial.is_empty() {
+        "otp"
+    } else {
+        login::kind_of_serial(serial)
+    };
     json!({
         "client_mode": "interactive",
         "message": message,
@@ -104,14 +175,14 @@ pub(super) fn challenge_detail(message: &str, state: &str) -> Value {
         "multi_challenge": [{
             "client_mode": "interactive",
             "message": message,
-            "serial": "",
+            "serial": serial,
             "transaction_id": state,
-            "type": "otpd",
+            "type": kind,
         }],
         "preferred_client_mode": "interactive",
-        "serial": "",
+        "serial": serial,
         "transaction_id": state,
         "transaction_ids": [state],
-        "type": "otpd",
+        "type": kind,
     })
 }

@@ -59,11 +59,6 @@ pub(super) fn error_with_detail(
     (status, axum::Json(body)).into_response()
 }
 
-/// privacyIDEA's parameter error (905, HTTP 400).
-pub(super) fn parameter(message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, 905, &format!("ERR905: {message}"))
-}
-
 /// The request limits: 503 when otpd as a whole is full, 429 when this source has its share.
 pub(super) fn busy(all: bool) -> Response {
     let mut r = if all {
@@ -110,14 +105,40 @@ pub(super) fn too_slow() -> Response {
     r
 }
 
+/// An unknown path, answered as privacyIDEA (Flask) answers one.
 pub(super) async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, 404, "no such endpoint")
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "Not found"})),
+    )
+        .into_response()
 }
 
-pub(super) fn internal() -> Response {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        500,
-        "internal error; the login was not decided",
-    )
+/// A request that could not be decided, before each dialect renders it.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub status: StatusCode,
+    pub code: i64,
+    pub message: String,
+}
+
+impl Failure {
+    pub(super) fn parameter(message: &str) -> Failure {
+        Failure {
+            status: StatusCode::BAD_REQUEST,
+            code: 905,
+            message: format!("ERR905: {message}"),
+        }
+    }
+    pub(super) fn internal() -> Failure {
+        Failure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: 500,
+            message: "internal error; the login was not decided".into(),
+        }
+    }
+    /// privacyIDEA's envelope.
+    pub(super) fn privacyidea(self) -> Response {
+        error(self.status, self.code, &self.message)
+    }
 }
