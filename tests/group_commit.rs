@@ -63,6 +63,7 @@ fn req(user: &str, counter: u64) -> CheckRequest {
         state: None,
         defer_is_reject: false,
         code_only: false,
+        device: Default::default(),
     }
 }
 

@@ -573,3 +573,147 @@ fn scopes_other_users_revoked_keys_and_bad_bodies_are_refused() {
     let audit = env.ok(&["audit", "--user", "-", "--json"], None);
     assert!(audit.contains("unauthorized"), "{audit}");
 }
+
+/// `otpd check` asking to trust the device (or bringing a device token back).
+fn login(env: &Env, password: &str, remember: Option<&str>, token: Option<&str>) -> Value {
+    let mut args = vec![
+        "check",
+        "bob",
+        "--service",
+        "web",
+        "--client",
+        "portal",
+        "--json",
+    ];
+    if let Some(l) = remember {
+        args.extend(["--remember-device", l]);
+    }
+    if let Some(t) = token {
+        args.extend(["--device-token", t]);
+    }
+    let out = env.run(&args, Some(&format!("{password}\n")));
+    serde_json::from_slice(&out.stdout).expect("check json")
+}
+
+#[test]
+fn trusted_devices_are_listed_and_revoked_one_by_one_or_all_with_a_proof() {
+    let (env, port) = http_env(
+        "",
+        &client("portal", "api = [\"api\"]"),
+        "[services.web]\ntrusted_device_ttl = \"30d\"\n",
+    );
+    let api = Api { port };
+    env.ok(&["user", "add", "alice"], None);
+    env.enrol("bob", PIN, "hotp", "everywhere");
+    let portal = key(&env, "portal", "portal");
+    let p = Some(portal.as_str());
+    let _d = env.start();
+    let mut tokens = Vec::new();
+    for (n, label) in ["Firefox", "Phone"].iter().enumerate() {
+        let v = login(
+            &env,
+            &format!("{PIN}{}", hotp_code(n as u64)),
+            Some(label),
+            None,
+        );
+        assert_eq!(v["verdict"], "accept", "{v}");
+        tokens.push(
+            v["device_token"]
+                .as_str()
+                .expect("device token")
+                .to_string(),
+        );
+    }
+
+    let list = expect(
+        &api.call(p, "GET", "/users/bob/trusted-devices", None),
+        200,
+        None,
+    );
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["label"], "Firefox");
+    assert_eq!(list[0]["class"], "web");
+    assert_eq!(list[0]["expired"], false);
+    let text = serde_json::to_string(&list).unwrap();
+    assert!(tokens.iter().all(|t| !text.contains(t.as_str())));
+    assert!(list[0].get("hash").is_none() && list[0].get("binding").is_none());
+    let first = list[0]["id"].as_i64().unwrap();
+
+    // Someone else's device is not found under another name.
+    let other = format!("/users/alice/trusted-devices/{first}");
+    expect(&api.call(p, "DELETE", &other, None), 404, Some("not_found"));
+    expect(
+        &api.call(p, "DELETE", "/users/bob/trusted-devices/x", None),
+        404,
+        Some("not_found"),
+    );
+
+    // One by one: no proof needed; the device no longer logs in with the PIN alone.
+    assert_eq!(
+        login(&env, PIN, None, Some(&tokens[0]))["verdict"],
+        "accept"
+    );
+    expect(
+        &api.call(
+            p,
+            "DELETE",
+            &format!("/users/bob/trusted-devices/{first}"),
+            None,
+        ),
+        204,
+        None,
+    );
+    assert_eq!(
+        login(&env, PIN, None, Some(&tokens[0]))["verdict"],
+        "reject"
+    );
+    expect(
+        &api.call(
+            p,
+            "DELETE",
+            &format!("/users/bob/trusted-devices/{first}"),
+            None,
+        ),
+        404,
+        Some("not_found"),
+    );
+
+    // All at once: a proof from a portal key, refused when used before.
+    expect(
+        &api.call(p, "DELETE", "/users/bob/trusted-devices", None),
+        403,
+        Some("proof_required"),
+    );
+    let used = json!({"proof": proof(1)});
+    expect(
+        &api.call(p, "DELETE", "/users/bob/trusted-devices", Some(&used)),
+        403,
+        Some("proof_refused"),
+    );
+    assert_eq!(
+        login(&env, PIN, None, Some(&tokens[1]))["verdict"],
+        "accept"
+    );
+    let v = expect(
+        &api.call(
+            p,
+            "DELETE",
+            "/users/bob/trusted-devices",
+            Some(&json!({"proof": proof(2)})),
+        ),
+        200,
+        None,
+    );
+    assert_eq!(v["revoked"], 1);
+    assert_eq!(
+        login(&env, PIN, None, Some(&tokens[1]))["verdict"],
+        "reject"
+    );
+    let list = expect(
+        &api.call(p, "GET", "/users/bob/trusted-devices", None),
+        200,
+        None,
+    );
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}

@@ -156,6 +156,9 @@ impl Admin {
             public_id: e.public_id.clone(),
             address: e.address.clone(),
         })?;
+        if active {
+            self.end_devices(account.id, "an active token was added");
+        }
         self.token(&serial)
     }
 

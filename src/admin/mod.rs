@@ -9,6 +9,7 @@ use crate::store::{AdminStore, StoreError};
 
 mod api_keys;
 mod backup_codes;
+mod devices;
 mod enrol;
 mod tokens;
 pub use crate::tokens::kinds::oath::otpauth_uri;
@@ -214,11 +215,15 @@ impl Admin {
         let pin = pin.map(|p| self.hash_pin(p)).transpose()?;
         if let Some((salt, hash)) = &pin {
             self.store.set_pin(&account.name, salt, hash)?;
+            self.end_devices(account.id, "PIN changed");
         }
         if let Some(level) = level {
             let account = self.account(&account.name)?;
             self.check_level_reachable(&account, level)?;
             self.store.set_level(&account.name, level)?;
+            if account.level != level {
+                self.end_devices(account.id, "level changed");
+            }
         }
         self.account(&account.name)
     }

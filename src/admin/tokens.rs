@@ -97,7 +97,10 @@ impl Admin {
             ))
         })?;
         match matcher.redeem(&token, &claim, now, true, CommitMode::Wait)? {
-            Redeemed::Won(_) => self.token(serial),
+            Redeemed::Won(_) => {
+                self.end_devices(token.account_id, "a token was activated");
+                self.token(serial)
+            }
             Redeemed::Lost => Err(AdminError::Refused("that code was used already".into())),
             // `Wait` is answered durably by contract (store/login.rs).
             Redeemed::Pending(_) => Err(not_waited()),
@@ -164,12 +167,17 @@ impl Admin {
             )));
         }
         self.store.set_token_state(serial, state)?;
+        if state != token.state {
+            self.end_devices(token.account_id, "a token's state changed");
+        }
         self.token(serial)
     }
 
     pub fn delete_token(&self, serial: &str) -> Result<(), AdminError> {
-        self.token(serial)?;
-        Ok(self.store.delete_token(serial)?)
+        let token = self.token(serial)?;
+        self.store.delete_token(serial)?;
+        self.end_devices(token.account_id, "a token was deleted");
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 use super::input::read_secret;
 use super::{CliError, Outcome};
 use crate::admin::Admin;
-use crate::engine::{CheckRequest, Engine, Verdict};
+use crate::engine::{CheckRequest, DeviceRequest, Engine, Verdict};
 use clap::Args;
 use zeroize::Zeroizing;
 
@@ -18,6 +18,16 @@ pub struct CheckArgs {
     /// standard input. Visible to other local users in `ps`.
     #[arg(long)]
     password: Option<String>,
+    /// The front-end client the login comes through (trusted devices are bound to it).
+    #[arg(long, default_value = "cli")]
+    client: String,
+    /// After an accepted PIN+code, trust this device under this label: its device token is
+    /// printed once (the class needs `trusted_device_ttl`).
+    #[arg(long, value_name = "LABEL")]
+    remember_device: Option<String>,
+    /// Log in with the PIN alone and this trusted device's token. Visible in `ps`.
+    #[arg(long, value_name = "TOKEN")]
+    device_token: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -57,11 +67,16 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
         password,
         service: args.service,
         rhost: args.rhost,
-        client: Some("cli".into()),
+        client: Some(args.client),
         state: None,
         defer_is_reject: false,
         code_only: false,
+        device: DeviceRequest {
+            remember: args.remember_device,
+            token: args.device_token.map(Zeroizing::new),
+        },
     });
+    let token = d.device.as_ref().map(|dev| dev.token.as_str());
     if args.json {
         super::print_json(&serde_json::json!({
             "verdict": d.verdict,
@@ -69,9 +84,14 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
             "serial": d.serial,
             "reason": d.reason,
             "state": d.state,
+            "device_token": token,
+            "device_id": d.device.as_ref().map(|dev| dev.id),
         }))?;
     } else {
         outln!("{}: {} ({})", d.verdict.as_str(), d.message, d.reason);
+        if let Some(t) = token {
+            outln!("device token (shown only now): {t}");
+        }
     }
     Ok(if d.verdict == Verdict::Accept {
         Outcome::Ok

@@ -23,6 +23,7 @@ mod app_password;
 mod audit;
 mod backup_codes;
 mod check;
+mod device;
 mod input;
 mod serve;
 mod status;
@@ -97,6 +98,9 @@ pub enum Command {
     /// Keys for the management API over HTTP (shown once, stored as keyed hashes).
     #[command(subcommand)]
     ApiKey(api_key::ApiKeyCmd),
+    /// A user's trusted devices ("trust this browser"): list, revoke.
+    #[command(subcommand)]
+    Device(device::DeviceCmd),
     /// Ask the running daemon how it is (over its socket): version, uptime, store, counts.
     Status(status::StatusArgs),
     /// Check a login (PIN + code) as a front-end would; exits 0 only on Accept.
@@ -173,6 +177,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::BackupCodes(c) => with_admin(&cfg, |a| backup_codes::run(a, c)),
         Command::AppPassword(c) => with_admin(&cfg, |a| app_password::run(a, c)),
         Command::ApiKey(c) => with_admin(&cfg, |a| api_key::run(a, c)),
+        Command::Device(c) => with_admin(&cfg, |a| device::run(a, c)),
         Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
         Command::Status(a) => status::run(&cfg, a),
         Command::Audit(c) => with_admin(&cfg, |a| audit::run(a, c)),

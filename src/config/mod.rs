@@ -275,7 +275,9 @@ pub enum LogFormat {
 }
 
 use services::{default_levels, default_services, services_over_builtin, valid_name};
-pub use services::{Requirement, ServiceConfig, ANY_CLASS, BUILTIN_CLASSES};
+pub use services::{
+    Requirement, ServiceConfig, ANY_CLASS, BUILTIN_CLASSES, MAX_TRUSTED_DEVICE_TTL,
+};
 
 impl Config {
     /// Reads the file (if any) and the environment, then checks every value.
@@ -400,6 +402,16 @@ impl Config {
                         format!("PAM service `{pam}` is already mapped to class `{other}`"),
                     ));
                 }
+            }
+            if svc.trusted_device_ttl > MAX_TRUSTED_DEVICE_TTL {
+                return Err(invalid(
+                    format!("services.{name}.trusted_device_ttl"),
+                    format!(
+                        "{} is longer than allowed: at most 180 days (\"180d\"); 0 switches \
+                         trusted devices off",
+                        humantime::format_duration(svc.trusted_device_ttl)
+                    ),
+                ));
             }
             if svc.relogin_idle > svc.relogin_max {
                 return Err(invalid(

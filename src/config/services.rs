@@ -24,7 +24,16 @@ pub struct ServiceConfig {
     pub relogin_idle: Duration,
     #[serde(with = "duration")]
     pub relogin_max: Duration,
+    /// How long a trusted device lasts (engine/trusted.rs): after an accepted PIN+code, a
+    /// client that asks gets a device token, and the PIN alone with it logs in without a
+    /// code until then. 0 (the default, in every class) = no trusted devices.
+    #[serde(with = "duration")]
+    pub trusted_device_ttl: Duration,
 }
+
+/// The longest `trusted_device_ttl` allowed: half a year (the business portal's policy; BIS
+/// asks for 30 days).
+pub const MAX_TRUSTED_DEVICE_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -35,6 +44,7 @@ impl Default for ServiceConfig {
             relogin_cache: false,
             relogin_idle: Duration::from_secs(15 * 60),
             relogin_max: Duration::from_secs(8 * 3600),
+            trusted_device_ttl: Duration::ZERO,
         }
     }
 }

@@ -331,6 +331,7 @@ mod tests {
                 state: state.map(str::to_string),
                 defer_is_reject: false,
                 code_only: false,
+                device: Default::default(),
             })
         }
 

@@ -162,6 +162,7 @@ fn req(password: String) -> CheckRequest {
         password: password.into(),
         service: "vpn".into(),
         defer_is_reject: true,
+        device: Default::default(),
         ..CheckRequest::default()
     }
 }

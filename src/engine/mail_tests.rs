@@ -54,6 +54,7 @@ impl World {
             state: None,
             defer_is_reject: false,
             code_only: false,
+            device: Default::default(),
         })
     }
 

@@ -16,6 +16,7 @@ mod proof;
 pub mod relogin;
 mod request;
 mod source_limit;
+mod trusted;
 
 pub use crate::model::{Clock, SystemClock};
 pub use app_password::normalize as normalize_app_password;
@@ -24,9 +25,11 @@ pub use challenge::CODE_PROMPT;
 pub use deferred::{Checked, Pending, Responder};
 pub use proof::PROOF_SERVICE;
 pub use request::{
-    normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN, UNKNOWN_USER,
+    normalize_user, CheckRequest, Decision, DeviceRequest, IssuedDevice, Verdict, MAX_PASSWORD_LEN,
+    UNKNOWN_USER,
 };
 pub use source_limit::{source_key, SourceLimiter};
+pub use trusted::{clean_label as clean_device_label, MAX_PER_ACCOUNT as MAX_TRUSTED_DEVICES};
 
 use crate::config::{Config, Requirement};
 use crate::crypto::Keys;
@@ -275,7 +278,7 @@ impl Engine {
                 self.check_app_password(user, &account, &class, req, pass)
             }),
             Requirement::Otp => self.gated(user, &account, tokens, req, |user, pass, tokens| {
-                self.otp_with_relogin(
+                self.otp_or_trusted(
                     Attempt {
                         user,
                         account: &account,
@@ -331,6 +334,8 @@ mod login_store_tests;
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trusted_tests;
 
 #[cfg(test)]
 mod mail_tests;

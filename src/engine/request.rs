@@ -32,6 +32,52 @@ pub struct CheckRequest {
     /// The password is the code alone: the client checked the user's own password itself
     /// (an HTTP client with `pin = "none"`, docs/http.md). The gate still counts.
     pub code_only: bool,
+    /// Trusted devices: a device token brought back, or the wish to trust this device.
+    pub device: DeviceRequest,
+}
+
+/// What a front-end carries for trusted devices (engine/trusted.rs). Both parts are optional
+/// and independent of the protocol: HTTP carries them as `device_token` and
+/// `remember_device`/`device_label`, another front-end as it can.
+#[derive(Clone, Default)]
+pub struct DeviceRequest {
+    /// After an accepted PIN+code, trust this device under this label ("Firefox on the
+    /// office laptop"); the answer carries its token once ([`Decision::device`]).
+    pub remember: Option<String>,
+    /// The token of a trusted device; `password` is then the PIN alone. Wiped when dropped.
+    pub token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for DeviceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceRequest")
+            .field("remember", &self.remember)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// A device trusted by this login: its token goes to the client once and is never stored or
+/// logged (the store keeps a keyed hash).
+#[derive(Clone)]
+pub struct IssuedDevice {
+    pub id: i64,
+    pub label: String,
+    /// 256 random bits, base64url without padding (43 characters).
+    pub token: Zeroizing<String>,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for IssuedDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedDevice")
+            .field("id", &self.id)
+            .field("label", &self.label)
+            .field("token", &"<hidden>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +95,9 @@ pub struct Decision {
     pub user: String,
     /// The service class the login counted as.
     pub class: Option<String>,
+    /// The device this login trusted (it asked to, and its class allows it): the client
+    /// shows or keeps the token; nothing else may.
+    pub device: Option<IssuedDevice>,
 }
 
 impl Decision {
@@ -61,6 +110,7 @@ impl Decision {
             state: None,
             user,
             class: None,
+            device: None,
         }
     }
     pub fn accept(user: String, serial: String) -> Self {

@@ -64,6 +64,7 @@ impl World {
             state: None,
             defer_is_reject: false,
             code_only: false,
+            device: Default::default(),
         })
     }
 }
@@ -481,6 +482,7 @@ impl World {
             state: None,
             defer_is_reject: false,
             code_only: false,
+            device: Default::default(),
         })
     }
 }

@@ -18,6 +18,7 @@
 //! - An error means the write did not happen (or its batch was rolled back as a whole); the
 //!   engine then answers Reject, never Accept.
 
+use super::devices::DeviceStore;
 use super::ticket::Ticket;
 use super::StoreResult;
 use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode, Token};
@@ -134,6 +135,12 @@ pub trait LoginStore: Send + Sync {
     fn app_passwords(&self, account_id: i64) -> StoreResult<Vec<AppPassword>>;
     /// Records a use: when and from where. Queued, not waited for.
     fn touch_app_password(&self, id: i64, now: i64, from: Option<&str>) -> StoreResult<()>;
+
+    /// The store's trusted devices (devices.rs), if it keeps them. Without them (`None`, a
+    /// store that has not implemented them yet) no device is trusted and none is accepted.
+    fn devices(&self) -> Option<&dyn DeviceStore> {
+        None
+    }
 
     /// Appends a login's audit record. Queued, not waited for; a record queued before a
     /// durable write is durable with it or before it.

@@ -7,6 +7,8 @@
 //!   key rotation, import, backup and restore; everything a login needs too.
 //! - [`AuditStore`] and [`StatusStore`] (audit.rs): reading and pruning the audit; the
 //!   daemon's liveness probe and counts.
+//! - [`DeviceStore`] (devices.rs): trusted devices, reached through
+//!   [`LoginStore::devices`] (a store without them answers `None`).
 //! - [`Ticket`] (ticket.rs): the answer of a conditional write asked for with
 //!   [`CommitMode::Defer`], and the [`Completion`] that runs once it is durable.
 //!
@@ -17,6 +19,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod audit;
+pub mod devices;
 pub mod login;
 pub mod sqlite;
 pub mod ticket;
@@ -24,6 +27,7 @@ pub mod ticket;
 pub use admin::{AdminStore, ImportAccount, ImportToken};
 pub use api_keys::ApiKeyStore;
 pub use audit::{AuditStore, Counts, DaemonStore, StatusStore};
+pub use devices::{DeviceStore, NewDevice, TrustedDevice};
 pub use login::{Advance, CommitMode, LoginStore};
 pub use sqlite::SqliteStore;
 pub use ticket::{Completion, Outcome, Ticket};

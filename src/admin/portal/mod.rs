@@ -13,16 +13,18 @@
 
 mod accounts;
 mod audit;
+mod devices;
 mod extras;
 mod live;
 mod tokens;
 mod views;
 
+pub use devices::Revoked;
 pub use live::{LiveEngine, Portals};
 pub use tokens::EnrolRequest;
 pub use views::{
-    AccountView, ActivityView, BackupSetView, BackupView, EnrolView, NewAppPasswordView, TokenView,
-    UserSummary,
+    AccountView, ActivityView, BackupSetView, BackupView, DeviceView, EnrolView,
+    NewAppPasswordView, TokenView, UserSummary,
 };
 
 use super::{Admin, AdminError};
@@ -154,6 +156,8 @@ enum Weakening {
     LowerLevel,
     /// A new set of backup codes while the account has a second factor.
     NewBackupCodes,
+    /// Ending every trusted device at once.
+    RevokeAllDevices,
 }
 
 impl Weakening {
@@ -162,6 +166,7 @@ impl Weakening {
             Weakening::LastToken => "this is the account's last active token",
             Weakening::LowerLevel => "the new level asks less than the current one",
             Weakening::NewBackupCodes => "a new set of backup codes replaces the current one",
+            Weakening::RevokeAllDevices => "all trusted devices would end",
         }
     }
 }

@@ -150,3 +150,33 @@ pub struct ActivityView {
     pub more: bool,
     pub items: Vec<AuditRecord>,
 }
+
+/// A trusted device, without anything that logs in (its token was shown once, at login).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub id: i64,
+    pub label: String,
+    /// The service class it was trusted for.
+    pub class: String,
+    /// The client (front-end client name) it was trusted through.
+    pub client: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: i64,
+    pub expired: bool,
+}
+
+impl DeviceView {
+    pub(super) fn of(d: &crate::store::TrustedDevice, now: i64) -> DeviceView {
+        DeviceView {
+            id: d.id,
+            label: d.label.clone(),
+            class: d.class.clone(),
+            client: d.client.clone(),
+            created_at: d.created_at,
+            last_used_at: d.last_used_at,
+            expires_at: d.expires_at,
+            expired: d.expires_at <= now,
+        }
+    }
+}

@@ -60,6 +60,8 @@ pub(super) async fn decide(
         // answers Reject: the engine must make them cost the same.
         defer_is_reject: c.no_second_factor == NoSecondFactor::Reject && !c.unknown_user_error,
         code_only: c.pin == PinMode::None || login.trigger,
+        // Trusted devices over /validate/check come with h18http's merge of h18trust.
+        device: Default::default(),
     };
     let started = std::time::Instant::now();
     let handle = st.handle.clone();

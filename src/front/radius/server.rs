@@ -398,6 +398,7 @@ impl Shared {
                     // Defer and Deny are Access-Reject here.
                     defer_is_reject: true,
                     code_only: false,
+                    device: Default::default(),
                 };
                 let engine = self.handle.current();
                 match engine.check_deferrable(&req) {

@@ -143,6 +143,7 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
                 state,
                 defer_is_reject: false,
                 code_only: false,
+                device: Default::default(),
             };
             // Checked on the blocking thread, right before the engine: the wait for that
             // thread (and a stopped or stalled daemon) counts against the caller's deadline.

@@ -11,6 +11,10 @@ use crate::store::{Advance, CommitMode, LoginStore, StoreError, StoreResult};
 use rusqlite::{params, OptionalExtension};
 
 impl LoginStore for SqliteStore {
+    fn devices(&self) -> Option<&dyn crate::store::DeviceStore> {
+        Some(self)
+    }
+
     fn account(&self, name: &str) -> StoreResult<Option<Account>> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(&format!(

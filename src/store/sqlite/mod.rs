@@ -12,6 +12,7 @@ mod admin;
 mod api_keys;
 mod audit;
 pub(super) mod commit;
+mod devices;
 mod import;
 mod login;
 pub(super) mod schema;

@@ -120,7 +120,23 @@ pub const MIGRATIONS: &[&str] = &[
     // `probes` is what it changes. Not a statistic: unknown users' answers pay into the row
     // of the account their login read in its place.
     "ALTER TABLE accounts ADD COLUMN probes INTEGER NOT NULL DEFAULT 0;",
-    // 11 (issue 18, management API): API keys, kept only as keyed hashes (store/api_keys.rs);
+    // 11 (issue 18, item 5): trusted devices. Only the keyed hash of a device's token is
+    // kept (unique: a login finds its device by it), and a keyed hash of the account's level,
+    // PIN and active tokens when it was trusted (`binding`): a change of any ends it.
+    "CREATE TABLE trusted_devices (
+        id            INTEGER PRIMARY KEY,
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        client        TEXT,
+        class         TEXT NOT NULL,
+        label         TEXT NOT NULL,
+        hash          BLOB NOT NULL UNIQUE,
+        binding       BLOB NOT NULL,
+        created_at    INTEGER NOT NULL,
+        last_used_at  INTEGER,
+        expires_at    INTEGER NOT NULL
+    );
+    CREATE INDEX trusted_devices_account ON trusted_devices(account_id);",
+    // 12 (issue 18, management API): API keys, kept only as keyed hashes (store/api_keys.rs);
     // the hash is unique so a request finds its key by one index lookup.
     "CREATE TABLE api_keys (
         id            INTEGER PRIMARY KEY,

@@ -87,3 +87,48 @@ pub(super) async fn app_password_revoke(
     })
     .await
 }
+
+pub(super) async fn devices(
+    State(st): State<AppState>,
+    Path(user): Path<String>,
+    req: Request,
+) -> Response {
+    run(&st, Call::of(&req), StatusCode::OK, move |p, c| {
+        p.devices(c, &user)
+    })
+    .await
+}
+
+pub(super) async fn devices_revoke_all(
+    State(st): State<AppState>,
+    Path(user): Path<String>,
+    req: Request,
+) -> Response {
+    let b = match read_body::<MaybeProof>(&st, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let proof = b.value.proof.map(ProofJson::into_proof);
+    run(&st, b.call, StatusCode::OK, move |p, c| {
+        p.revoke_devices(c, &user, proof.as_ref())
+    })
+    .await
+}
+
+pub(super) async fn device_revoke(
+    State(st): State<AppState>,
+    Path((user, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return super::error_with(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "a trusted device is addressed by its numeric id",
+        );
+    };
+    run(&st, Call::of(&req), StatusCode::NO_CONTENT, move |p, c| {
+        p.revoke_device(c, &user, id)
+    })
+    .await
+}

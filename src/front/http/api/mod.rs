@@ -123,6 +123,21 @@ pub(super) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/api/v1/users/{user}/app-passwords/{id}",
             extras::app_password_revoke,
         ),
+        r(
+            Method::GET,
+            "/api/v1/users/{user}/trusted-devices",
+            extras::devices,
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/users/{user}/trusted-devices",
+            extras::devices_revoke_all,
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/users/{user}/trusted-devices/{id}",
+            extras::device_revoke,
+        ),
     ]
 }
 
