@@ -344,6 +344,17 @@ fn the_portal_sets_up_and_weakens_an_account_only_with_fresh_proofs() {
     assert_eq!(left["left"], 9);
 
     // "My activity": newest first, paged, with the key's name, the API's reads left out.
+    // Audit records are queued, not waited for (store/sqlite/commit/): wait, bounded, for
+    // the last change's record to be readable.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let a = api.call(p, "GET", "/users/alice/activity?per_page=1", None);
+        if a.json()["items"][0]["reason"] == "set level off" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", a.body);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let page = expect(
         &api.call(p, "GET", "/users/alice/activity?per_page=5", None),
         200,
@@ -522,6 +533,18 @@ fn scopes_other_users_revoked_keys_and_bad_bodies_are_refused() {
         Some("not_found"),
     );
 
+    // Methods and paths the API does not have: its own JSON errors.
+    expect(
+        &api.call(a, "PATCH", "/users/bob", None),
+        405,
+        Some("method_not_allowed"),
+    );
+    expect(
+        &api.call(a, "GET", "/nonsense", None),
+        404,
+        Some("not_found"),
+    );
+
     // Bodies: malformed, wrong field, wrong type (never echoed), too large.
     let m = expect(
         &api.raw(&admin, "PUT", "/users/bob/pin", "{\"pin\": "),
@@ -570,7 +593,16 @@ fn scopes_other_users_revoked_keys_and_bad_bodies_are_refused() {
         .unwrap()
         .iter()
         .any(|k| k["name"] == "helpdesk" && k["last_used_at"].is_i64()));
-    let audit = env.ok(&["audit", "--user", "-", "--json"], None);
+    // Audit records are queued, not waited for (store/sqlite/commit/): poll, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut audit = String::new();
+    while std::time::Instant::now() < deadline {
+        audit = env.ok(&["audit", "--user", "-", "--json"], None);
+        if audit.contains("unauthorized") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(audit.contains("unauthorized"), "{audit}");
 }
 

@@ -215,6 +215,27 @@ fn enrolment_waits_for_a_first_code_and_expires() {
         .expect("activate");
     assert_eq!(t.state, "active");
 
+    // A pending token past enrol_timeout cannot be activated (and is removed).
+    let v = p
+        .enrol(
+            &portal,
+            "bob",
+            &EnrolRequest {
+                kind: "totp".into(),
+                label: String::new(),
+                options: BTreeMap::new(),
+            },
+        )
+        .expect("enrol");
+    w.parts.clock.advance(31 * 60);
+    let e = w
+        .parts
+        .admin
+        .activate(&v.token.serial, "123456")
+        .expect_err("expired");
+    assert!(e.to_string().contains("enrol_timeout"), "{e}");
+    assert!(w.parts.admin.token(&v.token.serial).is_err(), "removed");
+
     // A second one never activated is gone after enrol_timeout.
     let v = p
         .enrol(

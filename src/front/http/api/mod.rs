@@ -141,11 +141,31 @@ pub(super) fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     ]
 }
 
-/// The routes of `/api/v1`; the state is the front-end's [`AppState`].
+/// The routes of `/api/v1`; the state is the front-end's [`AppState`]. A method a path does
+/// not serve, and a path under `/api/v1` that does not exist, get this API's JSON errors
+/// too (the catch-all is not a route of the document).
 pub fn router() -> Router<AppState> {
     routes()
         .into_iter()
         .fold(Router::new(), |router, (_, path, h)| router.route(path, h))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route("/api/v1/{*rest}", axum::routing::any(no_such_endpoint))
+}
+
+async fn method_not_allowed() -> Response {
+    error_with(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see /api/v1/openapi.json",
+    )
+}
+
+async fn no_such_endpoint() -> Response {
+    error_with(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /api/v1/openapi.json",
+    )
 }
 
 async fn openapi() -> Response {
