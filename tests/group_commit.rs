@@ -62,8 +62,8 @@ fn req(user: &str, counter: u64) -> CheckRequest {
         client: Some("test".into()),
         state: None,
         defer_is_reject: false,
-        code_only: false,
         device: Default::default(),
+        code_only: false,
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 
 mod common;
+mod products;
 
 use common::http::{authentication, client, curl, get, http_env, post_form, post_json};
 use common::{hotp_code, Env};
@@ -618,3 +619,114 @@ d += read_all(s, 3) if d and b"\r\n\r\n" not in d else b""
 res["slow_body_status"] = int(d.split(b" ")[1]) if d else 0
 print(json.dumps(res))
 "#;
+
+/// A self-signed certificate for 127.0.0.1 (openssl), written as `name`.pem and -key.pem.
+fn certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    common::require("openssl", "openssl");
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// docs/http.md's configuration as printed, with this machine's addresses and files: HTTPS
+/// with a certificate that a reload (SIGHUP) replaces, plain HTTP behind a trusted proxy
+/// whose X-Forwarded-For picks the client entry.
+#[test]
+fn the_documented_configuration_serves_https_reloads_its_certificate_and_trusts_its_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_a, key_a) = certificate(dir.path(), "first");
+    let (cert_b, key_b) = certificate(dir.path(), "second");
+    let live_cert = dir.path().join("fullchain.pem");
+    let live_key = dir.path().join("privkey.pem");
+    std::fs::copy(&cert_a, &live_cert).expect("cert");
+    std::fs::copy(&key_a, &live_key).expect("key");
+    let (tls, plain) = (common::free_tcp_port(), common::free_tcp_port());
+    let block = products::docs_block("docs/http.md", "http-config");
+    let text = block
+        .replace("192.0.2.5:8443", &format!("127.0.0.1:{tls}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{plain}"))
+        .replace(
+            "/etc/otpd/tls/fullchain.pem",
+            &live_cert.display().to_string(),
+        )
+        .replace("/etc/otpd/tls/privkey.pem", &live_key.display().to_string())
+        .replace("192.0.2.20", "127.0.0.2");
+    assert_ne!(text, block);
+    let env = Env::with_tables("", &text);
+    alice(&env, "everywhere");
+    let d = env.start();
+    let https = format!("https://127.0.0.1:{tls}/validate/check");
+    let pass = format!("pass={}", pin_code(0));
+    let ca_a = cert_a.display().to_string();
+    let a = curl(&["--cacert", &ca_a, "-d", "user=alice", "-d", &pass, &https]);
+    assert_eq!(authentication(&a), "ACCEPT", "{}", a.body);
+
+    std::fs::copy(&cert_b, &live_cert).expect("cert");
+    std::fs::copy(&key_b, &live_key).expect("key");
+    // SAFETY: signalling the daemon this test started, by its pid.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
+    let ca_b = cert_b.display().to_string();
+    let pass = format!("pass={}", pin_code(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let a = loop {
+        let a = curl(&["--cacert", &ca_b, "-d", "user=alice", "-d", &pass, &https]);
+        if a.status != 0 || std::time::Instant::now() > deadline {
+            break a;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(authentication(&a), "ACCEPT", "{}\n{}", a.body, d.log_text());
+    let old = curl(&["--cacert", &ca_a, "-d", "user=alice", &https]);
+    assert_eq!(old.status, 0, "the old certificate is gone: {}", old.body);
+
+    // From the trusted proxy, X-Forwarded-For names the client: sso sees error 904.
+    let url = format!("http://127.0.0.1:{plain}/validate/check");
+    let sso = curl(&[
+        "-H",
+        "X-Forwarded-For: 127.0.0.2",
+        "-d",
+        "user=ghost",
+        "-d",
+        "pass=1",
+        &url,
+    ]);
+    assert_eq!(sso.status, 400, "{}", sso.body);
+    assert_eq!(sso.json()["result"]["error"]["code"], 904);
+    let direct = curl(&["-d", "user=ghost", "-d", "pass=1", &url]);
+    assert_eq!(authentication(&direct), "REJECT", "{}", direct.body);
+    // Not from a trusted proxy: the header counts for nothing.
+    let other = curl(&[
+        "--interface",
+        "127.0.0.3",
+        "-H",
+        "X-Forwarded-For: 127.0.0.2",
+        "-d",
+        "user=ghost",
+        "-d",
+        "pass=1",
+        &url,
+    ]);
+    assert_eq!(authentication(&other), "REJECT", "{}", other.body);
+}

@@ -70,11 +70,11 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
         client: Some(args.client),
         state: None,
         defer_is_reject: false,
-        code_only: false,
         device: DeviceRequest {
             remember: args.remember_device,
             token: args.device_token.map(Zeroizing::new),
         },
+        code_only: false,
     });
     let token = d.device.as_ref().map(|dev| dev.token.as_str());
     if args.json {

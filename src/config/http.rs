@@ -46,10 +46,8 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// Reverse proxies whose X-Forwarded-For names the user's address (rhost) and the client
     /// the request counts as. From anyone else the header is ignored.
+    #[serde(deserialize_with = "ips_or_nets")]
     pub trusted_proxies: Vec<IpNet>,
-    /// How long a two-step login's transaction stays valid.
-    #[serde(with = "super::duration")]
-    pub state_lifetime: Duration,
     pub clients: Vec<HttpClientConfig>,
     /// Accounts that may call `/auth` and then `/validate/triggerchallenge` (privacyIDEA's
     /// service accounts).
@@ -74,7 +72,6 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
-            state_lifetime: Duration::from_secs(120),
             clients: Vec::new(),
             service_accounts: Vec::new(),
         }
@@ -128,6 +125,23 @@ pub struct HttpClientConfig {
     /// for a client that must tell them apart, since it tells which names exist.
     #[serde(default)]
     pub unknown_user_error: bool,
+}
+
+/// Addresses or CIDR blocks: `"127.0.0.1"` is the block of that one address.
+fn ips_or_nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let items = Vec::<String>::deserialize(d)?;
+    items
+        .iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{s}` is neither an IP address nor a CIDR block"
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn validate_only() -> Vec<String> {
@@ -224,7 +238,6 @@ impl HttpConfig {
             ("http.header_timeout", self.header_timeout),
             ("http.request_timeout", self.request_timeout),
             ("http.idle_timeout", self.idle_timeout),
-            ("http.state_lifetime", self.state_lifetime),
         ] {
             if d.is_zero() || d > Duration::from_secs(3600) {
                 return Err(invalid(key, "allowed: more than 0 and at most 1h"));

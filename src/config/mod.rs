@@ -298,6 +298,7 @@ impl Config {
                 .with_list_parse_key("radius.listen")
                 .with_list_parse_key("http.listen")
                 .with_list_parse_key("http.listen_plain")
+                .with_list_parse_key("http.trusted_proxies")
                 .with_list_parse_key("socket.allow_uids")
                 .with_list_parse_key("socket.allow_gids")
                 .with_list_parse_key("yubico.api_urls"),

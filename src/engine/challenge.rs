@@ -330,8 +330,8 @@ mod tests {
                 client: Some(client.into()),
                 state: state.map(str::to_string),
                 defer_is_reject: false,
-                code_only: false,
                 device: Default::default(),
+                code_only: false,
             })
         }
 

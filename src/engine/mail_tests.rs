@@ -53,8 +53,8 @@ impl World {
             client: Some("test".into()),
             state: None,
             defer_is_reject: false,
-            code_only: false,
             device: Default::default(),
+            code_only: false,
         })
     }
 

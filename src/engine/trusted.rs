@@ -40,6 +40,19 @@ impl Engine {
     /// commit and, once accepted, gets its device token; anything else goes on as before.
     pub(super) fn otp_or_trusted(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
         let req = a.req;
+        // A client that checks the user's password itself sends the code alone (`code_only`):
+        // there is no PIN here for a device to stand beside, so devices are neither used nor
+        // made through it.
+        if req.code_only {
+            let mut d = self.otp_with_relogin(a, commit);
+            if d.verdict == Verdict::Accept && req.device.remember.is_some() {
+                d.reason = format!(
+                    "{}; device not trusted: the client sends the code alone (pin = none)",
+                    d.reason
+                );
+            }
+            return d;
+        }
         if let (Some(token), None) = (&req.device.token, &req.state) {
             // Looked up whatever the PIN turns out to be: a wrong PIN costs the same lookup.
             let found = self.find_device(token);

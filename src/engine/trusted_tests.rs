@@ -415,3 +415,23 @@ fn a_lifetime_over_180_days_is_refused_at_load() {
     // The other keys of the built-in class stay.
     assert!(ok.services["web"].relogin_cache);
 }
+
+#[test]
+fn a_client_that_sends_the_code_alone_neither_gets_nor_uses_devices() {
+    let w = World::new(config(30));
+    let (_, token) = w.remember("alice", "web", "portal");
+    // pin = none: the client checked the user's password; the password is the code alone.
+    let mut r = w.req("alice", "web", "portal", &w.code("alice"));
+    r.code_only = true;
+    r.device.remember = Some("kiosk".into());
+    let d = w.engine.check(&r);
+    assert_eq!(d.verdict, Verdict::Accept, "{d:?}");
+    assert!(d.device.is_none(), "{d:?}");
+    assert!(d.reason.contains("pin = none"), "{d:?}");
+    // A device token with no code beside it is no login there.
+    let mut r = w.req("alice", "web", "portal", "");
+    r.code_only = true;
+    r.device.token = Some(token.into());
+    let d = w.engine.check(&r);
+    assert_ne!(d.verdict, Verdict::Accept, "{d:?}");
+}

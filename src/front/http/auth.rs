@@ -187,6 +187,7 @@ pub(super) async fn triggerchallenge(
             pass: "",
             state: None,
             trigger: true,
+            device: Default::default(),
         },
     )
     .await;

@@ -20,6 +20,8 @@ pub struct Caller {
     /// The requester's address: the peer, or what a trusted proxy forwarded.
     pub source: IpAddr,
     pub peer: Peer,
+    /// The User-Agent header, the default label of a trusted device (device.rs).
+    pub user_agent: Option<String>,
 }
 
 /// The request bounds, fixed at start (changing them needs a restart).
@@ -132,6 +134,11 @@ pub(super) async fn gate(State(st): State<AppState>, mut req: Request, next: Nex
         client: client.clone(),
         source,
         peer,
+        user_agent: req
+            .headers()
+            .get(hyper::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
     };
     drop(engine);
     let gate = &st.gate;

@@ -4,7 +4,7 @@
 use super::reply::Failure;
 use super::{AppState, Caller};
 use crate::config::http::{NoSecondFactor, PinMode};
-use crate::engine::{CheckRequest, Decision, Verdict};
+use crate::engine::{CheckRequest, Decision, DeviceRequest, IssuedDevice, Verdict};
 use crate::metrics::{self, Frontend};
 use zeroize::Zeroizing;
 
@@ -13,6 +13,8 @@ pub(super) enum Outcome {
     Accept {
         message: String,
         serial: Option<String>,
+        /// A device this login trusted (`remember_device`): its token goes out once.
+        device: Option<IssuedDevice>,
     },
     Reject {
         message: String,
@@ -36,6 +38,8 @@ pub(super) struct Login<'a> {
     /// Start a challenge without the PIN (`/validate/triggerchallenge`, a service account
     /// vouches for the request).
     pub trigger: bool,
+    /// Trusted devices: a device token brought, or the wish to trust this one (device.rs).
+    pub device: DeviceRequest,
 }
 
 /// Asks the engine, as the client is configured.
@@ -60,8 +64,7 @@ pub(super) async fn decide(
         // answers Reject: the engine must make them cost the same.
         defer_is_reject: c.no_second_factor == NoSecondFactor::Reject && !c.unknown_user_error,
         code_only: c.pin == PinMode::None || login.trigger,
-        // Trusted devices over /validate/check come with h18http's merge of h18trust.
-        device: Default::default(),
+        device: login.device,
     };
     let started = std::time::Instant::now();
     let handle = st.handle.clone();
@@ -81,6 +84,7 @@ fn outcome(d: Decision, caller: &Caller) -> Outcome {
         Verdict::Accept => Outcome::Accept {
             message: d.message,
             serial: d.serial,
+            device: d.device,
         },
         Verdict::Challenge => Outcome::Challenge {
             message: d.message,
@@ -97,6 +101,7 @@ fn outcome(d: Decision, caller: &Caller) -> Outcome {
                     c.name
                 ),
                 serial: None,
+                device: None,
             }
         }
         // Defer and Deny are Rejects to a client with no password stack behind it; the

@@ -18,6 +18,7 @@
 
 pub mod api;
 mod auth;
+mod device;
 mod gate;
 mod linotp;
 mod login;

@@ -5,7 +5,7 @@
 use super::login::{self, Login, Outcome};
 use super::params::{self, Params};
 use super::reply::{self, Failure};
-use super::{auth, AppState, Caller};
+use super::{auth, device, AppState, Caller};
 use crate::config::http::Dialect;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -41,7 +41,7 @@ async fn check(
     if caller.client.dialect == Dialect::Linotp {
         return super::linotp::check_with(&st, &caller, &p).await;
     }
-    match run(&st, &caller, &p).await {
+    match run_with(&st, &caller, &p, true).await {
         Ok(o) => answer(o),
         Err(f) => f.privacyidea(),
     }
@@ -97,6 +97,16 @@ async fn polltransaction(State(st): State<AppState>, req: Request) -> Response {
 /// The parameters of a login, checked as privacyIDEA checks them. `realm` is not used: the
 /// account is the name as sent (otpd's accounts are often whole addresses).
 pub(super) async fn run(st: &AppState, caller: &Caller, p: &Params) -> Result<Outcome, Failure> {
+    run_with(st, caller, p, false).await
+}
+
+/// [`run`]; `may_remember`: the answer can carry a new trusted device's token.
+async fn run_with(
+    st: &AppState,
+    caller: &Caller,
+    p: &Params,
+    may_remember: bool,
+) -> Result<Outcome, Failure> {
     let Some(user) = p.some("user") else {
         return Err(Failure::parameter(
             "You need to specify a serial, user or credential_id.",
@@ -106,6 +116,7 @@ pub(super) async fn run(st: &AppState, caller: &Caller, p: &Params) -> Result<Ou
         return Err(Failure::parameter("Missing parameter: 'pass'"));
     };
     let state = p.some("transaction_id").or_else(|| p.some("state"));
+    let device = device::request(p, caller, may_remember)?;
     login::decide(
         st,
         caller,
@@ -114,6 +125,7 @@ pub(super) async fn run(st: &AppState, caller: &Caller, p: &Params) -> Result<Ou
             pass,
             state,
             trigger: false,
+            device,
         },
     )
     .await
@@ -122,11 +134,18 @@ pub(super) async fn run(st: &AppState, caller: &Caller, p: &Params) -> Result<Ou
 /// A decision in privacyIDEA's shape (always HTTP 200), or error 904 for an unknown user.
 pub(super) fn answer(o: Outcome) -> Response {
     match o {
-        Outcome::Accept { message, serial } => {
+        Outcome::Accept {
+            message,
+            serial,
+            device,
+        } => {
             let mut detail = json!({"message": message});
             if let Some(s) = serial {
                 detail["type"] = json!(login::kind_of_serial(&s));
                 detail["serial"] = json!(s);
+            }
+            if let Some(d) = &device {
+                detail["trusted_device"] = device::detail(d);
             }
             reply::decision(
                 json!({"authentication": "ACCEPT", "status": true, "value": true}),

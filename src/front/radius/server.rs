@@ -397,8 +397,8 @@ impl Shared {
                     state: login.state,
                     // Defer and Deny are Access-Reject here.
                     defer_is_reject: true,
-                    code_only: false,
                     device: Default::default(),
+                    code_only: false,
                 };
                 let engine = self.handle.current();
                 match engine.check_deferrable(&req) {

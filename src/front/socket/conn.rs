@@ -142,8 +142,8 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
                 client: Some(client.unwrap_or_else(|| "socket".into())),
                 state,
                 defer_is_reject: false,
-                code_only: false,
                 device: Default::default(),
+                code_only: false,
             };
             // Checked on the blocking thread, right before the engine: the wait for that
             // thread (and a stopped or stalled daemon) counts against the caller's deadline.
