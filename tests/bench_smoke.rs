@@ -1,5 +1,5 @@
 //! A few hundred requests of the load generator (bench/run.sh's otpd-bench) against the real
-//! daemon over RADIUS and the Unix socket, so the benchmark cannot rot unnoticed. The
+//! daemon over RADIUS, the Unix socket and HTTP, so the benchmark cannot rot unnoticed. The
 //! benchmark itself is too slow for the test suite.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
@@ -18,13 +18,16 @@ fn bench(args: &[&str]) -> std::process::Output {
         .expect("run otpd-bench")
 }
 
-fn rig() -> (Env, Daemon, u16) {
+fn rig() -> (Env, Daemon, u16, u16) {
     let port = common::free_udp_port();
+    let http = common::free_tcp_port();
     let tables = format!(
         "[socket]\npath = \"SOCK\"\nallow_uids = [{uid}]\n\
          [radius]\nlisten = [\"127.0.0.1:{port}\"]\n\
          [[radius.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n\
-         service = \"vpn\"\n",
+         service = \"vpn\"\n\
+         [http]\nlisten_plain = [\"127.0.0.1:{http}\"]\n\
+         [[http.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nservice = \"vpn\"\n",
         // SAFETY: getuid has no preconditions.
         uid = unsafe { libc::getuid() }
     );
@@ -42,7 +45,7 @@ fn rig() -> (Env, Daemon, u16) {
     std::fs::write(&file, &out.stdout).expect("write");
     env.ok(&["user", "import", file.to_str().expect("path")], None);
     let daemon = env.start();
-    (env, daemon, port)
+    (env, daemon, port, http)
 }
 
 fn check(out: std::process::Output, want_accepts: u64) -> serde_json::Value {
@@ -71,7 +74,7 @@ fn check(out: std::process::Output, want_accepts: u64) -> serde_json::Value {
 
 #[test]
 fn load_generator_drives_radius_and_the_socket() {
-    let (env, daemon, port) = rig();
+    let (env, daemon, port, http) = rig();
     let addr = format!("127.0.0.1:{port}");
     let pid = daemon.pid().to_string();
     let state = env.path().join("counters");
@@ -112,6 +115,12 @@ fn load_generator_drives_radius_and_the_socket() {
         "--no-replay-check",
     ]);
     check(bench(&args), 400);
+    // HTTP (/validate/check, kept alive), continuing the counters again.
+    let http = format!("127.0.0.1:{http}");
+    let mut args = common_args.to_vec();
+    args.extend(["--http", &http]);
+    let v = check(bench(&args), 400);
+    assert_eq!(v["replay"]["double_accepted"], 0, "{v}");
     // A wrong shared secret: no answer passes the checks, and the run says so.
     let out = bench(&[
         "run",

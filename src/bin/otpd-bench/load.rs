@@ -56,6 +56,9 @@ pub enum Target {
     Unix {
         path: PathBuf,
     },
+    Http {
+        addr: SocketAddr,
+    },
 }
 
 pub struct Plan {

@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod accounts;
+mod http_load;
 mod load;
 mod radius;
 mod stats;
@@ -74,7 +75,7 @@ struct RunArgs {
     #[command(flatten)]
     a: AccountArgs,
     /// RADIUS server address (PAP with Message-Authenticator).
-    #[arg(long, conflicts_with = "socket", required_unless_present = "socket")]
+    #[arg(long, conflicts_with_all = ["socket", "http"], required_unless_present_any = ["socket", "http"])]
     radius: Option<SocketAddr>,
     /// RADIUS shared secret.
     #[arg(long, default_value = "bench-secret-0123456789")]
@@ -83,8 +84,12 @@ struct RunArgs {
     #[arg(long)]
     allow_missing_message_authenticator: bool,
     /// otpd's Unix socket (protocol v1, JSON lines).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "http")]
     socket: Option<PathBuf>,
+    /// otpd's HTTP front-end (plain HTTP, kept-alive connections, privacyIDEA's
+    /// /validate/check).
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Send each user's static password instead of PIN + a fresh HOTP code.
     #[arg(long = "static")]
     static_passwords: bool,
@@ -176,14 +181,15 @@ struct Summary {
 }
 
 fn run(args: RunArgs) -> Result<bool, String> {
-    let target = match (&args.radius, &args.socket) {
-        (Some(server), None) => Target::Radius {
+    let target = match (&args.radius, &args.socket, &args.http) {
+        (Some(server), None, None) => Target::Radius {
             server: *server,
             secret: args.secret.clone().into_bytes(),
             require_ma: !args.allow_missing_message_authenticator,
         },
-        (None, Some(path)) => Target::Unix { path: path.clone() },
-        _ => return Err("give --radius ADDR or --socket PATH".into()),
+        (None, Some(path), None) => Target::Unix { path: path.clone() },
+        (None, None, Some(addr)) => Target::Http { addr: *addr },
+        _ => return Err("give one of --radius ADDR, --socket PATH, --http ADDR".into()),
     };
     if args.windows.iter().any(|w| *w == 0 || *w > 4096) {
         return Err("--windows: each window must be 1 to 4096".into());
@@ -339,6 +345,9 @@ fn drive(
                     ),
                     Target::Unix { path } => {
                         unix_load::unix_worker(sh, plan, path, share, w, workers)
+                    }
+                    Target::Http { addr } => {
+                        http_load::http_worker(sh, plan, *addr, share, w, workers)
                     }
                 })
             })
