@@ -273,3 +273,49 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+/// What an API key may do (the management API, `front/http/api/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiScope {
+    /// Everything the CLI does for accounts, unlock included, without a fresh proof.
+    Admin,
+    /// The provider's portal: one named user per request, weakening actions only with a
+    /// fresh PIN+code.
+    Portal,
+    /// Reads only.
+    Read,
+}
+
+impl ApiScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Admin => "admin",
+            ApiScope::Portal => "portal",
+            ApiScope::Read => "read",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(ApiScope::Admin),
+            "portal" => Some(ApiScope::Portal),
+            "read" => Some(ApiScope::Read),
+            _ => None,
+        }
+    }
+}
+
+/// An API key as stored: its name and scope; the key itself only as a keyed hash, never
+/// serialised.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKey {
+    #[serde(skip)]
+    pub id: i64,
+    pub name: String,
+    pub scope: ApiScope,
+    pub created_at: i64,
+    /// Unix seconds, updated at most once a minute (a write per request would cost more than
+    /// it tells).
+    pub last_used_at: Option<i64>,
+}

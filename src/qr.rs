@@ -29,6 +29,23 @@ pub fn terminal(data: &str) -> Result<String, QrError> {
         .build())
 }
 
+/// An SVG image of the QR code (for a web page).
+pub fn svg(data: &str) -> Result<String, QrError> {
+    Ok(code(data)?
+        .render::<svg::Color>()
+        .min_dimensions(256, 256)
+        .build())
+}
+
+/// A PNG of the QR code as a `data:` URI, ready for an `<img src>`.
+pub fn png_data_uri(data: &str) -> Result<String, QrError> {
+    let png = png_bytes(&code(data)?).map_err(QrError::Encode)?;
+    Ok(format!(
+        "data:image/png;base64,{}",
+        data_encoding::BASE64.encode(&png)
+    ))
+}
+
 pub fn write_file(data: &str, path: &Path) -> Result<(), QrError> {
     let name = path.display().to_string();
     let ext = path

@@ -7,6 +7,7 @@ use crate::engine::{normalize_user, Clock, SystemClock};
 use crate::model::{Account, TokenState};
 use crate::store::{AdminStore, StoreError};
 
+mod api_keys;
 mod backup_codes;
 mod devices;
 mod enrol;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 pub use tokens::{decode_base32, Enrolled, TokenOptions};
 
 mod app_passwords;
+pub mod portal;
 mod state;
 pub use app_passwords::{NewAppPassword, MAX_PER_ACCOUNT as MAX_APP_PASSWORDS};
 pub use state::{

@@ -77,6 +77,14 @@ impl Admin {
                 )))
             }
         }
+        if self.enrol_expired(&token) {
+            let _ = self.store.delete_token(serial);
+            return Err(AdminError::Refused(format!(
+                "token {serial} waited longer than enrol_timeout ({}) for its first code and \
+                 has expired; it was removed: enrol a new one",
+                humantime::format_duration(self.cfg.enrol_timeout)
+            )));
+        }
         super::enrol::check_code_shape(&token, code)?;
         let ports = self.ports();
         let matcher = Matcher::new(&self.cfg, self.store.as_ref(), &self.keys, &ports);
@@ -97,6 +105,25 @@ impl Admin {
             // `Wait` is answered durably by contract (store/login.rs).
             Redeemed::Pending(_) => Err(not_waited()),
         }
+    }
+
+    /// A pending token older than `enrol_timeout`: it can no longer be activated.
+    pub fn enrol_expired(&self, token: &Token) -> bool {
+        token.state == TokenState::Pending
+            && self.now() - token.created_at > self.cfg.enrol_timeout.as_secs() as i64
+    }
+
+    /// Deletes the account's pending tokens that [expired](Admin::enrol_expired); returns
+    /// their serials.
+    pub fn purge_expired_enrolments(&self, account: &str) -> Result<Vec<String>, AdminError> {
+        let mut gone = Vec::new();
+        for t in self.store.tokens(Some(account))? {
+            if self.enrol_expired(&t) {
+                self.store.delete_token(&t.serial)?;
+                gone.push(t.serial);
+            }
+        }
+        Ok(gone)
     }
 
     pub fn resync(&self, serial: &str, code1: &str, code2: &str) -> Result<Token, AdminError> {

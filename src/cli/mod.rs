@@ -18,6 +18,7 @@ macro_rules! out {
     };
 }
 
+mod api_key;
 mod app_password;
 mod audit;
 mod backup_codes;
@@ -94,6 +95,9 @@ pub enum Command {
     /// Manage app-specific passwords (mail clients once the level asks for them).
     #[command(subcommand)]
     AppPassword(app_password::AppPasswordCmd),
+    /// Keys for the management API over HTTP (shown once, stored as keyed hashes).
+    #[command(subcommand)]
+    ApiKey(api_key::ApiKeyCmd),
     /// A user's trusted devices ("trust this browser"): list, revoke.
     #[command(subcommand)]
     Device(device::DeviceCmd),
@@ -172,6 +176,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(c) => with_admin(&cfg, |a| token::run(a, c)),
         Command::BackupCodes(c) => with_admin(&cfg, |a| backup_codes::run(a, c)),
         Command::AppPassword(c) => with_admin(&cfg, |a| app_password::run(a, c)),
+        Command::ApiKey(c) => with_admin(&cfg, |a| api_key::run(a, c)),
         Command::Device(c) => with_admin(&cfg, |a| device::run(a, c)),
         Command::Check(c) => with_admin(&cfg, |a| check::run(a, c)),
         Command::Status(a) => status::run(&cfg, a),

@@ -47,6 +47,10 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// Issuer shown in authenticator apps (otpauth:// URI).
     pub issuer: String,
+    /// How long a token enrolled as pending may wait for its first code; after that it can no
+    /// longer be activated and is removed at the account's next look (admin/portal).
+    #[serde(with = "duration")]
+    pub enrol_timeout: std::time::Duration,
     /// What an unknown user gets: `defer` (the normal password stack decides) or `reject`.
     pub unknown_user: UnknownUser,
     pub pin: PinPolicy,
@@ -76,6 +80,7 @@ impl Default for Config {
             database: None,
             key_file: None,
             issuer: "otpd".into(),
+            enrol_timeout: std::time::Duration::from_secs(30 * 60),
             unknown_user: UnknownUser::Defer,
             pin: PinPolicy::default(),
             hotp: HotpConfig::default(),
@@ -339,6 +344,14 @@ impl Config {
             return Err(invalid(
                 "issuer",
                 "must be non-empty and must not contain ':'",
+            ));
+        }
+        if self.enrol_timeout < std::time::Duration::from_secs(60)
+            || self.enrol_timeout > std::time::Duration::from_secs(7 * 86400)
+        {
+            return Err(invalid(
+                "enrol_timeout",
+                "allowed: 1m to 7d (how long a new token waits for its first code)",
             ));
         }
         let p = &self.pin;

@@ -4,7 +4,10 @@
 //! HMAC-SHA256 under fixed labels so that the sealing key and the hashing key are independent:
 //! a leak of one derived key says nothing about the other.
 
+mod api_key;
 mod keyfile;
+
+pub use api_key::{looks_like_api_key, new_api_key, API_KEY_PREFIX};
 
 pub use keyfile::{create_key_file, load_key_file, write_key_file, KeyFileError};
 

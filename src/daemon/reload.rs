@@ -229,3 +229,9 @@ async fn reload_loop(handle: Arc<EngineHandle>, mut hup: tokio::signal::unix::Si
         super::notify::notify("READY=1");
     }
 }
+
+impl crate::admin::portal::LiveEngine for EngineHandle {
+    fn engine(&self) -> Arc<Engine> {
+        self.current()
+    }
+}

@@ -3,6 +3,7 @@
 use super::housekeeping::{self, StoreHousekeeping};
 use super::{metrics_http, notify, reload, DaemonError, EngineHandle};
 use crate::admin;
+use crate::admin::portal::Portals;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::front::http::HttpFront;
@@ -40,7 +41,7 @@ pub fn serve(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<(
     let engine = Arc::new(Engine::for_daemon(
         cfg.clone(),
         store.clone(),
-        keys,
+        keys.clone(),
         Arc::new(crate::engine::SystemClock),
     ));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -52,16 +53,19 @@ pub fn serve(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<(
     let handle = Arc::new(EngineHandle::new(
         engine,
         config_path.map(|p| p.to_path_buf()),
-        Arc::new(StoreHousekeeping(store)),
+        Arc::new(StoreHousekeeping(store.clone())),
     ));
-    rt.block_on(run(handle))
+    // The management API: the admin's operations on the same store, the engine of the
+    // moment for its proofs.
+    let portals = Arc::new(Portals::new(store, keys, handle.clone()));
+    rt.block_on(run(handle, portals))
 }
 
 /// How long a stop waits for requests already being worked on.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts every configured front-end and runs until SIGTERM or SIGINT.
-async fn run(handle: Arc<EngineHandle>) -> Result<(), DaemonError> {
+async fn run(handle: Arc<EngineHandle>, portals: Arc<Portals>) -> Result<(), DaemonError> {
     // Uptime counts from here, not from the first request that touches the metrics.
     crate::metrics::get();
     let engine = handle.current();
@@ -93,7 +97,7 @@ async fn run(handle: Arc<EngineHandle>) -> Result<(), DaemonError> {
     let radius = radius::start(&cfg, handle.clone())
         .await
         .map_err(DaemonError::Start)?;
-    let http = HttpFront::start(handle.clone())
+    let http = HttpFront::start(handle.clone(), portals)
         .await
         .map_err(DaemonError::Start)?;
     tracing::info!("otpd ready");

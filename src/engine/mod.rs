@@ -12,6 +12,7 @@ mod gate;
 mod guessing;
 mod lockout;
 mod otp;
+mod proof;
 pub mod relogin;
 mod request;
 mod source_limit;
@@ -22,6 +23,7 @@ pub use app_password::normalize as normalize_app_password;
 use attempt::Attempt;
 pub use challenge::CODE_PROMPT;
 pub use deferred::{Checked, Pending, Responder};
+pub use proof::PROOF_SERVICE;
 pub use request::{
     normalize_user, CheckRequest, Decision, DeviceRequest, IssuedDevice, Verdict, MAX_PASSWORD_LEN,
     UNKNOWN_USER,
@@ -329,7 +331,7 @@ impl Engine {
 #[cfg(test)]
 mod login_store_tests;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

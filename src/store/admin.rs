@@ -56,6 +56,17 @@ pub trait AdminStore: LoginStore + DaemonStore {
     /// Tokens of one account (`Some`) or of all accounts, ordered by serial.
     fn tokens(&self, account: Option<&str>) -> StoreResult<Vec<Token>>;
     fn set_token_state(&self, serial: &str, state: TokenState) -> StoreResult<()>;
+    /// Renames a token (its label, what the user calls the device). A default that refuses,
+    /// so a store written before the management API still builds.
+    fn set_token_label(&self, serial: &str, label: &str) -> StoreResult<()> {
+        let _ = (serial, label);
+        Err(super::StoreError::Unsupported("renaming tokens"))
+    }
+    /// The management API's keys, where this store keeps them (`None`: it does not yet, and
+    /// the API refuses every key).
+    fn api_keys(&self) -> Option<&dyn super::ApiKeyStore> {
+        None
+    }
     fn delete_token(&self, serial: &str) -> StoreResult<()>;
     /// Serials in use, so new ones can be drawn around them.
     fn serials(&self) -> StoreResult<HashSet<String>>;

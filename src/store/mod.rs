@@ -17,6 +17,7 @@
 //! [`SqliteStore`] (sqlite/) is the one implementation.
 
 pub mod admin;
+pub mod api_keys;
 pub mod audit;
 pub mod devices;
 pub mod login;
@@ -24,6 +25,7 @@ pub mod sqlite;
 pub mod ticket;
 
 pub use admin::{AdminStore, ImportAccount, ImportToken};
+pub use api_keys::ApiKeyStore;
 pub use audit::{AuditStore, Counts, DaemonStore, StatusStore};
 pub use devices::{DeviceStore, NewDevice, TrustedDevice};
 pub use login::{Advance, CommitMode, LoginStore};
@@ -71,6 +73,9 @@ pub enum StoreError {
     /// A group commit failed (nothing of its batch is on disk) or the writer stopped.
     #[error("database commit: {0}")]
     Commit(String),
+    /// A store that does not implement this yet (its trait method's default).
+    #[error("this store does not support {0} yet")]
+    Unsupported(&'static str),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -30,6 +30,7 @@ mod tls;
 
 pub use gate::Caller;
 
+use crate::admin::portal::Portals;
 use crate::daemon::EngineHandle;
 use axum::Router;
 use std::net::SocketAddr;
@@ -48,15 +49,18 @@ pub struct AppState {
     pub handle: Arc<EngineHandle>,
     gate: Arc<gate::Gate>,
     sessions: Arc<auth::Sessions>,
+    /// The management API's operations (api/).
+    portals: Arc<Portals>,
 }
 
 /// Every route of the HTTP interface behind the gate.
-pub fn router(handle: Arc<EngineHandle>) -> Router {
+pub fn router(handle: Arc<EngineHandle>, portals: Arc<Portals>) -> Router {
     let cfg = handle.current().config().http.clone();
     let state = AppState {
         handle,
         gate: Arc::new(gate::Gate::new(&cfg)),
         sessions: Arc::new(auth::Sessions::new()),
+        portals,
     };
     Router::new()
         .merge(privacyidea::routes())
@@ -77,7 +81,10 @@ pub struct HttpFront {
 
 impl HttpFront {
     /// Binds every configured address (before the daemon says it is ready) and serves.
-    pub async fn start(handle: Arc<EngineHandle>) -> Result<Option<HttpFront>, String> {
+    pub async fn start(
+        handle: Arc<EngineHandle>,
+        portals: Arc<Portals>,
+    ) -> Result<Option<HttpFront>, String> {
         let cfg = handle.current().config().http.clone();
         if !cfg.enabled() {
             return Ok(None);
@@ -86,7 +93,11 @@ impl HttpFront {
             (Some(c), Some(k), false) => Some(tls::TlsSource::new(handle.clone(), c, k)?),
             _ => None,
         };
-        let shared = Arc::new(server::Shared::new(cfg.clone(), tls, router(handle)));
+        let shared = Arc::new(server::Shared::new(
+            cfg.clone(),
+            tls,
+            router(handle, portals),
+        ));
         let mut tasks = Vec::new();
         for (addrs, is_tls) in [(&cfg.listen, true), (&cfg.listen_plain, false)] {
             for l in server::bind(addrs).await? {

@@ -157,6 +157,18 @@ impl AdminStore for SqliteStore {
         one_row(n, &format!("token `{serial}`"))
     }
 
+    fn set_token_label(&self, serial: &str, label: &str) -> StoreResult<()> {
+        let n = self.conn().execute(
+            "UPDATE tokens SET label = ?2 WHERE serial = ?1",
+            params![serial, label],
+        )?;
+        one_row(n, &format!("token `{serial}`"))
+    }
+
+    fn api_keys(&self) -> Option<&dyn crate::store::ApiKeyStore> {
+        Some(self)
+    }
+
     fn delete_token(&self, serial: &str) -> StoreResult<()> {
         let n = self
             .conn()

@@ -9,6 +9,7 @@
 //! counter that makes its code used is on disk, or a power cut would make the code valid again.
 
 mod admin;
+mod api_keys;
 mod audit;
 pub(super) mod commit;
 mod devices;

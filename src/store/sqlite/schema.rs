@@ -136,4 +136,14 @@ pub const MIGRATIONS: &[&str] = &[
         expires_at    INTEGER NOT NULL
     );
     CREATE INDEX trusted_devices_account ON trusted_devices(account_id);",
+    // 12 (issue 18, management API): API keys, kept only as keyed hashes (store/api_keys.rs);
+    // the hash is unique so a request finds its key by one index lookup.
+    "CREATE TABLE api_keys (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        scope         TEXT NOT NULL,
+        hash          BLOB NOT NULL UNIQUE,
+        created_at    INTEGER NOT NULL,
+        last_used_at  INTEGER
+    );",
 ];
