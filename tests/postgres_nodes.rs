@@ -22,11 +22,11 @@ fn store_table(url: &str, node: &str, extra: &str) -> String {
 
 /// A node's private directory and config (socket, RADIUS off), sharing `key` when given;
 /// `otpd init` run (which migrates and checks replication).
-fn node(url: &str, name: &str, key: Option<&Path>) -> Env {
+fn node(url: &str, name: &str, key: Option<&Path>, tables: &str) -> Env {
     let top = key
         .map(|k| format!("key_file = \"{}\"", k.display()))
         .unwrap_or_default();
-    Env::with_tables(&top, &store_table(url, name, ""))
+    Env::with_tables(&top, &format!("{}{tables}", store_table(url, name, "")))
 }
 
 /// A node's directory and config without running anything.
@@ -56,9 +56,13 @@ struct Two {
     db: Daemon,
 }
 
-fn two_nodes(url: &str) -> Two {
-    let a = node(url, "A", None);
-    let b = node(url, "B", Some(&key_of(&a)));
+/// Replays are failed logins: without this, the 31 losers of a round lock the account.
+const NO_LOCKOUT: &str = "[lockout]\nfree_failures = 1000000\nmax_failures = 0\n\
+    per_source_max_failures = 0\nsource_max_failures = 0\n";
+
+fn two_nodes(url: &str, tables: &str) -> Two {
+    let a = node(url, "A", None, tables);
+    let b = node(url, "B", Some(&key_of(&a)), tables);
     let da = a.start();
     let db = b.start();
     Two { a, b, da, db }
@@ -107,7 +111,7 @@ fn wait_sql(c: &Cluster, sql: &str, want: &str) {
 #[test]
 fn one_code_sent_to_two_nodes_at_once_is_accepted_once() {
     let c = Cluster::with_standby(Replication::Sync);
-    let t = two_nodes(&c.url());
+    let t = two_nodes(&c.url(), NO_LOCKOUT);
     t.a.enrol("hal", "1234", "hotp", "everywhere");
     const ROUNDS: usize = 50;
     // TOTP: one account per round, all on the same secret, so every round has a fresh code
@@ -141,9 +145,8 @@ fn one_code_sent_to_two_nodes_at_once_is_accepted_once() {
         &(ROUNDS * 32).to_string(),
     );
     assert_eq!(
-        c.primary.sql(
-            "SELECT count(*) FROM audit WHERE \"user\" = 'hal' AND verdict = 'accept'"
-        ),
+        c.primary
+            .sql("SELECT count(*) FROM audit WHERE \"user\" = 'hal' AND verdict = 'accept'"),
         ROUNDS.to_string()
     );
     assert_eq!(
@@ -167,21 +170,49 @@ fn one_code_sent_to_two_nodes_at_once_is_accepted_once() {
 #[test]
 fn a_code_accepted_on_one_node_is_rejected_on_the_other() {
     let c = Cluster::with_standby(Replication::Sync);
-    let t = two_nodes(&c.url());
+    let t = two_nodes(&c.url(), "");
     t.a.enrol("ann", "1234", "hotp", "everywhere");
     let pw = format!("1234{}", common::hotp_code(0));
-    assert_eq!(socket_call(&t.a.socket_path(), &check("ann", &pw))["verdict"], "accept");
-    assert_eq!(socket_call(&t.b.socket_path(), &check("ann", &pw))["verdict"], "reject");
-    assert_eq!(socket_call(&t.a.socket_path(), &check("ann", &pw))["verdict"], "reject");
+    assert_eq!(
+        socket_call(&t.a.socket_path(), &check("ann", &pw))["verdict"],
+        "accept"
+    );
+    assert_eq!(
+        socket_call(&t.b.socket_path(), &check("ann", &pw))["verdict"],
+        "reject"
+    );
+    assert_eq!(
+        socket_call(&t.a.socket_path(), &check("ann", &pw))["verdict"],
+        "reject"
+    );
     // The next code works on B: the counter both see is the one A wrote.
     let pw = format!("1234{}", common::hotp_code(1));
-    assert_eq!(socket_call(&t.b.socket_path(), &check("ann", &pw))["verdict"], "accept");
+    assert_eq!(
+        socket_call(&t.b.socket_path(), &check("ann", &pw))["verdict"],
+        "accept"
+    );
     wait_sql(
         &c,
         "SELECT string_agg(node || ':' || verdict, ',' ORDER BY id) FROM audit
          WHERE \"user\" = 'ann'",
         "A:accept,B:reject,A:reject,B:accept",
     );
+    // Backups of a PostgreSQL store are PostgreSQL's: otpd says which tools to use.
+    let file = t.a.path().join("backup.db");
+    for args in [
+        vec!["backup", file.to_str().expect("path")],
+        vec!["restore", file.to_str().expect("path"), "--yes"],
+        vec!["restore", file.to_str().expect("path")],
+    ] {
+        let out = t.a.run(&args, None);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            text.contains("pg_dump") && text.contains("docs/operations.md"),
+            "{args:?}: {text}"
+        );
+    }
+    assert!(!file.exists());
     drop(t.da);
     drop(t.db);
 }
@@ -192,7 +223,7 @@ fn a_code_accepted_on_one_node_is_rejected_on_the_other() {
 #[test]
 fn a_commit_whose_synchronous_wait_is_cancelled_is_rejected() {
     let mut c = Cluster::with_standby(Replication::Sync);
-    let t = two_nodes(&c.url());
+    let t = two_nodes(&c.url(), "");
     t.a.enrol("cal", "1234", "hotp", "everywhere");
     c.stop_standby();
     let sock = t.a.socket_path();
@@ -207,7 +238,10 @@ fn a_commit_whose_synchronous_wait_is_cancelled_is_rejected() {
         if waiting != "0" {
             break;
         }
-        assert!(Instant::now() < deadline, "no commit of node A waits for the standby");
+        assert!(
+            Instant::now() < deadline,
+            "no commit of node A waits for the standby"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     c.primary.sql(
@@ -244,18 +278,18 @@ fn nodes_started_together_on_an_empty_database_migrate_once_and_both_serve() {
         .iter()
         .filter(|d| d.log_text().contains("migrated the PostgreSQL schema"))
         .count();
-    assert_eq!(
-        migrated,
-        1,
-        "A:\n{}\nB:\n{}",
-        da.log_text(),
-        db.log_text()
-    );
+    assert_eq!(migrated, 1, "A:\n{}\nB:\n{}", da.log_text(), db.log_text());
     assert_eq!(c.primary.sql("SELECT version FROM otpd_schema"), "1");
     a.enrol("eve", "1234", "hotp", "everywhere");
     let pw = |n| format!("1234{}", common::hotp_code(n));
-    assert_eq!(socket_call(&a.socket_path(), &check("eve", &pw(0)))["verdict"], "accept");
-    assert_eq!(socket_call(&b.socket_path(), &check("eve", &pw(1)))["verdict"], "accept");
+    assert_eq!(
+        socket_call(&a.socket_path(), &check("eve", &pw(0)))["verdict"],
+        "accept"
+    );
+    assert_eq!(
+        socket_call(&b.socket_path(), &check("eve", &pw(1)))["verdict"],
+        "accept"
+    );
 }
 
 #[test]
@@ -275,7 +309,10 @@ fn a_primary_without_a_synchronous_standby_is_refused_unless_allowed() {
         text.contains("no synchronous standby") && text.contains("allow_async_replication"),
         "{text}"
     );
-    assert!(text.contains("used would become valid") || text.contains("valid"), "{text}");
+    assert!(
+        text.contains("used would become valid") || text.contains("valid"),
+        "{text}"
+    );
     // Nothing was created on the way to the refusal.
     assert_eq!(
         c.primary.sql("SELECT to_regclass('otpd_schema') IS NULL"),
@@ -299,7 +336,7 @@ fn a_primary_without_a_synchronous_standby_is_refused_unless_allowed() {
 fn overlapping_batches_in_opposite_orders_never_deadlock() {
     use otpd::config::{StoreConfig, StoreKind};
     use otpd::model::{NewToken, TokenState};
-    use otpd::store::{Advance, AdminStore, CommitMode, Completion, LoginStore, Outcome, PgStore};
+    use otpd::store::{AdminStore, Advance, CommitMode, Completion, LoginStore, Outcome, PgStore};
 
     struct Tx(std::sync::mpsc::Sender<(i64, i64, Outcome)>, i64, i64);
     impl Completion for Tx {
@@ -320,7 +357,9 @@ fn overlapping_batches_in_opposite_orders_never_deadlock() {
     };
     let a = open("A");
     let b = open("B");
-    let account = a.create_account("batch", "everywhere", None, 0).expect("account");
+    let account = a
+        .create_account("batch", "everywhere", None, 0)
+        .expect("account");
     let ids: Vec<i64> = (0..50)
         .map(|i| {
             a.insert_token(&NewToken {
