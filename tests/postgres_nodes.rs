@@ -213,8 +213,16 @@ fn a_code_accepted_on_one_node_is_rejected_on_the_other() {
         );
     }
     assert!(!file.exists());
-    drop(t.da);
-    drop(t.db);
+    // A clean stop closes the store's sessions without trouble.
+    for d in [t.da, t.db] {
+        let log = d.log.clone();
+        let status = d.stop();
+        assert!(
+            status.success(),
+            "{status}:\n{}",
+            log.lock().expect("log").join("\n")
+        );
+    }
 }
 
 /// Commits of the two nodes' writers wait for a synchronous standby that is gone; the admin

@@ -83,26 +83,26 @@ pub(super) const SQL_AUDIT: &str = "INSERT INTO audit
          $5::text[], $6::text[], $7::text[], $8::text[]) AS u";
 
 /// The writer session's prepared statements.
-pub(super) struct Statements {
-    begin: Statement,
-    commit: Statement,
-    lock_tokens: Statement,
-    advance: Statement,
-    token_used: Statement,
-    failure: Statement,
-    unlock: Statement,
-    familiar: Statement,
-    clear: Statement,
-    uncounted: Statement,
-    touch: Statement,
-    use_backup: Statement,
-    use_email: Statement,
-    audit: Statement,
+pub(super) struct Statements<S = Statement> {
+    begin: S,
+    commit: S,
+    lock_tokens: S,
+    advance: S,
+    token_used: S,
+    failure: S,
+    unlock: S,
+    familiar: S,
+    clear: S,
+    uncounted: S,
+    touch: S,
+    use_backup: S,
+    use_email: S,
+    audit: S,
     #[cfg(test)]
-    poison: Statement,
+    poison: S,
 }
 
-impl Statements {
+impl Statements<Statement> {
     pub(super) async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
         Ok(Statements {
             begin: c.prepare("BEGIN").await?,
@@ -126,6 +126,28 @@ impl Statements {
     }
 }
 
+/// The statements by name, for tests of the plan.
+#[cfg(test)]
+pub(super) fn named() -> Statements<&'static str> {
+    Statements {
+        begin: "begin",
+        commit: "commit",
+        lock_tokens: "lock_tokens",
+        advance: "advance",
+        token_used: "token_used",
+        failure: "failure",
+        unlock: "unlock",
+        familiar: "familiar",
+        clear: "clear",
+        uncounted: "uncounted",
+        touch: "touch",
+        use_backup: "use_backup",
+        use_email: "use_email",
+        audit: "audit",
+        poison: "poison",
+    }
+}
+
 type Param = Box<dyn ToSql + Sync + Send>;
 /// One advance of a round: (job, token id, counter, drift, now, activate).
 type RoundItem = (usize, i64, i64, i64, i64, bool);
@@ -142,9 +164,9 @@ enum Reads {
     Spent(usize),
 }
 
-struct Planned<'s> {
-    stmt: &'s Statement,
-    params: Vec<Param>,
+pub(super) struct Planned<'s, S> {
+    pub(super) stmt: &'s S,
+    pub(super) params: Vec<Param>,
     reads: Reads,
 }
 
@@ -153,13 +175,13 @@ fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Param {
 }
 
 /// The batch's statements in the global lock order, BEGIN first and COMMIT last.
-fn plan<'s>(st: &'s Statements, ops: &[&Op], node: &str) -> Vec<Planned<'s>> {
+pub(super) fn plan<'s, S>(st: &'s Statements<S>, ops: &[&Op], node: &str) -> Vec<Planned<'s, S>> {
     let mut out = vec![Planned {
         stmt: &st.begin,
         params: vec![],
         reads: Reads::Nothing,
     }];
-    let simple = |stmt, params| Planned {
+    let simple = |stmt: &'s S, params| Planned {
         stmt,
         params,
         reads: Reads::Nothing,
@@ -268,7 +290,7 @@ fn accounts_as_plain(a: &[((u8, i64), usize)]) -> Vec<(i64, usize)> {
 }
 
 /// The statement of one write that is not an advance or an audit record.
-fn one<'s>(st: &'s Statements, op: &Op, i: usize) -> Planned<'s> {
+fn one<'s, S>(st: &'s Statements<S>, op: &Op, i: usize) -> Planned<'s, S> {
     let (stmt, params, reads) = match op {
         Op::TokenUsed {
             token_id,
@@ -345,7 +367,7 @@ fn one<'s>(st: &'s Statements, op: &Op, i: usize) -> Planned<'s> {
     }
 }
 
-fn audit<'s>(st: &'s Statements, ops: &[&Op], which: &[usize], node: &str) -> Planned<'s> {
+fn audit<'s, S>(st: &'s Statements<S>, ops: &[&Op], which: &[usize], node: &str) -> Planned<'s, S> {
     let recs: Vec<_> = which
         .iter()
         .filter_map(|&i| match ops[i] {
