@@ -454,3 +454,161 @@ fn overlapping_batches_in_opposite_orders_never_deadlock() {
     let log = c.primary.log();
     assert!(!log.contains("deadlock detected"), "{log}");
 }
+
+/// Runs openssl; fails the test with its output.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`: `NAME-ca.pem`,
+/// `NAME-server.pem`, `NAME-server.key`.
+fn make_certs(dir: &Path, name: &str) {
+    let ca_key = format!("{name}-ca.key");
+    let ca = format!("{name}-ca.pem");
+    let key = format!("{name}-server.key");
+    let csr = format!("{name}-server.csr");
+    let cert = format!("{name}-server.pem");
+    let ext = format!("{name}-ext.cnf");
+    std::fs::write(dir.join(&ext), "subjectAltName = IP:127.0.0.1\n").expect("ext");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ],
+    );
+}
+
+/// TLS to PostgreSQL through rustls: with the CA named in `ca_file` and `sslmode=require`,
+/// every session of the node is encrypted; a server whose certificate another CA signed is
+/// refused at start with a message naming the host.
+#[test]
+fn a_node_talks_tls_to_postgres_and_refuses_an_unknown_certificate() {
+    let c = Cluster::primary();
+    let certs = c.root().join("certs");
+    std::fs::create_dir(&certs).expect("certs dir");
+    make_certs(&certs, "good");
+    make_certs(&certs, "other");
+    // The server reads its key as the postgres user, and only from a file of mode 0600.
+    for f in ["good-server.pem", "good-server.key"] {
+        let p = certs.join(f);
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("mode");
+        let out = std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&p)
+            .output()
+            .expect("chown");
+        assert!(out.status.success());
+    }
+    let set = |k: &str, v: &Path| {
+        c.primary
+            .sql(&format!("ALTER SYSTEM SET {k} = '{}'", v.display()))
+    };
+    set("ssl_cert_file", &certs.join("good-server.pem"));
+    set("ssl_key_file", &certs.join("good-server.key"));
+    c.primary.sql("ALTER SYSTEM SET ssl = on");
+    c.primary.sql("SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(300));
+    let url = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=otpd sslmode=require",
+        c.primary.port
+    );
+    let keyed = Env::new("");
+    let key = key_of(&keyed);
+    let extra = |ca: &str| {
+        format!(
+            "allow_async_replication = true\nca_file = \"{}\"",
+            certs.join(ca).display()
+        )
+    };
+    let t = node_uninitialised(&url, "T", &key, &extra("good-ca.pem"));
+    let d = t.start();
+    t.enrol("tls", "1234", "hotp", "everywhere");
+    let pw = format!("1234{}", common::hotp_code(0));
+    assert_eq!(
+        socket_call(&t.socket_path(), &check("tls", &pw))["verdict"],
+        "accept"
+    );
+    assert_eq!(
+        c.primary.sql(
+            "SELECT count(*) FILTER (WHERE s.ssl) > 0, count(*) FILTER (WHERE NOT s.ssl)
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'otpd@T'"
+        ),
+        "t|0",
+        "the node's sessions are all encrypted"
+    );
+    drop(d);
+    let u = node_uninitialised(&url, "U", &key, &extra("other-ca.pem"));
+    let out = u.run(&["user", "list"], None);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "connected with another CA");
+    assert!(
+        text.contains("PostgreSQL at 127.0.0.1") && text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+}
