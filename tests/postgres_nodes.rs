@@ -298,6 +298,14 @@ fn nodes_started_together_on_an_empty_database_migrate_once_and_both_serve() {
         socket_call(&b.socket_path(), &check("eve", &pw(1)))["verdict"],
         "accept"
     );
+    // A database a newer otpd has migrated is refused, not written to.
+    c.primary.sql("UPDATE otpd_schema SET version = 99");
+    let out = a.run(&["user", "list"], None);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran against schema 99");
+    assert!(text.contains("schema version 99 is newer"), "{text}");
+    assert_eq!(c.primary.sql("SELECT version FROM otpd_schema"), "99");
+    drop((da, db));
 }
 
 #[test]
