@@ -620,3 +620,47 @@ fn a_node_talks_tls_to_postgres_and_refuses_an_unknown_certificate() {
         "{text}"
     );
 }
+
+/// RADIUS answers a login from the writer thread once its batch is committed (the deferred
+/// path): on PostgreSQL too, and the code is then spent for every node.
+#[test]
+fn a_radius_accept_on_one_node_is_spent_on_the_other() {
+    let c = Cluster::with_standby(Replication::Sync);
+    let port = common::free_udp_port();
+    let radius = format!(
+        "[radius]\nlisten = [\"127.0.0.1:{port}\"]\n[[radius.clients]]\nname = \"nas\"\n\
+         address = \"127.0.0.1\"\nsecret = \"s3cr3t-nas\"\nservice = \"vpn\"\n"
+    );
+    let a = node(&c.url(), "A", None, &radius);
+    let b = node(&c.url(), "B", Some(&key_of(&a)), "");
+    let _da = a.start();
+    let _db = b.start();
+    a.enrol("rad", "1234", "hotp", "everywhere");
+    let pap = |n: u64| {
+        format!(
+            "User-Name = \"rad\", User-Password = \"1234{}\", Message-Authenticator = 0x00\n",
+            common::hotp_code(n)
+        )
+    };
+    let (ok, out) = common::radclient(port, "auth", "s3cr3t-nas", &pap(0), 3);
+    assert!(ok && out.contains("Access-Accept"), "{out}");
+    let replay = socket_call(
+        &b.socket_path(),
+        &check("rad", &format!("1234{}", common::hotp_code(0))),
+    );
+    assert_eq!(replay["verdict"], "reject", "{replay}");
+    // B spends the next code; A's RADIUS then refuses it.
+    let next = socket_call(
+        &b.socket_path(),
+        &check("rad", &format!("1234{}", common::hotp_code(1))),
+    );
+    assert_eq!(next["verdict"], "accept", "{next}");
+    let (_, out) = common::radclient(port, "auth", "s3cr3t-nas", &pap(1), 3);
+    assert!(out.contains("Access-Reject"), "{out}");
+    wait_sql(
+        &c,
+        "SELECT string_agg(node || ':' || verdict, ',' ORDER BY id) FROM audit
+         WHERE \"user\" = 'rad'",
+        "A:accept,B:reject,B:accept,A:reject",
+    );
+}
