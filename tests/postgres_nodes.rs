@@ -664,3 +664,42 @@ fn a_radius_accept_on_one_node_is_spent_on_the_other() {
         "A:accept,B:reject,B:accept,A:reject",
     );
 }
+
+/// The primary stops naming a synchronous standby while the nodes run (a reload; a failover
+/// to a primary set up without one): a commit would be only local, so no login is accepted
+/// and nothing of its batch is committed, until a synchronous standby is named again.
+#[test]
+fn a_primary_that_drops_its_synchronous_standby_while_running_accepts_nothing() {
+    let c = Cluster::with_standby(Replication::Sync);
+    let t = two_nodes(&c.url(), "");
+    t.a.enrol("dan", "1234", "hotp", "everywhere");
+    let reload = |names: &str| {
+        c.primary.sql(&format!(
+            "ALTER SYSTEM SET synchronous_standby_names = '{names}'"
+        ));
+        c.primary.sql("SELECT pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    reload("");
+    let pw = |n| format!("1234{}", common::hotp_code(n));
+    for sock in [t.a.socket_path(), t.b.socket_path()] {
+        let v = socket_call(&sock, &check("dan", &pw(0)));
+        assert_eq!(v["verdict"], "reject", "{v}");
+    }
+    assert_eq!(
+        c.primary.sql(
+            "SELECT last_counter FROM tokens t JOIN accounts a ON a.id = t.account_id
+             WHERE a.name = 'dan'"
+        ),
+        "-1",
+        "nothing of the refused batches was committed"
+    );
+    assert!(
+        t.da.log_text().contains("names no synchronous standby"),
+        "{}",
+        t.da.log_text()
+    );
+    reload("s1");
+    let v = socket_call(&t.b.socket_path(), &check("dan", &pw(0)));
+    assert_eq!(v["verdict"], "accept", "{v}");
+}

@@ -23,6 +23,17 @@ use std::task::Poll;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
+/// First in every batch unless asynchronous replication is allowed: a server that stopped
+/// naming a synchronous standby since the start (a reload, a failover to a primary without
+/// one) would commit only locally; the batch fails instead and nothing of it is committed.
+pub(super) const SQL_SYNC_GUARD: &str = "DO $$ BEGIN
+    IF current_setting('synchronous_standby_names') = ''
+       OR current_setting('synchronous_commit') NOT IN ('on', 'remote_apply') THEN
+        RAISE EXCEPTION 'the PostgreSQL primary names no synchronous standby: a commit would \
+be only local, and a failover could make a used one-time code valid again'
+            USING ERRCODE = 'OT001';
+    END IF;
+END $$";
 pub(super) const SQL_LOCK_TOKENS: &str =
     "SELECT id FROM tokens WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE";
 pub(super) const SQL_ADVANCE: &str = "UPDATE tokens t SET last_counter = v.counter,
@@ -85,6 +96,7 @@ pub(super) const SQL_AUDIT: &str = "INSERT INTO audit
 /// The writer session's prepared statements.
 pub(super) struct Statements<S = Statement> {
     begin: S,
+    sync_guard: S,
     commit: S,
     lock_tokens: S,
     advance: S,
@@ -106,6 +118,7 @@ impl Statements<Statement> {
     pub(super) async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
         Ok(Statements {
             begin: c.prepare("BEGIN").await?,
+            sync_guard: c.prepare(SQL_SYNC_GUARD).await?,
             commit: c.prepare("COMMIT").await?,
             lock_tokens: c.prepare(SQL_LOCK_TOKENS).await?,
             advance: c.prepare(SQL_ADVANCE).await?,
@@ -131,6 +144,7 @@ impl Statements<Statement> {
 pub(super) fn named() -> Statements<&'static str> {
     Statements {
         begin: "begin",
+        sync_guard: "sync_guard",
         commit: "commit",
         lock_tokens: "lock_tokens",
         advance: "advance",
@@ -175,17 +189,21 @@ fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Param {
 }
 
 /// The batch's statements in the global lock order, BEGIN first and COMMIT last.
-pub(super) fn plan<'s, S>(st: &'s Statements<S>, ops: &[&Op], node: &str) -> Vec<Planned<'s, S>> {
-    let mut out = vec![Planned {
-        stmt: &st.begin,
-        params: vec![],
-        reads: Reads::Nothing,
-    }];
+pub(super) fn plan<'s, S>(
+    st: &'s Statements<S>,
+    ops: &[&Op],
+    node: &str,
+    guard: bool,
+) -> Vec<Planned<'s, S>> {
     let simple = |stmt: &'s S, params| Planned {
         stmt,
         params,
         reads: Reads::Nothing,
     };
+    let mut out = vec![simple(&st.begin, vec![])];
+    if guard {
+        out.push(simple(&st.sync_guard, vec![]));
+    }
     // Tokens: locked first, all at once, in id order.
     let mut token_ids: Vec<i64> = ops
         .iter()
@@ -407,8 +425,9 @@ pub(super) async fn run(
     st: &Statements,
     ops: &[&Op],
     node: &str,
+    guard: bool,
 ) -> Result<Vec<StoreResult<Answer>>, tokio_postgres::Error> {
-    let planned = plan(st, ops, node);
+    let planned = plan(st, ops, node, guard);
     let refs: Vec<Vec<&(dyn ToSql + Sync)>> = planned
         .iter()
         .map(|pl| {
