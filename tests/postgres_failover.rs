@@ -415,16 +415,17 @@ fn accepts_of_one_code_across_a_lost_failover(
     } else {
         ""
     };
-    let envs = nodes(&c, &["a"], extra);
+    // Accepted on node a, replayed on node b after the failover.
+    let envs = nodes(&c, &["a", "b"], extra);
     let env = &envs[0];
     env.enrol("alice", "1234", "hotp", "everywhere");
     env.enrol("bob", "1234", "hotp", "everywhere");
-    let d = env.start();
-    let sock = env.socket_path();
+    let daemons: Vec<Daemon> = envs.iter().map(|e| e.start()).collect();
+    let (sock_a, sock_b) = (envs[0].socket_path(), envs[1].socket_path());
     let codes = hotp_codes(200);
     let wait = Duration::from_secs(20);
     assert_eq!(
-        check(&sock, "alice", &format!("1234{}", codes[0]), wait).as_deref(),
+        check(&sock_a, "alice", &format!("1234{}", codes[0]), wait).as_deref(),
         Some("accept")
     );
     c.wait_standby_caught_up();
@@ -434,7 +435,7 @@ fn accepts_of_one_code_across_a_lost_failover(
     // A synchronous commit waits for as long as the standby is away (statement_timeout does
     // not end that wait): the client gives up after 8 s.
     let first = check(
-        &sock,
+        &sock_a,
         "alice",
         &format!("1234{}", codes[1]),
         Duration::from_secs(8),
@@ -445,23 +446,26 @@ fn accepts_of_one_code_across_a_lost_failover(
     if replication == Replication::Sync {
         c.rebuild_standby();
     }
+    // Node b serves again (bob's own codes tell, without touching alice's counter).
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut n = 0;
     loop {
-        let v = check(&sock, "bob", &format!("1234{}", codes[n]), wait);
+        let v = check(&sock_b, "bob", &format!("1234{}", codes[n]), wait);
         n += 1;
         if v.as_deref() == Some("accept") {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the node does not serve after the failover:\n{}",
-            common::plain_log(&d)
+            "node b does not serve after the failover:\n{}",
+            common::plain_log(&daemons[1])
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let replay = check(&sock, "alice", &format!("1234{}", codes[1]), wait);
-    assert!(d.stop().success());
+    let replay = check(&sock_b, "alice", &format!("1234{}", codes[1]), wait);
+    for d in daemons {
+        assert!(d.stop().success());
+    }
     (first, replay)
 }
 
@@ -480,7 +484,8 @@ fn negative_control_an_async_standby_lets_a_used_code_in_again_after_failover() 
     let (first, replay) = accepts_of_one_code_across_a_lost_failover(Replication::Async, true);
     println!(
         "NEGATIVE CONTROL (asynchronous standby, allow_async_replication = true): HOTP code 1 \
-         of alice answered {first:?} before the failover and {replay:?} when replayed after it"
+         of alice answered {first:?} on node a before the failover and {replay:?} when \
+         replayed on node b after it"
     );
     assert_eq!(
         first.as_deref(),
@@ -496,7 +501,7 @@ fn negative_control_an_async_standby_lets_a_used_code_in_again_after_failover() 
     let (first, replay) = accepts_of_one_code_across_a_lost_failover(Replication::Sync, false);
     println!(
         "SAME STEPS, synchronous standby (the default): HOTP code 1 of alice answered {first:?} \
-         before the failover and {replay:?} after it"
+         on node a before the failover and {replay:?} on node b after it"
     );
     assert_ne!(
         first.as_deref(),
