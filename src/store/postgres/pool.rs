@@ -251,15 +251,3 @@ impl PgPool {
     }
 }
 
-impl Drop for PgPool {
-    fn drop(&mut self) {
-        // A synchronous client closes its session through a runtime of its own, which
-        // panics (and, in a destructor, aborts) on a thread of the daemon's runtime, where
-        // the last holder of the store may be dropped at shutdown: close them on a plain
-        // thread there.
-        let idle = std::mem::take(&mut self.lock().idle);
-        if !idle.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
-            let _ = std::thread::spawn(move || drop(idle)).join();
-        }
-    }
-}
