@@ -8,12 +8,14 @@ pub mod http;
 pub mod radius;
 mod services;
 pub mod socket;
+pub mod store;
 pub mod tokens;
 
 pub use email::{EmailConfig, EmailTls};
 pub use http::{HttpClientConfig, HttpConfig};
 pub use radius::{RadiusClientConfig, RadiusConfig, CALLING_STATION_ID};
 pub use socket::SocketConfig;
+pub use store::{StoreConfig, StoreKind};
 pub use tokens::{MotpConfig, YubicoConfig};
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +73,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub email: EmailConfig,
     pub http: HttpConfig,
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             email: EmailConfig::default(),
             http: HttpConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -446,6 +450,7 @@ impl Config {
         self.motp.validate()?;
         self.email.validate()?;
         self.http.validate(self)?;
+        self.store.validate()?;
         Ok(())
     }
 

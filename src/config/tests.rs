@@ -99,7 +99,7 @@ fn reference_config_is_valid_and_names_every_key() {
     missing.retain(|k| {
         ![
             "pin", "hotp", "totp", "lockout", "log", "audit", "services", "levels", "radius",
-            "socket", "metrics", "yubico", "motp", "email", "http",
+            "socket", "metrics", "yubico", "motp", "email", "http", "store",
         ]
         .contains(&k.as_str())
     });

@@ -19,8 +19,10 @@
 pub mod admin;
 pub mod api_keys;
 pub mod audit;
+pub mod copy;
 pub mod devices;
 pub mod login;
+pub mod postgres;
 pub mod sqlite;
 pub mod ticket;
 
@@ -29,16 +31,28 @@ pub use api_keys::ApiKeyStore;
 pub use audit::{AuditStore, Counts, DaemonStore, StatusStore};
 pub use devices::{DeviceStore, NewDevice, TrustedDevice};
 pub use login::{Advance, CommitMode, LoginStore};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use ticket::{Completion, Outcome, Ticket};
 
+use crate::config::{Config, StoreKind};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Opens (creating if needed) the installation's database and brings its schema up to date:
-/// with [`open_readonly`], the one place outside `sqlite/` that names the implementation.
+/// Opens (creating if needed) the SQLite database file at `path` and brings its schema up to
+/// date: a backup being made or restored, or the installation's own file.
 pub fn open(path: &Path) -> StoreResult<Arc<dyn AdminStore>> {
     Ok(Arc::new(SqliteStore::open(path)?))
+}
+
+/// Opens the store the configuration names (`[store] kind`): the SQLite file of
+/// `database`, or PostgreSQL at `[store] url`; with [`open`] and [`open_readonly`], the one
+/// place outside the implementations that names them.
+pub fn open_configured(cfg: &Config) -> StoreResult<Arc<dyn AdminStore>> {
+    match cfg.store.kind {
+        StoreKind::Sqlite => open(&cfg.database_path()),
+        StoreKind::Postgres => Ok(Arc::new(PgStore::open(&cfg.store)?)),
+    }
 }
 
 /// Opens an existing database (a backup) to inspect it: not created, not migrated.
@@ -70,6 +84,11 @@ pub enum StoreError {
     Reseal { serial: String, msg: String },
     #[error("database holds a bad value: {0}")]
     Corrupt(String),
+    #[error("database: {}", postgres_message(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// What the configured store cannot do, or will not do as configured; says what to do.
+    #[error("{0}")]
+    Refused(String),
     /// A group commit failed (nothing of its batch is on disk) or the writer stopped.
     #[error("database commit: {0}")]
     Commit(String),
@@ -79,6 +98,22 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// tokio-postgres displays a server error as "db error" and keeps what the server said in its
+/// source: both, and whatever caused a connection error.
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+    }
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    msg
+}
 
 /// Key rotation's callback: (serial, old sealed blob) to the blob sealed under the new key.
 pub type ResealFn<'a> = dyn FnMut(&str, &[u8]) -> Result<Vec<u8>, String> + 'a;
