@@ -210,6 +210,18 @@ impl AdminStore for PgStore {
         one_row(n, &format!("token `{serial}`"))
     }
 
+    fn set_token_label(&self, serial: &str, label: &str) -> StoreResult<()> {
+        let n = self.pool.get()?.execute(
+            "UPDATE tokens SET label = $2 WHERE serial = $1",
+            &[&serial, &label],
+        )?;
+        one_row(n, &format!("token `{serial}`"))
+    }
+
+    fn api_keys(&self) -> Option<&dyn crate::store::ApiKeyStore> {
+        Some(self)
+    }
+
     fn delete_token(&self, serial: &str) -> StoreResult<()> {
         let n = self
             .pool

@@ -272,6 +272,10 @@ impl LoginStore for PgStore {
         })
     }
 
+    fn devices(&self) -> Option<&dyn crate::store::DeviceStore> {
+        Some(self)
+    }
+
     fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {
         self.committer.write_later(Op::Audit(r.clone()))
     }

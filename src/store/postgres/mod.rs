@@ -12,9 +12,11 @@
 //! start unless `allow_async_replication = true`.
 
 mod admin;
+mod api_keys;
 mod audit;
 mod batch;
 pub(crate) mod connect;
+mod devices;
 mod login;
 pub(crate) mod pool;
 mod rows;
