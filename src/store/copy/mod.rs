@@ -4,7 +4,8 @@
 //! What travels is every table of the SQLite database, row for row and column for column:
 //! accounts (with failure counts and locks), tokens (secrets still sealed: the key file is
 //! not in the database and travels on its own), backup codes, e-mailed codes and their send
-//! times, app passwords, the meta values (the sealed hash key and the key check, without
+//! times, app passwords, trusted devices and API keys (keyed hashes only: the hash key
+//! travels in the meta values and the key file), the meta values (the sealed hash key and the key check, without
 //! which no PIN would verify) and the audit. The copy works on the tables as they are rather
 //! than through the store traits, so it needs nothing from the stores but their schemas:
 //!
