@@ -111,7 +111,6 @@ fn api_key(env: &Env, name: &str, scope: &str) -> String {
 fn a_device_trusted_on_one_node_logs_in_on_the_other_until_revoked_there() {
     let c = Cluster::with_standby(Replication::Sync);
     let (a, b, _da, _db, _serial) = two_nodes(&c);
-    let portal = api_key(&a.env, "portal", "portal");
 
     // Trusted through A after a PIN+code.
     let pw = format!("{PIN}{}", hotp_code(0));
@@ -138,6 +137,7 @@ fn a_device_trusted_on_one_node_logs_in_on_the_other_until_revoked_there() {
     assert_eq!(verdict(&v), "REJECT", "the PIN alone on B: {v}");
 
     // B lists it (with its use through B), and A revokes it through its management API.
+    let portal = api_key(&a.env, "portal", "portal");
     let list = api(&b, &portal, "GET", "/users/alice/trusted-devices", None);
     assert_eq!(list.status, 200, "{}", list.body);
     let list = list.json();
