@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of otpd: format and lint checks, unit tests, and the integration tests that
 # drive the real daemon with real clients (oathtool, radclient, pamtester under pam_wrapper,
-# Dovecot, Postfix, sshd, FreeRADIUS, pam_radius_auth, OpenVPN, strongSwan), the README's
+# Dovecot, Postfix, sshd, FreeRADIUS, pam_radius_auth, OpenVPN, strongSwan, PostgreSQL), the README's
 # quick start on a clean copy, and the Debian package (built with cargo-deb, installed with
 # dpkg and purged again: that test needs root, as CI has). Installs the Debian packages those
 # tests need when they are missing. A test that still cannot find its tool fails and names the
@@ -53,6 +53,12 @@ for what in "${!needs[@]}"; do
   fi
 done
 
+# PostgreSQL (tests of several nodes on one database, tests/products/postgres.rs): initdb and
+# pg_ctl live in /usr/lib/postgresql/VERSION/bin, not on PATH.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  missing+=(postgresql)
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing Debian packages: ${missing[*]}"
   sudo=""
@@ -62,8 +68,8 @@ if [ ${#missing[@]} -gt 0 ]; then
       exit 1
     fi
   fi
-  # Installing dovecot, postfix, openssh-server, freeradius, openvpn or strongSwan must not
-  # start the system's own services: the tests start private instances on 127.0.0.1. A
+  # Installing dovecot, postfix, openssh-server, freeradius, openvpn, strongSwan or PostgreSQL
+  # must not start the system's own services: the tests start private instances on 127.0.0.1. A
   # temporary policy-rc.d stops package scripts from starting them.
   made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -105,3 +105,5 @@ impl Drop for Running {
         stop_child(&mut self.0);
     }
 }
+
+pub mod postgres;
