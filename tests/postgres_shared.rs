@@ -1,0 +1,303 @@
+//! State that several otpd nodes must share, end to end: two real `otpd serve` processes (A
+//! and B) on one real PostgreSQL (a primary with a synchronous standby, started by the test
+//! from Debian's packages), each with its own socket, both with the same key file. Each test
+//! begins something on one node and finishes it, or tries it again, on the other:
+//!
+//! - a two-step login begun on A ends on B; the State is then spent on both nodes;
+//! - a State sent to A and to B at the same moment is used once (20 rounds);
+//! - an e-mailed code sent by A is used on B, then refused on A (and the other way round);
+//! - failures split over A and B lock the account at the configured total;
+//! - a source blocked by failures split over A and B is blocked on both;
+//! - the webmail re-login cache hits on B after the Accept on A.
+//!
+//! How they fail on the old behaviour (each node's own memory for States, the re-login cache
+//! with a random key per process, per-source counters in memory, and a gate that trusted its
+//! memory over the account row for 2 s after its own failure): B does not know A's State
+//! ("unknown or already used"), B misses A's re-login entry, B does not see A's source
+//! failures, and the fifth attempt, on A, is evaluated (and accepted with the right code)
+//! although A and B counted four failures together. The State race and the e-mailed code's
+//! reuse held before too (a State was unknown to the other node; e-mailed codes were in the
+//! database already): they guard the new shared paths against a State used twice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
+
+mod common;
+mod products;
+
+use common::{audit_of, hotp_code, socket_call, Daemon, Env, SmtpSink};
+use products::postgres::{Cluster, Replication};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Two otpd nodes on one database, with the daemons running.
+struct Pair {
+    a: Env,
+    b: Env,
+    // Dropped in this order: the daemons, then the database.
+    _da: Daemon,
+    _db: Daemon,
+    _cluster: Cluster,
+    _keys: tempfile::TempDir,
+}
+
+/// A node's configuration: its own data directory and socket, the shared key file and
+/// database. `top`: top-level keys; `tables`: more tables.
+fn node(name: &str, url: &str, key: &Path, top: &str, tables: &str) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("otpd.toml");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    let text = format!(
+        "{top}\ndata_dir = \"{}\"\nkey_file = \"{}\"\n\n[store]\nkind = \"postgres\"\n\
+         url = \"{url}\"\nnode_name = \"{name}\"\n\n{tables}\n\n[socket]\npath = \"{}\"\n\n\
+         [radius]\nlisten = []\n",
+        data.display(),
+        key.display(),
+        dir.path().join("otpd.sock").display()
+    );
+    std::fs::write(&config, text).expect("write config");
+    Env { dir, config }
+}
+
+impl Pair {
+    fn start(top: &str, tables: &str) -> Pair {
+        let cluster = Cluster::with_standby(Replication::Sync);
+        let keys = tempfile::tempdir().expect("tempdir");
+        let key = keys.path().join("otpd.key");
+        let url = cluster.url();
+        let a = node("a", &url, &key, top, tables);
+        let b = node("b", &url, &key, top, tables);
+        // A makes the key file and the schema; B only uses them.
+        a.ok(&["init"], None);
+        let da = a.start();
+        let db = b.start();
+        Pair {
+            a,
+            b,
+            _da: da,
+            _db: db,
+            _cluster: cluster,
+            _keys: keys,
+        }
+    }
+}
+
+fn ask(
+    env: &Env,
+    service: &str,
+    rhost: Option<&str>,
+    password: &str,
+    state: Option<&str>,
+) -> Value {
+    let mut req = json!({"op": "check", "user": "alice", "password": password,
+                         "service": service, "client": "pam"});
+    if let Some(r) = rhost {
+        req["rhost"] = json!(r);
+    }
+    if let Some(s) = state {
+        req["state"] = json!(s);
+    }
+    socket_call(&env.socket_path(), &req)
+}
+
+fn verdict(v: &Value) -> &str {
+    v["verdict"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no verdict: {v}"))
+}
+
+/// alice's audit reasons, newest first, once at least `n` records are there (audit records
+/// are committed with the next batch, a moment after the answer).
+fn reasons(env: &Env, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let recs = audit_of(env, "alice");
+        if recs.len() >= n || Instant::now() > deadline {
+            assert!(
+                recs.len() >= n,
+                "{} audit records, not {n}: {recs:?}",
+                recs.len()
+            );
+            // `otpd audit` lists the newest records oldest first: newest first here.
+            return recs
+                .iter()
+                .rev()
+                .map(|r| r["reason"].as_str().unwrap_or("").to_string())
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const TWO_STEP: &str = "[services.vpn]\nchallenge_on_pin_only = true\n";
+
+#[test]
+fn a_two_step_login_begun_on_a_ends_on_b_and_its_state_is_then_spent_on_both() {
+    let p = Pair::start("", TWO_STEP);
+    p.a.enrol("alice", "1234", "hotp", "everywhere");
+    let d = ask(&p.a, "vpn", None, "1234", None);
+    assert_eq!(verdict(&d), "challenge", "{d}");
+    let state = d["state"].as_str().expect("state").to_string();
+    let d = ask(&p.b, "vpn", None, &hotp_code(0), Some(&state));
+    assert_eq!(verdict(&d), "accept", "B finishes A's login: {d}");
+    // Used once: again on B and on A, with the next valid code, refused.
+    for env in [&p.b, &p.a] {
+        let d = ask(env, "vpn", None, &hotp_code(1), Some(&state));
+        assert_eq!(verdict(&d), "reject", "{d}");
+    }
+    let rs = reasons(&p.a, 4);
+    assert!(
+        rs.iter()
+            .take(2)
+            .all(|r| r.contains("unknown or already used")),
+        "{rs:#?}"
+    );
+}
+
+#[test]
+fn a_state_sent_to_a_and_b_at_once_is_used_once() {
+    let p = Pair::start("", TWO_STEP);
+    p.a.enrol("alice", "1234", "hotp", "everywhere");
+    let mut next = 0u64;
+    for round in 0..20 {
+        // The PIN alone alternately on A and B; both codes valid, so only the State decides.
+        let first = if round % 2 == 0 { &p.a } else { &p.b };
+        let d = ask(first, "vpn", None, "1234", None);
+        let state = d["state"].as_str().expect("state").to_string();
+        let (ca, cb) = (hotp_code(next), hotp_code(next + 1));
+        let (va, vb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| ask(&p.a, "vpn", None, &ca, Some(&state)));
+            let tb = s.spawn(|| ask(&p.b, "vpn", None, &cb, Some(&state)));
+            (ta.join().expect("a"), tb.join().expect("b"))
+        });
+        let won: Vec<bool> = [&va, &vb].iter().map(|v| verdict(v) == "accept").collect();
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: exactly one Accept: {va} {vb}"
+        );
+        next += if won[0] { 1 } else { 2 };
+    }
+    eprintln!("20 rounds, one Accept each");
+}
+
+#[test]
+fn an_emailed_code_sent_by_a_is_used_on_b_then_refused() {
+    let smtp = SmtpSink::start("ok");
+    let p = Pair::start(&smtp.config(""), "");
+    p.a.ok(&["user", "add", "alice", "--pin-stdin"], Some("1234\n"));
+    p.a.ok(
+        &[
+            "token",
+            "add",
+            "alice",
+            "--type",
+            "email",
+            "--address",
+            "alice@example.org",
+            "--active",
+        ],
+        None,
+    );
+    p.a.ok(&["user", "set", "alice", "--level", "everywhere"], None);
+
+    // Sent by A, answered with A's State on B, then the same code in one field on A.
+    let d = ask(&p.a, "vpn", None, "1234", None);
+    assert_eq!(verdict(&d), "challenge", "{d}");
+    let state = d["state"].as_str().expect("state").to_string();
+    let code = smtp.code(1);
+    let d = ask(&p.b, "vpn", None, &code, Some(&state));
+    assert_eq!(verdict(&d), "accept", "{d}");
+    let d = ask(&p.a, "vpn", None, &format!("1234{code}"), None);
+    assert_eq!(verdict(&d), "reject", "used on B: {d}");
+
+    // Sent by B, used in one field on A, then with B's State on B.
+    let d = ask(&p.b, "vpn", None, "1234", None);
+    assert_eq!(verdict(&d), "challenge", "{d}");
+    let state = d["state"].as_str().expect("state").to_string();
+    let code = smtp.code(2);
+    let d = ask(&p.a, "vpn", None, &format!("1234{code}"), None);
+    assert_eq!(verdict(&d), "accept", "{d}");
+    let d = ask(&p.b, "vpn", None, &code, Some(&state));
+    assert_eq!(verdict(&d), "reject", "used on A: {d}");
+}
+
+#[test]
+fn failures_split_over_a_and_b_lock_the_account_at_the_configured_total() {
+    // No delay before the lock and no per-source limit: only the account's count decides.
+    let p = Pair::start(
+        "",
+        "[lockout]\nfree_failures = 4\nmax_failures = 4\nlock_duration = \"10m\"\n\
+         per_source_max_failures = 0\n",
+    );
+    p.a.enrol("alice", "1234", "hotp", "everywhere");
+    for (i, env) in [&p.a, &p.b, &p.a, &p.b].into_iter().enumerate() {
+        let d = ask(env, "ssh", None, "1234000000", None);
+        assert_eq!(verdict(&d), "reject", "failure {}: {d}", i + 1);
+    }
+    // Locked on both nodes: the right code is not even looked at.
+    let right = format!("1234{}", hotp_code(0));
+    for env in [&p.a, &p.b] {
+        let d = ask(env, "ssh", None, &right, None);
+        assert_eq!(verdict(&d), "reject", "locked: {d}");
+    }
+    let rs = reasons(&p.a, 6);
+    eprintln!("{rs:#?}");
+    assert!(rs[0].contains("account locked"), "{rs:#?}");
+    assert!(rs[1].contains("account locked"), "{rs:#?}");
+    assert!(
+        rs[2].contains("4 failures in a row, account locked"),
+        "{rs:#?}"
+    );
+    let show = p.a.ok(&["user", "show", "alice", "--json"], None);
+    let v: Value = serde_json::from_str(&show).expect("user json");
+    assert_eq!(v["failures"], 4, "{v}");
+    assert_eq!(v["locked"], true, "{v}");
+}
+
+#[test]
+fn a_source_is_blocked_by_failures_split_over_a_and_b() {
+    let p = Pair::start(
+        "",
+        "[lockout]\nfree_failures = 10\nmax_failures = 20\nper_source_max_failures = 3\n",
+    );
+    p.a.enrol("alice", "1234", "hotp", "everywhere");
+    let from = Some("203.0.113.66");
+    for env in [&p.a, &p.b, &p.a] {
+        let d = ask(env, "ssh", from, "1234000000", None);
+        assert_eq!(verdict(&d), "reject", "{d}");
+    }
+    let right = format!("1234{}", hotp_code(0));
+    let d = ask(&p.b, "ssh", from, &right, None);
+    assert_eq!(verdict(&d), "reject", "blocked on B after A, B, A: {d}");
+    let rs = reasons(&p.a, 4);
+    assert!(rs[0].contains("source address blocked"), "{rs:#?}");
+    // From elsewhere the user gets in.
+    let d = ask(&p.a, "ssh", Some("198.51.100.1"), &right, None);
+    assert_eq!(verdict(&d), "accept", "{d}");
+}
+
+#[test]
+fn the_relogin_cache_hits_on_b_after_an_accept_on_a() {
+    let p = Pair::start(
+        "",
+        "[services.web]\nrhosts = [\"192.0.2.10/32\"]\nrelogin_cache = true\n",
+    );
+    p.a.enrol("alice", "1234", "hotp", "everywhere");
+    let webmail = Some("192.0.2.10");
+    let pw = format!("1234{}", hotp_code(0));
+    let d = ask(&p.a, "imap", webmail, &pw, None);
+    assert_eq!(verdict(&d), "accept", "{d}");
+    for env in [&p.b, &p.a, &p.b] {
+        let d = ask(env, "imap", webmail, &pw, None);
+        assert_eq!(verdict(&d), "accept", "a page view on either node: {d}");
+    }
+    let rs = reasons(&p.a, 4);
+    assert!(
+        rs.iter().take(3).all(|r| r.contains("re-login cache")),
+        "{rs:#?}"
+    );
+    // Not from another address: the code is used.
+    let d = ask(&p.b, "imap", Some("192.0.2.11"), &pw, None);
+    assert_eq!(verdict(&d), "reject", "{d}");
+}
