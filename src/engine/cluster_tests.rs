@@ -171,6 +171,27 @@ fn failures_from_a_familiar_source_add_up_over_two_nodes() {
         None,
     ));
     assert_eq!(d.verdict, Verdict::Accept, "{d:?}");
+    // That success from elsewhere cleared both buckets on B; lock the familiar one again.
+    n.clock.advance(10);
+    for node in [&n.a, &n.b, &n.a, &n.b] {
+        node.check(&req("ssh", home, "1234000000", None));
+    }
+    let d =
+        n.a.check(&req("ssh", home, &format!("1234{}", code(2)), None));
+    assert!(d.reason.contains("locked"), "{d:?}");
+    // The admin's unlock ends the familiar lock on every node, also on one that never saw
+    // the account before (no memory of its own to reset).
+    n.admin.unlock("alice").expect("unlock");
+    let fresh = Engine::with_clock(
+        Arc::new(n.a.config().clone()),
+        n.admin.store.clone(),
+        n.admin.keys.clone(),
+        n.clock.clone(),
+    )
+    .with_shared(n.a.shared.clone());
+    n.clock.advance(10);
+    let d = fresh.check(&req("ssh", home, &format!("1234{}", code(2)), None));
+    assert_eq!(d.verdict, Verdict::Accept, "{d:?}");
 }
 
 #[test]

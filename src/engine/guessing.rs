@@ -36,7 +36,7 @@ impl Engine {
             self.shared.as_ref(),
             source.as_deref(),
             &user,
-            familiar.then_some(account.id),
+            familiar.then_some(account),
             now,
             &self.cfg.lockout,
         )
@@ -124,7 +124,7 @@ impl Engine {
                 lock_until,
                 keep: FAMILIAR_KEEP_S,
             };
-            let key = shared::counter_for_familiar(account.id);
+            let key = shared::counter_for_familiar(account);
             let shared = self.shared.count(&key, now, how);
             let written = self.store.record_uncounted(Some(account.id), now);
             match shared {
@@ -182,10 +182,7 @@ impl Engine {
             source_limit::succeeded(self.shared.as_ref(), source_key(rhost).as_deref(), user);
         }
         if familiar_dirty {
-            if let Err(e) = self
-                .shared
-                .forget(&shared::counter_for_familiar(account.id))
-            {
+            if let Err(e) = self.shared.forget(&shared::counter_for_familiar(account)) {
                 tracing::warn!("familiar failures not cleared: {e}");
             }
         }

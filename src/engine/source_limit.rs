@@ -16,6 +16,7 @@
 //! source (a local login, a NAS that names no station) only the account's own limits apply.
 
 use crate::config::LockoutConfig;
+use crate::model::Account;
 use crate::store::shared::{self, Count, Counter, SharedStateStore};
 use crate::store::StoreResult;
 use std::net::IpAddr;
@@ -61,7 +62,7 @@ pub(super) fn look(
     shared: &dyn SharedStateStore,
     source: Option<&str>,
     user: &str,
-    familiar_of: Option<i64>,
+    familiar_of: Option<&Account>,
     now: i64,
     cfg: &LockoutConfig,
 ) -> StoreResult<Seen> {
@@ -77,8 +78,8 @@ pub(super) fn look(
     if by_pair {
         keys.push(shared::counter_for_pair(src, user));
     }
-    if let Some(id) = familiar_of {
-        keys.push(shared::counter_for_familiar(id));
+    if let Some(account) = familiar_of {
+        keys.push(shared::counter_for_familiar(account));
     }
     if keys.is_empty() {
         return Ok(Seen::default());

@@ -19,6 +19,7 @@ mod memory;
 pub use memory::MemoryShared;
 
 use super::StoreResult;
+use crate::model::Account;
 
 /// The name of a State or a re-login entry in the store: a keyed hash, never the thing itself.
 pub type Key = [u8; 32];
@@ -178,9 +179,11 @@ pub fn counter_for_pair(source: &str, user: &str) -> String {
     format!("pair\n{source}\n{user}")
 }
 
-/// The bucket of an account's failures from its familiar sources.
-pub fn counter_for_familiar(account_id: i64) -> String {
-    format!("fam\n{account_id}")
+/// The bucket of an account's failures from its familiar sources, since the admin's last
+/// unlock (`unlocks`, the account row's count of them): an unlock starts a new bucket, on
+/// every node at once, without a write here (the old one expires).
+pub fn counter_for_familiar(account: &Account) -> String {
+    format!("fam\n{}\n{}", account.id, account.unlocks)
 }
 
 #[cfg(test)]
