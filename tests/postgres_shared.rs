@@ -6,6 +6,8 @@
 //! - a two-step login begun on A ends on B; the State is then spent on both nodes;
 //! - a State sent to A and to B at the same moment is used once (20 rounds);
 //! - an e-mailed code sent by A is used on B, then refused on A (and the other way round);
+//!   the hourly send limit counts the sends of both nodes; a backup code used on A is
+//!   refused on B;
 //! - failures split over A and B lock the account at the configured total;
 //! - a source blocked by failures split over A and B is blocked on both;
 //! - the webmail re-login cache hits on B after the Accept on A.
@@ -219,6 +221,52 @@ fn an_emailed_code_sent_by_a_is_used_on_b_then_refused() {
     let d = ask(&p.a, "vpn", None, &format!("1234{code}"), None);
     assert_eq!(verdict(&d), "accept", "{d}");
     let d = ask(&p.b, "vpn", None, &code, Some(&state));
+    assert_eq!(verdict(&d), "reject", "used on A: {d}");
+}
+
+#[test]
+fn the_send_limit_counts_the_sends_of_both_nodes() {
+    let smtp = SmtpSink::start("ok");
+    let p = Pair::start(&smtp.config("email.max_per_hour = 3\n"), "");
+    p.a.ok(&["user", "add", "alice", "--pin-stdin"], Some("1234\n"));
+    p.a.ok(
+        &[
+            "token",
+            "add",
+            "alice",
+            "--type",
+            "email",
+            "--address",
+            "alice@example.org",
+            "--active",
+        ],
+        None,
+    );
+    p.a.ok(&["user", "set", "alice", "--level", "everywhere"], None);
+    for (i, env) in [&p.a, &p.b, &p.a].into_iter().enumerate() {
+        let d = ask(env, "vpn", None, "1234", None);
+        assert_eq!(verdict(&d), "challenge", "send {}: {d}", i + 1);
+    }
+    let d = ask(&p.b, "vpn", None, "1234", None);
+    assert_eq!(verdict(&d), "reject", "the fourth send, on B: {d}");
+    let rs = reasons(&p.a, 4);
+    assert!(rs[0].contains("rate limit"), "{rs:#?}");
+    smtp.wait_for(3);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(smtp.messages().len(), 3, "no fourth message");
+}
+
+#[test]
+fn a_backup_code_used_on_a_is_refused_on_b() {
+    let p = Pair::start("", "");
+    p.a.enrol("alice", "1234", "totp", "everywhere");
+    let out =
+        p.a.ok(&["backup-codes", "generate", "alice", "--json"], None);
+    let v: Value = serde_json::from_str(&out).expect("codes json");
+    let code = v["codes"][0].as_str().expect("a code").to_string();
+    let d = ask(&p.a, "vpn", None, &format!("1234{code}"), None);
+    assert_eq!(verdict(&d), "accept", "{d}");
+    let d = ask(&p.b, "vpn", None, &format!("1234{code}"), None);
     assert_eq!(verdict(&d), "reject", "used on A: {d}");
 }
 
