@@ -20,8 +20,8 @@ mod app_passwords;
 mod state;
 pub use app_passwords::{NewAppPassword, MAX_PER_ACCOUNT as MAX_APP_PASSWORDS};
 pub use state::{
-    backup, init, open, restore, rotate_key, BackupReport, InitReport, RestoreReport, RotateReport,
-    HASH_KEY_META, KEY_CHECK_META,
+    backup, init, needs_init, open, restore, rotate_key, BackupReport, InitReport, RestoreReport,
+    RotateReport, HASH_KEY_META, KEY_CHECK_META,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! checked to belong together, the key rotated, the database backed up and restored.
 
 use super::{invalid, AdminError};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::crypto::{self, create_key_file, load_key_file, write_key_file, Keys};
 use crate::engine::{Clock, SystemClock};
 use crate::model::TokenKind;
@@ -22,6 +22,9 @@ pub struct InitReport {
 /// would silently replace a lost one (every account unknown, which with `unknown_user =
 /// "defer"` lets the normal password in). Checks that an existing pair belongs together.
 pub fn init(cfg: &Config) -> Result<InitReport, AdminError> {
+    if cfg.store.kind == StoreKind::Postgres {
+        return init_postgres(cfg);
+    }
     let key = cfg.key_path();
     let db = cfg.database_path();
     let created_db = !db.exists();
@@ -61,6 +64,59 @@ pub fn init(cfg: &Config) -> Result<InitReport, AdminError> {
     })
 }
 
+/// `init` against PostgreSQL: the database is the admin's (created with `createdb`); otpd
+/// brings its schema up to date and makes the key file, but only while the database holds
+/// no secret sealed under another key.
+fn init_postgres(cfg: &Config) -> Result<InitReport, AdminError> {
+    let key = cfg.key_path();
+    let store = store::open_configured(cfg)?;
+    let created_key = !key.exists();
+    if created_key {
+        if store.meta(KEY_CHECK_META)?.is_some() {
+            return Err(AdminError::Refused(format!(
+                "the PostgreSQL database already holds secrets sealed under a key, but key \
+                 file {} does not exist: copy the key file from another node (or your backup); \
+                 a new key could not open those secrets",
+                key.display()
+            )));
+        }
+        make_dir(key.parent())?;
+        create_key_file(&key)?;
+    }
+    load_key_file(&key)?;
+    drop(store);
+    open(cfg)?;
+    Ok(InitReport {
+        created_key,
+        created_db: false,
+    })
+}
+
+fn make_dir(dir: Option<&std::path::Path>) -> Result<(), AdminError> {
+    if let Some(dir) = dir {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| AdminError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `otpd serve` must set the installation up first: a key file or (SQLite) the
+/// database file is missing.
+pub fn needs_init(cfg: &Config) -> bool {
+    match cfg.store.kind {
+        StoreKind::Sqlite => !cfg.key_path().exists() || !cfg.database_path().exists(),
+        StoreKind::Postgres => !cfg.key_path().exists(),
+    }
+}
+
 /// The refusal for a key file whose database is gone.
 fn lost_database(key: &std::path::Path, db: &std::path::Path) -> AdminError {
     AdminError::Refused(format!(
@@ -77,6 +133,9 @@ fn lost_database(key: &std::path::Path, db: &std::path::Path) -> AdminError {
 /// Opens what every command needs: the keys (checking the key file's mode) and the store,
 /// and checks that they belong together.
 pub fn open(cfg: &Config) -> Result<(Arc<dyn AdminStore>, Arc<Keys>), AdminError> {
+    if cfg.store.kind == StoreKind::Postgres {
+        return open_postgres(cfg);
+    }
     let key = cfg.key_path();
     let db = cfg.database_path();
     if !db.exists() {
@@ -101,6 +160,24 @@ pub fn open(cfg: &Config) -> Result<(Arc<dyn AdminStore>, Arc<Keys>), AdminError
     let sealed_hash = store.meta(HASH_KEY_META)?;
     let keys = Arc::new(Keys::load(&key, sealed_hash.as_deref())?);
     check_key_fits(store.as_ref(), &keys, &key, &db)?;
+    Ok((store, keys))
+}
+
+fn open_postgres(cfg: &Config) -> Result<(Arc<dyn AdminStore>, Arc<Keys>), AdminError> {
+    let key = cfg.key_path();
+    if !key.exists() {
+        return Err(AdminError::Refused(format!(
+            "key file {} does not exist: every otpd node on one PostgreSQL database needs the \
+             same key file; copy it from another node, or run `otpd init` for a new \
+             installation",
+            key.display()
+        )));
+    }
+    let store = store::open_configured(cfg)?;
+    let sealed_hash = store.meta(HASH_KEY_META)?;
+    let keys = Arc::new(Keys::load(&key, sealed_hash.as_deref())?);
+    let where_ = std::path::PathBuf::from("the PostgreSQL database");
+    check_key_fits(store.as_ref(), &keys, &key, &where_)?;
     Ok((store, keys))
 }
 
@@ -269,6 +346,9 @@ pub fn backup(cfg: &Config, dest: &std::path::Path) -> Result<BackupReport, Admi
             dest.display()
         )));
     }
+    if cfg.store.kind == StoreKind::Postgres {
+        return Err(store::postgres::backup_refused().into());
+    }
     let (_, keys) = open(cfg)?;
     let live = store::open(&cfg.database_path())?;
     live.backup_to(dest)?;
@@ -304,6 +384,9 @@ pub struct RestoreReport {
 /// that the current key file opens its secrets. TOTP codes up to now are made used so that
 /// nothing used since the backup works again; HOTP counters cannot be known and are reported.
 pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<RestoreReport, AdminError> {
+    if cfg.store.kind == StoreKind::Postgres {
+        return Err(store::postgres::backup_refused().into());
+    }
     if !src.exists() {
         return Err(invalid(format!("no backup at {}", src.display())));
     }

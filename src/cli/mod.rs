@@ -207,15 +207,19 @@ fn init(cfg: &Config) -> Result<Outcome, CliError> {
             "exists, kept"
         }
     );
-    outln!(
-        "database: {} ({})",
-        db.display(),
-        if r.created_db {
-            "created"
-        } else {
-            "exists, schema up to date"
-        }
-    );
+    if cfg.store.kind == crate::config::StoreKind::Postgres {
+        outln!("database: PostgreSQL ([store] url), schema up to date");
+    } else {
+        outln!(
+            "database: {} ({})",
+            db.display(),
+            if r.created_db {
+                "created"
+            } else {
+                "exists, schema up to date"
+            }
+        );
+    }
     if r.created_key {
         outln!("Back up the key file now, apart from the database: without it no token works.");
     }
@@ -256,6 +260,10 @@ fn backup(cfg: &Config, file: &std::path::Path) -> Result<Outcome, CliError> {
 }
 
 fn restore(cfg: &Config, file: &std::path::Path, yes: bool) -> Result<Outcome, CliError> {
+    if cfg.store.kind == crate::config::StoreKind::Postgres {
+        // Says to use pg_restore / pg_basebackup instead, before asking for --yes.
+        admin::restore(cfg, file)?;
+    }
     if !yes {
         return Err(CliError::Other(format!(
             "restore replaces the live database {} with {}: every account, token and audit \
@@ -305,7 +313,15 @@ fn config_check(cfg: &Config, path: Option<&std::path::Path>) -> Result<Outcome,
         None => outln!("built-in defaults (no configuration file) are valid"),
     }
     outln!("  data_dir:  {}", cfg.data_dir.display());
-    outln!("  database:  {}", cfg.database_path().display());
+    match cfg.store.kind {
+        crate::config::StoreKind::Sqlite => {
+            outln!("  database:  {}", cfg.database_path().display())
+        }
+        // The url is not printed: it may hold a password.
+        crate::config::StoreKind::Postgres => {
+            outln!("  database:  PostgreSQL, node name {}", cfg.store.node())
+        }
+    }
     outln!("  key file:  {}", cfg.key_path().display());
     outln!("  classes:   {}", cfg.class_names().join(", "));
     outln!("  levels:    {}", cfg.level_names().join(", "));

@@ -7,11 +7,13 @@ pub mod email;
 pub mod radius;
 mod services;
 pub mod socket;
+pub mod store;
 pub mod tokens;
 
 pub use email::{EmailConfig, EmailTls};
 pub use radius::{RadiusClientConfig, RadiusConfig, CALLING_STATION_ID};
 pub use socket::SocketConfig;
+pub use store::{StoreConfig, StoreKind};
 pub use tokens::{MotpConfig, YubicoConfig};
 
 use serde::{Deserialize, Serialize};
@@ -64,6 +66,7 @@ pub struct Config {
     pub motp: MotpConfig,
     pub metrics: MetricsConfig,
     pub email: EmailConfig,
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -88,6 +91,7 @@ impl Default for Config {
             motp: MotpConfig::default(),
             metrics: MetricsConfig::default(),
             email: EmailConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -413,6 +417,7 @@ impl Config {
         self.yubico.validate()?;
         self.motp.validate()?;
         self.email.validate()?;
+        self.store.validate()?;
         Ok(())
     }
 

@@ -97,7 +97,7 @@ fn reference_config_is_valid_and_names_every_key() {
     missing.retain(|k| {
         ![
             "pin", "hotp", "totp", "lockout", "log", "audit", "services", "levels", "radius",
-            "socket", "metrics", "yubico", "motp", "email",
+            "socket", "metrics", "yubico", "motp", "email", "store",
         ]
         .contains(&k.as_str())
     });

@@ -125,6 +125,10 @@ impl EngineHandle {
     }
 }
 
+fn store_settings(s: &crate::config::StoreConfig) -> String {
+    format!("{s:?}")
+}
+
 /// Settings that are read once at start (files opened, sockets bound): a changed value is
 /// reported, and the running one stays until a restart.
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
@@ -137,6 +141,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     check("data_dir", old.data_dir != new.data_dir);
     check("database", old.database_path() != new.database_path());
     check("key_file", old.key_path() != new.key_path());
+    // The store is opened once; the message names the table, never the url.
+    check(
+        "store",
+        store_settings(&old.store) != store_settings(&new.store),
+    );
     check("radius.listen", old.radius.listen != new.radius.listen);
     check(
         "radius.max_in_flight",

@@ -16,7 +16,7 @@ pub fn serve(mut cfg: Config, config_path: Option<&std::path::Path>) -> Result<(
     // On a fresh machine (nothing there yet) serve sets itself up, so the quick start is one
     // command. A half-present state (a database without its key, or a key without its
     // database) is refused by init.
-    if !cfg.key_path().exists() || !cfg.database_path().exists() {
+    if admin::needs_init(&cfg) {
         let r = admin::init(&cfg)?;
         if r.created_key {
             tracing::warn!(

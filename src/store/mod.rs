@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod audit;
 pub mod login;
+pub mod postgres;
 pub mod shared;
 pub mod sqlite;
 pub mod ticket;
@@ -26,17 +27,29 @@ pub mod ticket;
 pub use admin::{AdminStore, ImportAccount, ImportToken};
 pub use audit::{AuditStore, Counts, DaemonStore, StatusStore};
 pub use login::{Advance, CommitMode, LoginStore};
+pub use postgres::PgStore;
 pub use shared::{MemoryShared, SharedStateStore};
 pub use sqlite::SqliteStore;
 pub use ticket::{Completion, Outcome, Ticket};
 
+use crate::config::{Config, StoreKind};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Opens (creating if needed) the installation's database and brings its schema up to date:
-/// with [`open_readonly`], the one place outside `sqlite/` that names the implementation.
+/// Opens (creating if needed) the SQLite database file at `path` and brings its schema up to
+/// date: a backup being made or restored, or the installation's own file.
 pub fn open(path: &Path) -> StoreResult<Arc<dyn AdminStore>> {
     Ok(Arc::new(SqliteStore::open(path)?))
+}
+
+/// Opens the store the configuration names (`[store] kind`): the SQLite file of
+/// `database`, or PostgreSQL at `[store] url`; with [`open`] and [`open_readonly`], the one
+/// place outside the implementations that names them.
+pub fn open_configured(cfg: &Config) -> StoreResult<Arc<dyn AdminStore>> {
+    match cfg.store.kind {
+        StoreKind::Sqlite => open(&cfg.database_path()),
+        StoreKind::Postgres => Ok(Arc::new(PgStore::open(&cfg.store)?)),
+    }
 }
 
 /// Opens an existing database (a backup) to inspect it: not created, not migrated.
@@ -68,6 +81,11 @@ pub enum StoreError {
     Reseal { serial: String, msg: String },
     #[error("database holds a bad value: {0}")]
     Corrupt(String),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// What the configured store cannot do, or will not do as configured; says what to do.
+    #[error("{0}")]
+    Refused(String),
     /// A group commit failed (nothing of its batch is on disk) or the writer stopped.
     #[error("database commit: {0}")]
     Commit(String),

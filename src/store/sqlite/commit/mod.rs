@@ -28,13 +28,13 @@
 //! counter: no Accept left for a counter update that was not durable.
 
 mod ops;
-mod queue;
+pub(in crate::store) mod queue;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 pub(in crate::store) use ops::{apply, Answer, Op};
-pub(in crate::store) use writer::Committer;
+pub(in crate::store) use writer::{Committer, AUDIT_LINGER};
 
 /// Most writes in one transaction. Large enough that one fsync serves every request a busy
 /// front-end can have in flight; small enough that one batch's latency stays short.

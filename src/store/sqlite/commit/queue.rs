@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 /// Where a waiter's answer lands. One per thread, reused: a thread waits for one write at a
 /// time, and the writer only holds a clone until it has answered.
-pub(super) struct Slot {
-    pub(super) answer: Mutex<Option<StoreResult<Answer>>>,
-    pub(super) ready: Condvar,
+pub(in crate::store) struct Slot {
+    pub(in crate::store) answer: Mutex<Option<StoreResult<Answer>>>,
+    pub(in crate::store) ready: Condvar,
 }
 
 impl Slot {
@@ -23,14 +23,14 @@ impl Slot {
 }
 
 thread_local! {
-    pub(super) static SLOT: Arc<Slot> = Arc::new(Slot {
+    pub(in crate::store) static SLOT: Arc<Slot> = Arc::new(Slot {
         answer: Mutex::new(None),
         ready: Condvar::new(),
     });
 }
 
 /// Who hears a write's answer.
-pub(super) enum Reply {
+pub(in crate::store) enum Reply {
     /// A thread asleep until the commit.
     Slot(Arc<Slot>),
     /// A caller that went on without waiting and holds the ticket (`CommitMode::Defer`).
@@ -38,7 +38,7 @@ pub(super) enum Reply {
 }
 
 impl Reply {
-    pub(super) fn put(self, a: StoreResult<Answer>) {
+    pub(in crate::store) fn put(self, a: StoreResult<Answer>) {
         match self {
             Reply::Slot(s) => s.put(a),
             Reply::Ticket(r) => r.resolve(a.and_then(Answer::won)),
@@ -46,10 +46,10 @@ impl Reply {
     }
 }
 
-pub(super) struct Job {
-    pub(super) op: Op,
+pub(in crate::store) struct Job {
+    pub(in crate::store) op: Op,
     /// `None`: nobody waits (audit records), or answered already.
-    pub(super) reply: Option<Reply>,
+    pub(in crate::store) reply: Option<Reply>,
 }
 
 impl Drop for Job {
@@ -63,28 +63,42 @@ impl Drop for Job {
 }
 /// A poisoned lock only means another thread panicked while holding it; the data (a queue,
 /// an answer) is still consistent, so take it over.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(in crate::store) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The bounded FIFO between the logins and the writer. A Mutex and two Condvars rather than
 /// a channel: the writer is woken only when it sleeps, and nobody spins (on two cores a
 /// spinning waiter takes the CPU the writer needs).
-pub(super) struct Queue {
-    pub(super) state: Mutex<QueueState>,
-    pub(super) has_jobs: Condvar,
-    pub(super) has_room: Condvar,
+pub(in crate::store) struct Queue {
+    pub(in crate::store) state: Mutex<QueueState>,
+    pub(in crate::store) has_jobs: Condvar,
+    pub(in crate::store) has_room: Condvar,
 }
 
-pub(super) struct QueueState {
-    pub(super) jobs: VecDeque<Job>,
-    pub(super) closed: bool,
-    pub(super) writer_sleeps: bool,
-    pub(super) senders_wait: usize,
+pub(in crate::store) struct QueueState {
+    pub(in crate::store) jobs: VecDeque<Job>,
+    pub(in crate::store) closed: bool,
+    pub(in crate::store) writer_sleeps: bool,
+    pub(in crate::store) senders_wait: usize,
 }
 
 impl Queue {
-    pub(super) fn push(&self, job: Job) -> StoreResult<()> {
+    /// An empty, open queue.
+    pub(in crate::store) fn new(capacity: usize) -> Queue {
+        Queue {
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::with_capacity(capacity),
+                closed: false,
+                writer_sleeps: false,
+                senders_wait: 0,
+            }),
+            has_jobs: Condvar::new(),
+            has_room: Condvar::new(),
+        }
+    }
+
+    pub(in crate::store) fn push(&self, job: Job) -> StoreResult<()> {
         let mut st = lock(&self.state);
         let mut _asleep = None;
         while st.jobs.len() >= QUEUE_BOUND && !st.closed && !IS_WRITER.with(|w| w.get()) {
@@ -107,7 +121,7 @@ impl Queue {
 
     /// Moves up to `max` jobs into `batch`, sleeping while there are none. `false`: closed
     /// and empty, the writer is done.
-    pub(super) fn take(&self, batch: &mut Vec<Job>, max: usize) -> bool {
+    pub(in crate::store) fn take(&self, batch: &mut Vec<Job>, max: usize) -> bool {
         let mut st = lock(&self.state);
         while st.jobs.is_empty() && !st.closed {
             st.writer_sleeps = true;
@@ -129,7 +143,7 @@ impl Queue {
 
     /// Adds to `batch` whatever arrives within `linger` (up to `max` in all), returning as
     /// soon as something came or the queue closed.
-    pub(super) fn take_within(&self, batch: &mut Vec<Job>, max: usize, linger: Duration) {
+    pub(in crate::store) fn take_within(&self, batch: &mut Vec<Job>, max: usize, linger: Duration) {
         let deadline = Instant::now() + linger;
         let mut st = lock(&self.state);
         while st.jobs.is_empty() && !st.closed {
@@ -153,7 +167,7 @@ impl Queue {
         }
     }
 
-    pub(super) fn close(&self) {
+    pub(in crate::store) fn close(&self) {
         lock(&self.state).closed = true;
         self.has_jobs.notify_all();
         self.has_room.notify_all();
@@ -163,5 +177,5 @@ impl Queue {
 thread_local! {
     /// Whether this thread is the writer: its own writes (audit records of deferred logins,
     /// queued by their completions) must not wait for room in the queue only it empties.
-    pub(super) static IS_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    pub(in crate::store) static IS_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }

@@ -1,14 +1,13 @@
 //! The writer thread: takes what is queued, commits it as one transaction, then answers.
 
 use super::ops::{apply, Answer, Op};
-use super::queue::{lock, Job, Queue, QueueState, Reply, SLOT};
+use super::queue::{lock, Job, Queue, Reply, SLOT};
 use super::MAX_BATCH;
 use crate::store::ticket::{ticket, Ticket};
 use crate::store::{StoreError, StoreResult};
 use rusqlite::Connection;
-use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ pub(in crate::store) struct Committer {
     thread: Option<JoinHandle<()>>,
 }
 
-pub(super) fn stopped() -> StoreError {
+pub(in crate::store) fn stopped() -> StoreError {
     StoreError::Commit("the store's writer thread has stopped".into())
 }
 
@@ -40,16 +39,7 @@ impl Committer {
         // `wal_pages`. (A checkpointer thread beside the writer was tried: it never catches up
         // with a writer that keeps appending, so the WAL was never restarted and grew to
         // gigabytes in a minute of load.)
-        let queue = Arc::new(Queue {
-            state: Mutex::new(QueueState {
-                jobs: VecDeque::with_capacity(MAX_BATCH),
-                closed: false,
-                writer_sleeps: false,
-                senders_wait: 0,
-            }),
-            has_jobs: Condvar::new(),
-            has_room: Condvar::new(),
-        });
+        let queue = Arc::new(Queue::new(MAX_BATCH));
         let q = queue.clone();
         let thread = std::thread::Builder::new()
             .name("otpd-commit".into())
@@ -59,6 +49,15 @@ impl Committer {
             queue,
             thread: Some(thread),
         })
+    }
+
+    /// A committer whose writer thread (`thread`, already running) empties `queue`: the
+    /// PostgreSQL store's writer shares this queue and its waiting rules.
+    pub(in crate::store) fn from_parts(queue: Arc<Queue>, thread: JoinHandle<()>) -> Committer {
+        Committer {
+            queue,
+            thread: Some(thread),
+        }
     }
 
     /// Queues `op` and waits until the batch that holds it is committed (or failed).
@@ -111,7 +110,7 @@ impl Drop for Committer {
 }
 
 /// How long audit records alone wait for a write to share their commit with.
-const AUDIT_LINGER: Duration = Duration::from_millis(2);
+pub(in crate::store) const AUDIT_LINGER: Duration = Duration::from_millis(2);
 
 fn writer(mut conn: Connection, queue: &Queue) {
     super::queue::IS_WRITER.with(|w| w.set(true));
