@@ -349,3 +349,125 @@ fn the_relogin_cache_hits_on_b_after_an_accept_on_a() {
     let d = ask(&p.b, "imap", Some("192.0.2.11"), &pw, None);
     assert_eq!(verdict(&d), "reject", "{d}");
 }
+
+/// The SQL of the PostgreSQL shared state, held to the rules of the memory one
+/// (store/shared/tests.rs), on a real database through the store's own pool: a State taken
+/// once (16 threads), the per-user bound, re-login idle and maximum, windows that block and
+/// start afresh, buckets that lock and forget an ended lock, several counters in one read.
+#[test]
+fn the_postgres_shared_state_keeps_the_contract() {
+    use otpd::store::shared::{Challenge, Count, ReloginEntry};
+    use otpd::store::LoginStore;
+    let cluster = Cluster::primary();
+    let cfg = otpd::config::Config::from_toml_str(&format!(
+        "[store]\nkind = \"postgres\"\nurl = \"{}\"\nallow_async_replication = true\n",
+        cluster.url()
+    ))
+    .expect("config");
+    let store = otpd::store::open_configured(&cfg).expect("open");
+    let s = store.shared_state().expect("PostgreSQL shares its state");
+    let c = |user: &str, expires_ms| Challenge {
+        user: user.into(),
+        client: Some("nas".into()),
+        class: "vpn".into(),
+        sealed_pin: vec![1, 2, 3],
+        expires_ms,
+    };
+    let key = |n: u8| [n; 32];
+
+    assert!(s
+        .put_challenge(&key(1), &c("alice", 10_000), 0, 4)
+        .expect("put"));
+    let won = std::thread::scope(|sc| {
+        let ts: Vec<_> = (0..16)
+            .map(|_| sc.spawn(|| s.take_challenge(&key(1)).expect("take")))
+            .collect();
+        ts.into_iter()
+            .filter_map(|t| t.join().expect("join"))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(won, vec![c("alice", 10_000)], "taken exactly once");
+    for n in 10..16u8 {
+        s.put_challenge(&key(n), &c("bob", 10_000), i64::from(n), 4)
+            .expect("put");
+    }
+    assert_eq!(
+        s.take_challenge(&key(11)).expect("take"),
+        None,
+        "oldest dropped"
+    );
+    assert!(s.take_challenge(&key(12)).expect("take").is_some());
+
+    let e = |now_ms| ReloginEntry {
+        serial: "TOTP1",
+        now_ms,
+        idle_ms: 60_000,
+        max_ms: 300_000,
+    };
+    s.relogin_put(&key(2), e(0)).expect("put");
+    let hit = s.relogin_hit(&key(2), 59_000).expect("hit").expect("live");
+    assert_eq!((hit.serial.as_str(), hit.created_ms), ("TOTP1", 0));
+    assert!(
+        s.relogin_hit(&key(2), 118_000).expect("hit").is_some(),
+        "idle restarted"
+    );
+    assert!(
+        s.relogin_hit(&key(2), 179_000).expect("hit").is_none(),
+        "idle ran out"
+    );
+    s.relogin_put(&key(3), e(0)).expect("put");
+    for t in [50_000, 100_000, 150_000, 200_000, 250_000, 300_000] {
+        assert!(s.relogin_hit(&key(3), t).expect("hit").is_some(), "{t}");
+    }
+    assert!(
+        s.relogin_hit(&key(3), 301_000).expect("hit").is_none(),
+        "max"
+    );
+
+    let w = Count::Window {
+        window: 600,
+        block: 900,
+        max: 3,
+    };
+    for (i, now) in [100, 101, 102].into_iter().enumerate() {
+        assert_eq!(
+            s.count("src\nx", now, w).expect("count").failures,
+            i as u32 + 1
+        );
+    }
+    let got = s.counters(&["src\ny", "src\nx"]).expect("read");
+    assert_eq!(got[0], None);
+    assert_eq!(got[1].map(|c| (c.failures, c.until)), Some((3, Some(1002))));
+    // Blocked past the window: still counting; after block and window: afresh.
+    assert_eq!(s.count("src\nx", 800, w).expect("count").failures, 4);
+    assert_eq!(s.count("src\nx", 2000, w).expect("count").failures, 1);
+    s.forget("src\nx").expect("forget");
+    assert_eq!(s.counters(&["src\nx"]).expect("read"), vec![None]);
+
+    let b = Count::Bucket {
+        lock_at: 2,
+        lock_until: 500,
+        keep: 86_400,
+    };
+    assert_eq!(s.count("fam\n1", 10, b).expect("count").until, None);
+    let k = s.count("fam\n1", 11, b).expect("count");
+    assert_eq!((k.failures, k.last, k.until), (2, Some(11), Some(500)));
+    let k = s.count("fam\n1", 12, b).expect("count");
+    assert_eq!((k.failures, k.until), (3, Some(500)), "a lock is not moved");
+    let k = s.count("fam\n1", 600, b).expect("count");
+    assert_eq!(
+        (k.failures, k.until),
+        (1, None),
+        "an ended lock starts afresh"
+    );
+    // The same rule as in memory, step by step.
+    let mut mem = otpd::store::shared::Counter {
+        since: 700,
+        ..Default::default()
+    };
+    for now in [700, 701, 702, 703, 1300, 1301] {
+        mem = mem.bumped(now, w);
+        let pg = s.count("src\nrule", now, w).expect("count");
+        assert_eq!(pg, mem, "at {now}");
+    }
+}
