@@ -357,7 +357,6 @@ fn the_relogin_cache_hits_on_b_after_an_accept_on_a() {
 #[test]
 fn the_postgres_shared_state_keeps_the_contract() {
     use otpd::store::shared::{Challenge, Count, ReloginEntry};
-    use otpd::store::LoginStore;
     let cluster = Cluster::primary();
     let cfg = otpd::config::Config::from_toml_str(&format!(
         "[store]\nkind = \"postgres\"\nurl = \"{}\"\nallow_async_replication = true\n",
