@@ -469,4 +469,18 @@ fn the_postgres_shared_state_keeps_the_contract() {
         let pg = s.count("src\nrule", now, w).expect("count");
         assert_eq!(pg, mem, "at {now}");
     }
+    // What a login pays for it (a figure for docs/cluster-state.md, not a bound): one read of
+    // a source's counters, and a failure's two upserts.
+    let n = 500;
+    let t = Instant::now();
+    for _ in 0..n {
+        s.counters(&["src\nx", "pair\nx\nalice"]).expect("read");
+    }
+    let read = t.elapsed() / n;
+    let t = Instant::now();
+    for i in 0..n {
+        s.count(&format!("src\n{i}"), 3000, w).expect("count");
+    }
+    let count = t.elapsed() / n;
+    eprintln!("one counters read: {read:?}; one counted failure (upsert): {count:?}");
 }
