@@ -8,7 +8,8 @@
 //! - an e-mailed code sent by A is used on B, then refused on A (and the other way round);
 //!   the hourly send limit counts the sends of both nodes; a backup code used on A is
 //!   refused on B;
-//! - failures split over A and B lock the account at the configured total;
+//! - failures split over A and B lock the account at the configured total, also those from
+//!   a familiar source (their own bucket);
 //! - a source blocked by failures split over A and B is blocked on both;
 //! - the webmail re-login cache hits on B after the Accept on A.
 //!
@@ -38,7 +39,7 @@ struct Pair {
     // Dropped in this order: the daemons, then the database.
     _da: Daemon,
     _db: Daemon,
-    _cluster: Cluster,
+    cluster: Cluster,
     _keys: tempfile::TempDir,
 }
 
@@ -78,7 +79,7 @@ impl Pair {
             b,
             _da: da,
             _db: db,
-            _cluster: cluster,
+            cluster,
             _keys: keys,
         }
     }
@@ -301,6 +302,48 @@ fn failures_split_over_a_and_b_lock_the_account_at_the_configured_total() {
     let v: Value = serde_json::from_str(&show).expect("user json");
     assert_eq!(v["failures"], 4, "{v}");
     assert_eq!(v["locked"], true, "{v}");
+}
+
+#[test]
+fn failures_from_a_familiar_source_split_over_a_and_b_add_up() {
+    let p = Pair::start(
+        "",
+        "[lockout]\nfree_failures = 4\nmax_failures = 4\nlock_duration = \"10m\"\n\
+         per_source_max_failures = 0\n",
+    );
+    p.a.enrol("alice", "1234", "hotp", "everywhere");
+    let home = Some("198.51.100.7");
+    let d = ask(&p.a, "ssh", home, &format!("1234{}", hotp_code(0)), None);
+    assert_eq!(verdict(&d), "accept", "{d}");
+    // The familiar source is a queued write: wait until the row has it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p
+        .cluster
+        .primary
+        .sql("SELECT familiar FROM accounts WHERE name = 'alice'")
+        .contains("198.51.100.7")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the source never became familiar"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for env in [&p.a, &p.b, &p.a, &p.b] {
+        let d = ask(env, "ssh", home, "1234000000", None);
+        assert_eq!(verdict(&d), "reject", "{d}");
+    }
+    let right = format!("1234{}", hotp_code(1));
+    let d = ask(&p.b, "ssh", home, &right, None);
+    assert_eq!(verdict(&d), "reject", "the familiar bucket is locked: {d}");
+    let rs = reasons(&p.a, 6);
+    assert!(
+        rs[1].contains("4 failures in a row from familiar sources, account locked"),
+        "{rs:#?}"
+    );
+    // From elsewhere the user still gets in: the guesses at home locked only that bucket.
+    let d = ask(&p.a, "ssh", Some("203.0.113.9"), &right, None);
+    assert_eq!(verdict(&d), "accept", "{d}");
 }
 
 #[test]
