@@ -81,7 +81,7 @@ pub enum StoreError {
     Reseal { serial: String, msg: String },
     #[error("database holds a bad value: {0}")]
     Corrupt(String),
-    #[error("database: {0}")]
+    #[error("database: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// What the configured store cannot do, or will not do as configured; says what to do.
     #[error("{0}")]
@@ -92,6 +92,22 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// tokio-postgres displays a server error as "db error" and keeps what the server said in its
+/// source: both, and whatever caused a connection error.
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+    }
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    msg
+}
 
 /// Key rotation's callback: (serial, old sealed blob) to the blob sealed under the new key.
 pub type ResealFn<'a> = dyn FnMut(&str, &[u8]) -> Result<Vec<u8>, String> + 'a;

@@ -23,6 +23,17 @@ use std::task::Poll;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
+/// First in every batch unless asynchronous replication is allowed: a server that stopped
+/// naming a synchronous standby since the start (a reload, a failover to a primary without
+/// one) would commit only locally; the batch fails instead and nothing of it is committed.
+pub(super) const SQL_SYNC_GUARD: &str = "DO $$ BEGIN
+    IF current_setting('synchronous_standby_names') = ''
+       OR current_setting('synchronous_commit') NOT IN ('on', 'remote_apply') THEN
+        RAISE EXCEPTION 'the PostgreSQL primary names no synchronous standby: a commit would \
+be only local, and a failover could make a used one-time code valid again'
+            USING ERRCODE = 'OT001';
+    END IF;
+END $$";
 pub(super) const SQL_LOCK_TOKENS: &str =
     "SELECT id FROM tokens WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE";
 pub(super) const SQL_ADVANCE: &str = "UPDATE tokens t SET last_counter = v.counter,
@@ -83,29 +94,31 @@ pub(super) const SQL_AUDIT: &str = "INSERT INTO audit
          $5::text[], $6::text[], $7::text[], $8::text[]) AS u";
 
 /// The writer session's prepared statements.
-pub(super) struct Statements {
-    begin: Statement,
-    commit: Statement,
-    lock_tokens: Statement,
-    advance: Statement,
-    token_used: Statement,
-    failure: Statement,
-    unlock: Statement,
-    familiar: Statement,
-    clear: Statement,
-    uncounted: Statement,
-    touch: Statement,
-    use_backup: Statement,
-    use_email: Statement,
-    audit: Statement,
+pub(super) struct Statements<S = Statement> {
+    begin: S,
+    sync_guard: S,
+    commit: S,
+    lock_tokens: S,
+    advance: S,
+    token_used: S,
+    failure: S,
+    unlock: S,
+    familiar: S,
+    clear: S,
+    uncounted: S,
+    touch: S,
+    use_backup: S,
+    use_email: S,
+    audit: S,
     #[cfg(test)]
-    poison: Statement,
+    poison: S,
 }
 
-impl Statements {
+impl Statements<Statement> {
     pub(super) async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
         Ok(Statements {
             begin: c.prepare("BEGIN").await?,
+            sync_guard: c.prepare(SQL_SYNC_GUARD).await?,
             commit: c.prepare("COMMIT").await?,
             lock_tokens: c.prepare(SQL_LOCK_TOKENS).await?,
             advance: c.prepare(SQL_ADVANCE).await?,
@@ -126,6 +139,29 @@ impl Statements {
     }
 }
 
+/// The statements by name, for tests of the plan.
+#[cfg(test)]
+pub(super) fn named() -> Statements<&'static str> {
+    Statements {
+        begin: "begin",
+        sync_guard: "sync_guard",
+        commit: "commit",
+        lock_tokens: "lock_tokens",
+        advance: "advance",
+        token_used: "token_used",
+        failure: "failure",
+        unlock: "unlock",
+        familiar: "familiar",
+        clear: "clear",
+        uncounted: "uncounted",
+        touch: "touch",
+        use_backup: "use_backup",
+        use_email: "use_email",
+        audit: "audit",
+        poison: "poison",
+    }
+}
+
 type Param = Box<dyn ToSql + Sync + Send>;
 /// One advance of a round: (job, token id, counter, drift, now, activate).
 type RoundItem = (usize, i64, i64, i64, i64, bool);
@@ -142,9 +178,9 @@ enum Reads {
     Spent(usize),
 }
 
-struct Planned<'s> {
-    stmt: &'s Statement,
-    params: Vec<Param>,
+pub(super) struct Planned<'s, S> {
+    pub(super) stmt: &'s S,
+    pub(super) params: Vec<Param>,
     reads: Reads,
 }
 
@@ -153,17 +189,21 @@ fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Param {
 }
 
 /// The batch's statements in the global lock order, BEGIN first and COMMIT last.
-fn plan<'s>(st: &'s Statements, ops: &[&Op], node: &str) -> Vec<Planned<'s>> {
-    let mut out = vec![Planned {
-        stmt: &st.begin,
-        params: vec![],
-        reads: Reads::Nothing,
-    }];
-    let simple = |stmt, params| Planned {
+pub(super) fn plan<'s, S>(
+    st: &'s Statements<S>,
+    ops: &[&Op],
+    node: &str,
+    guard: bool,
+) -> Vec<Planned<'s, S>> {
+    let simple = |stmt: &'s S, params| Planned {
         stmt,
         params,
         reads: Reads::Nothing,
     };
+    let mut out = vec![simple(&st.begin, vec![])];
+    if guard {
+        out.push(simple(&st.sync_guard, vec![]));
+    }
     // Tokens: locked first, all at once, in id order.
     let mut token_ids: Vec<i64> = ops
         .iter()
@@ -268,7 +308,7 @@ fn accounts_as_plain(a: &[((u8, i64), usize)]) -> Vec<(i64, usize)> {
 }
 
 /// The statement of one write that is not an advance or an audit record.
-fn one<'s>(st: &'s Statements, op: &Op, i: usize) -> Planned<'s> {
+fn one<'s, S>(st: &'s Statements<S>, op: &Op, i: usize) -> Planned<'s, S> {
     let (stmt, params, reads) = match op {
         Op::TokenUsed {
             token_id,
@@ -345,7 +385,7 @@ fn one<'s>(st: &'s Statements, op: &Op, i: usize) -> Planned<'s> {
     }
 }
 
-fn audit<'s>(st: &'s Statements, ops: &[&Op], which: &[usize], node: &str) -> Planned<'s> {
+fn audit<'s, S>(st: &'s Statements<S>, ops: &[&Op], which: &[usize], node: &str) -> Planned<'s, S> {
     let recs: Vec<_> = which
         .iter()
         .filter_map(|&i| match ops[i] {
@@ -385,8 +425,9 @@ pub(super) async fn run(
     st: &Statements,
     ops: &[&Op],
     node: &str,
+    guard: bool,
 ) -> Result<Vec<StoreResult<Answer>>, tokio_postgres::Error> {
-    let planned = plan(st, ops, node);
+    let planned = plan(st, ops, node, guard);
     let refs: Vec<Vec<&(dyn ToSql + Sync)>> = planned
         .iter()
         .map(|pl| {

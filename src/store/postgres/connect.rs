@@ -177,9 +177,18 @@ fn connect_error(c: &tokio_postgres::Config, e: tokio_postgres::Error) -> StoreE
             tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         })
         .collect();
+    // tokio-postgres says "error performing TLS handshake"; the cause (rustls' "invalid
+    // peer certificate: UnknownIssuer") is in its sources.
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
     StoreError::Open {
         path: format!("PostgreSQL at {}", hosts.join(",")),
-        msg: e.to_string(),
+        msg,
     }
 }
 

@@ -123,7 +123,14 @@ async fn commit(
             return Err(StoreError::Commit("no PostgreSQL session".into()));
         };
         let before = s.watch.count();
-        let result = batch::run(&s.client, &s.statements, &ops, &settings.node).await;
+        let result = batch::run(
+            &s.client,
+            &s.statements,
+            &ops,
+            &settings.node,
+            !settings.allow_async_replication,
+        )
+        .await;
         match result {
             Ok(answers) => {
                 if s.watch.count() != before {
