@@ -25,6 +25,7 @@ mod check;
 mod input;
 mod serve;
 mod status;
+mod store;
 mod token;
 mod user;
 
@@ -107,6 +108,9 @@ pub enum Command {
         /// The new backup file (never overwritten).
         file: PathBuf,
     },
+    /// Move the data to another store (`store copy` from SQLite to PostgreSQL).
+    #[command(subcommand)]
+    Store(store::StoreCmd),
     /// Replace the database with a backup (stop the daemon first).
     Restore {
         file: PathBuf,
@@ -174,6 +178,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Key(KeyCmd::Rotate) => key_rotate(&cfg),
         Command::Backup { file } => backup(&cfg, &file),
         Command::Restore { file, yes } => restore(&cfg, &file, yes),
+        Command::Store(c) => store::run(&cfg, c),
     };
     match res {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

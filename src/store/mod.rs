@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod copy;
 pub mod login;
 pub mod postgres;
 pub mod shared;
