@@ -45,12 +45,21 @@ fn node_config(c: &Cluster, dir: &Path, key: &Path, name: &str, extra_store: &st
         std::fs::read_to_string(products::repo().join("conf/otpd-cluster.toml")).expect("conf");
     let standby_port = c.standby.as_ref().map(|s| s.port).expect("a standby");
     let mut text = shipped
-        .replace("otpd@db1.example.org:5432", &format!("postgres@127.0.0.1:{}", c.primary.port))
+        .replace(
+            "otpd@db1.example.org:5432",
+            &format!("postgres@127.0.0.1:{}", c.primary.port),
+        )
         .replace("db2.example.org:5432", &format!("127.0.0.1:{standby_port}"))
         .replace("/var/lib/otpd", &dir.join("data").display().to_string())
         .replace("/etc/otpd/keys/otpd.key", &key.display().to_string())
-        .replace("/run/otpd/otpd.sock", &dir.join("otpd.sock").display().to_string())
-        .replace("node_name = \"otpd1\"", &format!("node_name = \"{name}\"{extra_store}"))
+        .replace(
+            "/run/otpd/otpd.sock",
+            &dir.join("otpd.sock").display().to_string(),
+        )
+        .replace(
+            "node_name = \"otpd1\"",
+            &format!("node_name = \"{name}\"{extra_store}"),
+        )
         .replace(
             "0.0.0.0:1812",
             &format!("127.0.0.1:{}", common::free_udp_port()),
@@ -88,7 +97,15 @@ fn nodes(c: &Cluster, names: &[&str], extra_store: &str) -> Vec<Env> {
 
 /// HOTP codes 0..n of SECRET_B32, made by oathtool in one call.
 fn hotp_codes(n: u64) -> Vec<String> {
-    let out = oathtool(&["--hotp", "-b", SECRET_B32, "-c", "0", "-w", &(n - 1).to_string()]);
+    let out = oathtool(&[
+        "--hotp",
+        "-b",
+        SECRET_B32,
+        "-c",
+        "0",
+        "-w",
+        &(n - 1).to_string(),
+    ]);
     let codes: Vec<String> = out.lines().map(|l| l.trim().to_string()).collect();
     assert_eq!(codes.len() as u64, n);
     codes
@@ -194,7 +211,11 @@ fn killing_the_primary_under_load_loses_no_accept_and_both_nodes_carry_on() {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(60);
     while accepts(&log, start, 0) + accepts(&log, start, 1) < 60 {
-        assert!(Instant::now() < deadline, "no load before the kill: {:?}", log.lock().unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "no load before the kill: {:?}",
+            log.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -252,12 +273,20 @@ fn killing_the_primary_under_load_loses_no_accept_and_both_nodes_carry_on() {
         .filter(|a| a.sent < t_kill && a.answered.is_none_or(|t| t > t_dead))
         .collect();
     for a in &in_flight {
-        assert_ne!(a.verdict.as_deref(), Some("accept"), "in flight at the kill: {a:?}");
+        assert_ne!(
+            a.verdict.as_deref(),
+            Some("accept"),
+            "in flight at the kill: {a:?}"
+        );
     }
     // Nothing is accepted while there is no primary.
     for a in &log {
         if a.sent > t_dead && a.answered.is_some_and(|t| t < t_promote_start) {
-            assert_ne!(a.verdict.as_deref(), Some("accept"), "accepted without a primary: {a:?}");
+            assert_ne!(
+                a.verdict.as_deref(),
+                Some("accept"),
+                "accepted without a primary: {a:?}"
+            );
         }
     }
     // Replaying every accepted code, on the other node than it was accepted on: Reject.
@@ -269,7 +298,11 @@ fn killing_the_primary_under_load_loses_no_accept_and_both_nodes_carry_on() {
             &format!("1234{}", codes[a.counter as usize]),
             Duration::from_secs(15),
         );
-        assert_eq!(v.as_deref(), Some("reject"), "replay of {a:?} on node {node}");
+        assert_eq!(
+            v.as_deref(),
+            Some("reject"),
+            "replay of {a:?} on node {node}"
+        );
     }
     // Both nodes are the processes started at the beginning.
     for d in daemons.iter_mut() {
@@ -280,7 +313,11 @@ fn killing_the_primary_under_load_loses_no_accept_and_both_nodes_carry_on() {
             d.log_text()
         );
     }
-    let answered = |v: &str| log.iter().filter(|a| a.verdict.as_deref() == Some(v)).count();
+    let answered = |v: &str| {
+        log.iter()
+            .filter(|a| a.verdict.as_deref() == Some(v))
+            .count()
+    };
     eprintln!(
         "{} logins: {} accepted, {} rejected, {} unanswered; {} in flight at the kill ({} \
          rejected, {} unanswered); recovered {:?} after the promotion; {} accepted codes \
@@ -290,7 +327,10 @@ fn killing_the_primary_under_load_loses_no_accept_and_both_nodes_carry_on() {
         answered("reject"),
         log.iter().filter(|a| a.verdict.is_none()).count(),
         in_flight.len(),
-        in_flight.iter().filter(|a| a.verdict.as_deref() == Some("reject")).count(),
+        in_flight
+            .iter()
+            .filter(|a| a.verdict.as_deref() == Some("reject"))
+            .count(),
         in_flight.iter().filter(|a| a.verdict.is_none()).count(),
         t_recovered - t_promoted,
         accepted.len()
@@ -332,7 +372,10 @@ fn refused_start(env: &Env) -> (bool, String) {
 /// A code accepted while the standby is away, then the primary killed and the standby
 /// (behind) promoted: how often did that code get Accept, before and after the failover?
 /// Bob's logins (his own token) only tell when the node serves again.
-fn accepts_of_one_code_across_a_lost_failover(replication: Replication, allow_async: bool) -> (Option<String>, Option<String>) {
+fn accepts_of_one_code_across_a_lost_failover(
+    replication: Replication,
+    allow_async: bool,
+) -> (Option<String>, Option<String>) {
     let mut c = Cluster::with_standby(replication);
     let extra = if allow_async {
         "\nallow_async_replication = true"
@@ -347,7 +390,10 @@ fn accepts_of_one_code_across_a_lost_failover(replication: Replication, allow_as
     let sock = env.socket_path();
     let codes = hotp_codes(200);
     let wait = Duration::from_secs(20);
-    assert_eq!(check(&sock, "alice", &format!("1234{}", codes[0]), wait).as_deref(), Some("accept"));
+    assert_eq!(
+        check(&sock, "alice", &format!("1234{}", codes[0]), wait).as_deref(),
+        Some("accept")
+    );
     c.wait_standby_caught_up();
     // The standby goes away (a network problem, a restart): with a synchronous standby the
     // commit waits for it; with an asynchronous one it does not.
@@ -393,7 +439,11 @@ fn negative_control_an_async_standby_lets_a_used_code_in_again_after_failover() 
         "NEGATIVE CONTROL (asynchronous standby, allow_async_replication = true): HOTP code 1 \
          of alice answered {first:?} before the failover and {replay:?} when replayed after it"
     );
-    assert_eq!(first.as_deref(), Some("accept"), "the commit did not wait for the standby");
+    assert_eq!(
+        first.as_deref(),
+        Some("accept"),
+        "the commit did not wait for the standby"
+    );
     assert_eq!(
         replay.as_deref(),
         Some("accept"),
