@@ -40,7 +40,13 @@ pub fn source_key(rhost: Option<&str>) -> Option<String> {
                 format!("{net}/64")
             }
         },
-        Err(_) => r.chars().take(MAX_SOURCE_LEN).collect(),
+        // Control characters dropped: they make no two stations different, and PostgreSQL's
+        // TEXT takes no NUL (the counters are shared state, store/shared/).
+        Err(_) => r
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_SOURCE_LEN)
+            .collect(),
     })
 }
 
@@ -290,6 +296,7 @@ mod tests {
             Some("2001:db8:1:2::/64")
         );
         assert_eq!(source_key(Some("AA:BB")).as_deref(), Some("AA:BB"));
+        assert_eq!(source_key(Some("AA\0:B\nB")).as_deref(), Some("AA:BB"));
         assert_eq!(source_key(None), None);
     }
 }
