@@ -63,6 +63,17 @@ fn primary_with_sync_standby_replicates_and_promotes() {
     c.standby().sql("INSERT INTO t VALUES (2, 'two')");
     assert_eq!(c.standby().sql("SELECT count(*) FROM t"), "2");
     assert_eq!(via_url(&c.url_both()), "f");
+
+    // A new synchronous standby for the promoted node: its commits reach it.
+    c.rebuild_standby();
+    c.standby().sql("INSERT INTO t VALUES (3, 'three')");
+    let rebuilt = c.rebuilt.as_ref().expect("rebuilt");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rebuilt.sql("SELECT count(*) FROM t") != "3" {
+        assert!(Instant::now() < deadline, "the rebuilt standby lags");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(rebuilt.in_recovery());
 }
 
 #[test]

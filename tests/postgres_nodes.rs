@@ -465,6 +465,18 @@ fn overlapping_batches_in_opposite_orders_never_deadlock() {
     }
     let log = c.primary.log();
     assert!(!log.contains("deadlock detected"), "{log}");
+    // The daemon's last handle on a store can go away on a thread that drives tokio tasks,
+    // where blocking on a runtime panics: closing the store there must not.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        tokio::spawn(async move { drop((a, b)) })
+            .await
+            .expect("the stores close on a runtime thread")
+    });
 }
 
 /// Runs openssl; fails the test with its output.
@@ -637,8 +649,8 @@ fn a_radius_accept_on_one_node_is_spent_on_the_other() {
     );
     let a = node(&c.url(), "A", None, &radius);
     let b = node(&c.url(), "B", Some(&key_of(&a)), "");
-    let _da = a.start();
-    let _db = b.start();
+    let da = a.start();
+    let db = b.start();
     a.enrol("rad", "1234", "hotp", "everywhere");
     let pap = |n: u64| {
         format!(
@@ -667,6 +679,17 @@ fn a_radius_accept_on_one_node_is_spent_on_the_other() {
          WHERE \"user\" = 'rad'",
         "A:accept,B:reject,B:accept,A:reject",
     );
+    // A clean stop after RADIUS logins: the last handle on the store may go away on a thread
+    // of the runtime, where closing a session by blocking on it used to abort the process.
+    for d in [da, db] {
+        let log = d.log.clone();
+        let status = d.stop();
+        assert!(
+            status.success(),
+            "{status}:\n{}",
+            log.lock().expect("log").join("\n")
+        );
+    }
 }
 
 /// The primary stops naming a synchronous standby while the nodes run (a reload; a failover

@@ -9,8 +9,9 @@
 mod common;
 mod products;
 
-use common::{hotp_code, socket_call, Env, SmtpSink};
+use common::{hotp_code, socket_call, Env, SmtpSink, BIN};
 use products::postgres::Cluster;
+use products::{docs_block, run_block};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -166,12 +167,18 @@ fn a_copied_installation_logs_in_on_postgres_and_a_second_copy_is_refused() {
 
     let mut pg = Cluster::primary();
     let url = pg.url();
-    let (ok, text) = copy(
-        &src,
-        &format!("sqlite:{}", db.display()),
-        &format!("postgres:{url}"),
+    // The command as docs/operations.md prints it, with this test's paths.
+    let text = run_block(
+        &docs_block("docs/operations.md", "store-copy"),
+        &[
+            (
+                "otpd store copy",
+                format!("{BIN} --config {} store copy", src.config.display()),
+            ),
+            ("/var/lib/otpd/otpd.db", db.display().to_string()),
+            ("postgresql://otpd@db1.example.org/otpd", url.clone()),
+        ],
     );
-    assert!(ok, "store copy failed:\n{text}");
     eprintln!("{text}");
     for (t, n) in &counts {
         let there: i64 = pg
@@ -280,6 +287,39 @@ fn a_copied_installation_logs_in_on_postgres_and_a_second_copy_is_refused() {
     assert!(text.contains("not empty"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
     assert_eq!(pg.primary.sql("SELECT count(*) FROM accounts"), before);
+
+    // Backup and restore as docs/operations.md prints them: pg_dump, then pg_restore into a
+    // new database, and an otpd on it lets alice in with her next code, not the used one.
+    let bin = products::postgres::bin_dir();
+    let dump = src.path().join("otpd.dump");
+    let restored = pg.primary.url_of("restored");
+    pg.primary.sql_in("postgres", "CREATE DATABASE restored");
+    for (name, db_url) in [("postgres-backup", &url), ("postgres-restore", &restored)] {
+        run_block(
+            &docs_block("docs/operations.md", name),
+            &[
+                ("pg_dump ", format!("{}/pg_dump ", bin.display())),
+                ("pg_restore ", format!("{}/pg_restore ", bin.display())),
+                ("/var/backups/otpd/otpd.dump", dump.display().to_string()),
+                ("postgresql://otpd@db1.example.org/otpd", db_url.clone()),
+            ],
+        );
+    }
+    let node = pg_env(
+        &restored,
+        &src.path().join("data").join("otpd.key"),
+        &email_cfg,
+    );
+    let d = node.start();
+    let sock = node.socket_path();
+    let a = check(&sock, "alice", &format!("1234{}", hotp_code(2)), "vpn");
+    assert_eq!(a["verdict"], "reject", "used before the dump: {a}");
+    let a = check(&sock, "alice", &format!("1234{}", hotp_code(3)), "vpn");
+    assert_eq!(
+        a["verdict"], "accept",
+        "the next code on the restored database: {a}"
+    );
+    assert!(d.stop().success());
     pg.kill_primary();
 }
 

@@ -224,6 +224,8 @@ pub struct Cluster {
     pub primary: Node,
     pub standby: Option<Node>,
     pub replication: Option<Replication>,
+    /// The standby `rebuild_standby` made of the promoted one.
+    pub rebuilt: Option<Node>,
     root: tempfile::TempDir,
 }
 
@@ -277,6 +279,7 @@ impl Cluster {
             primary,
             standby: None,
             replication: None,
+            rebuilt: None,
             root,
         }
     }
@@ -291,76 +294,20 @@ impl Cluster {
     }
 
     fn add_standby(&mut self, replication: Replication) {
-        let data = self.root.path().join("standby");
-        let conninfo = format!(
-            "host=127.0.0.1 port={} user=postgres application_name=s1",
-            self.primary.port
-        );
-        // -R writes primary_conninfo (with application_name, the name the primary knows it
-        // by) and standby.signal; -X stream copies the WAL written during the copy.
-        must(
-            "pg_basebackup",
-            pg_command(&self.primary.bin, "pg_basebackup")
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "-R",
-                    "-X",
-                    "stream",
-                    "-c",
-                    "fast",
-                    "--no-sync",
-                    "-d",
-                    &conninfo,
-                ])
-                .output(),
-        );
-        let mut standby = Node {
-            name: "standby".into(),
-            data,
-            port: free_port(),
-            socket_dir: self.primary.socket_dir.clone(),
-            bin: self.primary.bin.clone(),
-            running: false,
-        };
-        standby.start();
-        // Set after the copy, so the standby (which would become a primary on promotion) does
-        // not inherit it and wait for a standby of its own that does not exist.
-        let names = match replication {
-            Replication::Sync => "s1",
-            Replication::Async => "",
-        };
-        // Two calls: psql sends one -c as one transaction, and ALTER SYSTEM refuses those.
-        self.primary.sql_in(
-            "postgres",
-            &format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'"),
-        );
-        self.primary.sql_in("postgres", "SELECT pg_reload_conf()");
-        let want = match replication {
-            Replication::Sync => "sync",
-            Replication::Async => "async",
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let state = self.primary.sql_in(
-                "postgres",
-                "SELECT state || ' ' || sync_state FROM pg_stat_replication \
-                 WHERE application_name = 's1'",
-            );
-            if state == format!("streaming {want}") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the standby is not a streaming {want} standby within 30 s (state: {state:?})\n\
-                 --- primary log:\n{}\n--- standby log:\n{}",
-                self.primary.log(),
-                standby.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let standby = copy_standby(self.root.path(), &self.primary, "standby");
+        follow(&self.primary, &standby, replication);
         self.standby = Some(standby);
         self.replication = Some(replication);
+    }
+
+    /// After `promote`: a new standby `s1` copied from the promoted node and following it as
+    /// the old one followed the old primary (synchronous or not), as Patroni rebuilds or
+    /// re-attaches a standby after a failover. Returns once the promoted node reports it.
+    pub fn rebuild_standby(&mut self) {
+        let replication = self.replication.expect("a cluster with a standby");
+        let rebuilt = copy_standby(self.root.path(), self.standby(), "rebuilt");
+        follow(self.standby(), &rebuilt, replication);
+        self.rebuilt = Some(rebuilt);
     }
 
     pub fn standby(&self) -> &Node {
@@ -450,13 +397,99 @@ impl Cluster {
     }
 }
 
+/// A standby of `from` in `root/dir`: `pg_basebackup -R -X stream` with application_name s1,
+/// started on a port of its own.
+fn copy_standby(root: &Path, from: &Node, dir: &str) -> Node {
+    let data = root.join(dir);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=postgres application_name=s1",
+        from.port
+    );
+    // -R writes primary_conninfo (with application_name, the name the primary knows it by)
+    // and standby.signal; -X stream copies the WAL written during the copy.
+    must(
+        "pg_basebackup",
+        pg_command(&from.bin, "pg_basebackup")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+                "-d",
+                &conninfo,
+            ])
+            .output(),
+    );
+    let mut standby = Node {
+        name: dir.into(),
+        data,
+        port: free_port(),
+        socket_dir: from.socket_dir.clone(),
+        bin: from.bin.clone(),
+        running: false,
+    };
+    standby.start();
+    standby
+}
+
+/// Makes `primary` wait for `standby` (Sync) or not (Async), and waits until the primary
+/// reports it streaming in that mode. Set after the copy, so that the standby does not
+/// inherit the setting and, once promoted, wait for a standby of its own.
+fn follow(primary: &Node, standby: &Node, replication: Replication) {
+    let names = match replication {
+        Replication::Sync => "s1",
+        Replication::Async => "",
+    };
+    // Two calls: psql sends one -c as one transaction, and ALTER SYSTEM refuses those.
+    primary.sql_in(
+        "postgres",
+        &format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'"),
+    );
+    primary.sql_in("postgres", "SELECT pg_reload_conf()");
+    let want = match replication {
+        Replication::Sync => "sync",
+        Replication::Async => "async",
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = primary.sql_in(
+            "postgres",
+            "SELECT state || ' ' || sync_state FROM pg_stat_replication \
+             WHERE application_name = 's1'",
+        );
+        if state == format!("streaming {want}") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} is not a streaming {want} standby of {} within 30 s (state: {state:?})\n\
+             --- {} log:\n{}\n--- {} log:\n{}",
+            standby.name,
+            primary.name,
+            primary.name,
+            primary.log(),
+            standby.name,
+            standby.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Only what this cluster started, by its own data directory; immediate, since the
         // data is thrown away with the directory.
-        for node in [Some(&mut self.primary), self.standby.as_mut()]
-            .into_iter()
-            .flatten()
+        for node in [
+            Some(&mut self.primary),
+            self.standby.as_mut(),
+            self.rebuilt.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if node.running {
                 let _ = pg_command(&node.bin, "pg_ctl")
