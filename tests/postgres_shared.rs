@@ -11,7 +11,9 @@
 //! - failures split over A and B lock the account at the configured total, also those from
 //!   a familiar source (their own bucket);
 //! - a source blocked by failures split over A and B is blocked on both;
-//! - the webmail re-login cache hits on B after the Accept on A.
+//! - the webmail re-login cache hits on B after the Accept on A;
+//! - after a failover (the primary killed, the standby promoted) the shared state starts
+//!   empty (UNLOGGED): an old State is refused, the cache misses, and both nodes serve.
 //!
 //! How they fail on the old behaviour (each node's own memory for States, the re-login cache
 //! with a random key per process, per-source counters in memory, and a gate that trusted its
@@ -526,4 +528,64 @@ fn the_postgres_shared_state_keeps_the_contract() {
     }
     let count = t.elapsed() / n;
     eprintln!("one counters read: {read:?}; one counted failure (upsert): {count:?}");
+}
+
+/// The shared state is in UNLOGGED tables: a failover starts it empty. A State issued before
+/// the primary died is unknown afterwards (never accepted), the re-login cache misses (the
+/// used code is refused), and both nodes issue and take new States on the promoted primary.
+#[test]
+fn after_a_failover_the_shared_state_starts_empty_and_serves_again() {
+    let mut cluster = Cluster::with_standby(Replication::Sync);
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("otpd.key");
+    // Both hosts: the nodes find whichever accepts writes.
+    let url = cluster.url_both();
+    let tables =
+        format!("{TWO_STEP}\n[services.web]\nrhosts = [\"192.0.2.10/32\"]\nrelogin_cache = true\n");
+    let a = node("a", &url, &key, "", &tables);
+    let b = node("b", &url, &key, "", &tables);
+    a.ok(&["init"], None);
+    let _da = a.start();
+    let _db = b.start();
+    a.enrol("alice", "1234", "hotp", "everywhere");
+    let d = ask(&a, "vpn", None, "1234", None);
+    assert_eq!(verdict(&d), "challenge", "{d}");
+    let old_state = d["state"].as_str().expect("state").to_string();
+    let webmail = Some("192.0.2.10");
+    let pw = format!("1234{}", hotp_code(0));
+    let d = ask(&a, "imap", webmail, &pw, None);
+    assert_eq!(verdict(&d), "accept", "{d}");
+    assert_eq!(verdict(&ask(&b, "imap", webmail, &pw, None)), "accept");
+
+    cluster.kill_primary();
+    cluster.promote();
+    cluster.rebuild_standby();
+    // Serving again: a new two-step login begun on A (bounded wait for the reconnect).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new_state = loop {
+        let d = ask(&a, "vpn", None, "1234", None);
+        if verdict(&d) == "challenge" {
+            break d["state"].as_str().expect("state").to_string();
+        }
+        assert!(Instant::now() < deadline, "A never served again: {d}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let d = ask(&b, "vpn", None, &hotp_code(1), Some(&old_state));
+    assert_eq!(
+        verdict(&d),
+        "reject",
+        "a State from before the failover: {d}"
+    );
+    let d = ask(&b, "vpn", None, &hotp_code(1), Some(&new_state));
+    assert_eq!(
+        verdict(&d),
+        "accept",
+        "B finishes A's login on the new primary: {d}"
+    );
+    let d = ask(&b, "imap", webmail, &pw, None);
+    assert_eq!(
+        verdict(&d),
+        "reject",
+        "the cache is empty and the code used: {d}"
+    );
 }
