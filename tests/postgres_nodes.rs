@@ -289,7 +289,8 @@ fn nodes_started_together_on_an_empty_database_migrate_once_and_both_serve() {
     assert_eq!(migrated, 1, "A:\n{}\nB:\n{}", da.log_text(), db.log_text());
     assert_eq!(
         c.primary.sql("SELECT version FROM otpd_schema"),
-        otpd::store::postgres::schema::MIGRATIONS.len().to_string()
+        otpd::store::postgres::schema::MIGRATIONS.len().to_string(),
+        "every step this build knows"
     );
     a.enrol("eve", "1234", "hotp", "everywhere");
     let pw = |n| format!("1234{}", common::hotp_code(n));
