@@ -123,13 +123,7 @@ impl Engine {
                 return self.failed(user, account, rhost, now, &why, pass);
             }
         };
-        pass.succeeded();
-        self.sources.succeeded(rhost, &user);
-        if account.failures > 0 || account.locked_until.is_some() {
-            if let Err(e) = self.store.clear_failures(account.id) {
-                tracing::warn!("failure count not cleared: {e}");
-            }
-        }
+        self.succeeded(pass, account, rhost, &user);
         if device.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY_S) {
             if let Some(Err(e)) = self.store.devices().map(|s| s.touch_device(device.id, now)) {
                 tracing::warn!("trusted device last use not recorded: {e}");

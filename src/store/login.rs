@@ -19,9 +19,11 @@
 //!   engine then answers Reject, never Accept.
 
 use super::devices::DeviceStore;
+use super::shared::SharedStateStore;
 use super::ticket::Ticket;
 use super::StoreResult;
 use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode, Token};
+use std::sync::Arc;
 
 /// How the caller wants a conditional write committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +141,12 @@ pub trait LoginStore: Send + Sync {
     /// The store's trusted devices (devices.rs), if it keeps them. Without them (`None`, a
     /// store that has not implemented them yet) no device is trusted and none is accepted.
     fn devices(&self) -> Option<&dyn DeviceStore> {
+        None
+    }
+
+    /// The short-lived state this store shares between nodes (store/shared/), if it does:
+    /// `None` (a single-host store) lets the engine keep it in its own memory.
+    fn shared_state(&self) -> Option<Arc<dyn SharedStateStore>> {
         None
     }
 

@@ -9,6 +9,8 @@
 //!   daemon's liveness probe and counts.
 //! - [`DeviceStore`] (devices.rs): trusted devices, reached through
 //!   [`LoginStore::devices`] (a store without them answers `None`).
+//! - [`SharedStateStore`] (shared/): short-lived state every node must see (open States of
+//!   two-step logins, the re-login cache, per-source and familiar-source failure counters).
 //! - [`Ticket`] (ticket.rs): the answer of a conditional write asked for with
 //!   [`CommitMode::Defer`], and the [`Completion`] that runs once it is durable.
 //!
@@ -23,6 +25,7 @@ pub mod copy;
 pub mod devices;
 pub mod login;
 pub mod postgres;
+pub mod shared;
 pub mod sqlite;
 pub mod ticket;
 
@@ -32,6 +35,7 @@ pub use audit::{AuditStore, Counts, DaemonStore, StatusStore};
 pub use devices::{DeviceStore, NewDevice, TrustedDevice};
 pub use login::{Advance, CommitMode, LoginStore};
 pub use postgres::PgStore;
+pub use shared::{MemoryShared, SharedStateStore};
 pub use sqlite::SqliteStore;
 pub use ticket::{Completion, Outcome, Ticket};
 

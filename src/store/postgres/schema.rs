@@ -108,7 +108,9 @@ pub const MIGRATIONS: &[&str] = &[
         sent_at     BIGINT NOT NULL
     );
     CREATE INDEX email_sends_account ON email_sends(account_id, sent_at);",
-    // 2: SQLite's migrations 11 and 12 (issue 18): trusted devices and the management API's
+    // 2: the short-lived state several nodes share (store/postgres/shared.rs), UNLOGGED.
+    super::shared::MIGRATION,
+    // 3: SQLite's migrations 11 and 12 (issue 18): trusted devices and the management API's
     // keys, kept only as keyed hashes. In this database every node sees them, so a device
     // trusted through one node logs in through another, and a revoke or a deleted key on
     // one node holds on all of them.
