@@ -546,7 +546,9 @@ def replay(reps):
     if not reps:
         return ""
     n = sum(x["replayed"] for x in reps); d = sum(x["double_accepted"] for x in reps)
-    return f"; replay of {n} last accepted codes: {d} accepted again"
+    k = sum(x.get("coincident", 0) for x in reps)
+    return (f"; replay of {n} last accepted codes: {d} accepted again"
+            + (f" ({k} more accepted as the same code of a counter just ahead)" if k else ""))
 print(totals("SQLite", sq) + replay(sq_rep))
 print(totals("PostgreSQL, one node", p1) + replay(p1_rep))
 print(totals("PostgreSQL, two nodes", pa, pb) + replay(pa_rep + pb_rep))
@@ -598,7 +600,9 @@ lost = sum(r["lost"] for r in otpd); rej = sum(r["rejected"] + r["other"] for r 
 bad = sum(r["bad_replies"] for r in otpd)
 print(f"otpd: {sum(r['accepted'] for r in otpd)} accepted, {rej} rejected, {lost} lost, "
       f"{bad} bad answers" + (f"; replay of {replay['replayed']} last accepted codes: "
-      f"{replay['double_accepted']} accepted again" if replay else ""))
+      f"{replay['double_accepted']} accepted again" if replay else "")
+      + (f" ({replay['coincident']} more accepted as the same code of a counter just ahead)"
+         if replay and replay.get("coincident") else ""))
 if fr:
     print(f"FreeRADIUS: {sum(r['accepted'] for r in fr)} accepted, "
           f"{sum(r['rejected'] + r['other'] for r in fr)} rejected, {sum(r['lost'] for r in fr)} lost")
