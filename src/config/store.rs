@@ -14,7 +14,7 @@ pub enum StoreKind {
     Postgres,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub kind: StoreKind,
@@ -37,6 +37,22 @@ pub struct StoreConfig {
     pub allow_async_replication: bool,
     /// This node's name in the audit; default: the host name.
     pub node_name: Option<String>,
+}
+
+/// Without the url, which may hold a password.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_ref().map(|_| "(set)"))
+            .field("ca_file", &self.ca_file)
+            .field("connections", &self.connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("allow_async_replication", &self.allow_async_replication)
+            .field("node_name", &self.node_name)
+            .finish()
+    }
 }
 
 impl Default for StoreConfig {
@@ -189,6 +205,11 @@ mod tests {
         assert!(e.contains("store.url") && e.contains("needed"), "{e}");
         let e = err("[store]\nkind = \"postgres\"\nurl = \"host=db password=s3cret x\"\n");
         assert!(e.contains("store.url") && !e.contains("s3cret"), "{e}");
+        let c = Config::from_toml_str(
+            "[store]\nkind = \"postgres\"\nurl = \"host=db dbname=otpd password=s3cret\"\n",
+        )
+        .expect("valid");
+        assert!(!format!("{c:?}").contains("s3cret"));
         let e = err("[store]\nkind = \"postgres\"\nurl = \"host=db\"\n");
         assert!(e.contains("no database"), "{e}");
         let e = err("[store]\nkind = \"mysql\"\n");

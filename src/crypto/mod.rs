@@ -277,6 +277,24 @@ impl Keys {
         mac.finalize().into_bytes().into()
     }
 
+    /// A keyed name for state that several nodes share (a two-step login's State, a
+    /// re-login entry): the same on every node that has this key file and database, nothing
+    /// to anyone who has only the database. Under a sub-key of the hash key per `label`, so
+    /// it survives key rotation as keyed hashes do. The parts are length-prefixed: ("ab","c")
+    /// and ("a","bc") do not collide.
+    // HMAC takes keys of any length: new_from_slice cannot fail.
+    #[allow(clippy::expect_used)]
+    pub fn shared_name(&self, label: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let sub = Zeroizing::new(hmac_sha256(self.hash_key.as_ref(), label));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(sub.as_ref())
+            .expect("HMAC accepts any key length");
+        for part in parts {
+            mac.update(&(part.len() as u32).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
     /// Constant-time check of a secret against a stored keyed hash.
     pub fn verify_hash(&self, salt: &[u8], secret: &[u8], expected: &[u8]) -> bool {
         ct_eq(&self.keyed_hash(salt, secret), expected)

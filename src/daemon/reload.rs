@@ -126,7 +126,7 @@ impl EngineHandle {
 }
 
 fn store_settings(s: &crate::config::StoreConfig) -> String {
-    format!("{s:?}")
+    serde_json::to_string(s).unwrap_or_default()
 }
 
 /// Settings that are read once at start (files opened, sockets bound): a changed value is

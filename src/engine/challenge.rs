@@ -4,14 +4,17 @@
 //! (RADIUS Access-Challenge), and so can the socket front-end and e-mailed codes.
 //!
 //! The State is 128 random bits, bound to the user, the client and the class, used at most
-//! once, and valid for a limited time. The open States live in memory only: a restart ends
-//! every half-done login, which costs the user one more PIN prompt and nothing else.
+//! once, and valid for a limited time. Open States are shared state (store/shared/): in this
+//! process's memory on a single host (a restart ends every half-done login, which costs the
+//! user one more PIN prompt and nothing else), in the database with several nodes, so the
+//! second step may reach another node than the first. The store knows a State only by a
+//! keyed hash of it and the PIN only sealed: the database alone can neither answer a
+//! challenge nor reveal the PIN.
 
 use super::email::active_email_token;
 use super::{Attempt, CheckRequest, Commit, Decision, Engine};
 use crate::crypto;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use crate::store::shared::{self, Challenge};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -20,142 +23,88 @@ use zeroize::Zeroizing;
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(120);
 /// What the user is asked for after the PIN alone.
 pub const CODE_PROMPT: &str = "Enter your one-time code";
-/// Open States in all: a bound on memory whatever happens.
-const MAX_OPEN: usize = 65_536;
 /// Open States per user: a few parallel logins (two VPN tunnels) work; someone who knows a
 /// PIN cannot fill the table with that account alone.
 const MAX_OPEN_PER_USER: usize = 4;
 const STATE_BYTES: usize = 16;
+/// The label of the sub-key that names States in the store.
+const STATE_LABEL: &[u8] = b"otpd v1 challenge state";
 
-struct Pending {
-    user: String,
-    client: Option<String>,
-    class: String,
-    /// The PIN the first step proved. Kept so the second step runs the very same PIN+code
-    /// check as a one-step login (every token type, the same lockout bookkeeping); wiped
-    /// when the State is used or dropped.
+/// The associated data of a State's sealed PIN: the PIN opens only with its own State.
+fn pin_aad(key: &shared::Key) -> Vec<u8> {
+    let mut aad = b"otpd challenge pin ".to_vec();
+    aad.extend_from_slice(key);
+    aad
+}
+
+pub(super) fn lifetime_ms(lifetime: Duration) -> i64 {
+    i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// An open State taken from the store, its PIN unsealed.
+struct Taken {
+    c: Challenge,
     pin: Zeroizing<String>,
-    expires_ms: i64,
 }
 
-#[derive(Default)]
-struct Open {
-    by_state: HashMap<String, Pending>,
-    /// States per user, oldest first.
-    by_user: HashMap<String, Vec<String>>,
-}
-
-impl Open {
-    fn remove(&mut self, state: &str) -> Option<Pending> {
-        let p = self.by_state.remove(state)?;
-        if let Some(list) = self.by_user.get_mut(&p.user) {
-            list.retain(|s| s != state);
-            if list.is_empty() {
-                self.by_user.remove(&p.user);
-            }
-        }
-        Some(p)
+impl Engine {
+    fn state_key(&self, state: &str) -> shared::Key {
+        self.keys.shared_name(STATE_LABEL, &[state.as_bytes()])
     }
 
-    fn purge_expired(&mut self, now_ms: i64) {
-        self.by_state.retain(|_, p| p.expires_ms > now_ms);
-        let by_state = &self.by_state;
-        self.by_user.retain(|_, list| {
-            list.retain(|s| by_state.contains_key(s));
-            !list.is_empty()
-        });
-    }
-}
-
-/// The open States of two-step logins.
-pub(super) struct Challenges {
-    lifetime_ms: i64,
-    open: Mutex<Open>,
-}
-
-impl Challenges {
-    pub(super) fn new(lifetime: Duration) -> Challenges {
-        Challenges {
-            lifetime_ms: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
-            open: Mutex::new(Open::default()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
-        // A panic elsewhere while holding the lock leaves a map that is still consistent
-        // enough to use: every operation on it is a single insert or remove.
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How long a State lives unless a kind of challenge needs longer.
-    pub(super) fn lifetime_ms(&self) -> i64 {
-        self.lifetime_ms
-    }
-
-    fn issue(
+    fn issue_challenge(
         &self,
         now_ms: i64,
         user: &str,
-        client: Option<&str>,
+        req: &CheckRequest,
         class: &str,
-        pin: &str,
         lifetime_ms: i64,
-    ) -> Result<String, &'static str> {
+    ) -> Result<String, String> {
         let mut bytes = [0u8; STATE_BYTES];
         crypto::fill_random(&mut bytes).map_err(|_| "no randomness for a challenge state")?;
         let state = data_encoding::HEXLOWER.encode(&bytes);
-        let mut open = self.lock();
-        if open.by_state.len() >= MAX_OPEN {
-            open.purge_expired(now_ms);
+        let key = self.state_key(&state);
+        let sealed_pin = self
+            .keys
+            .seal(&pin_aad(&key), req.password.as_bytes())
+            .map_err(|e| format!("challenge state not sealed: {e}"))?;
+        let c = Challenge {
+            user: user.to_string(),
+            client: req.client.clone(),
+            class: class.to_string(),
+            sealed_pin,
+            expires_ms: now_ms.saturating_add(lifetime_ms),
+        };
+        match self
+            .shared
+            .put_challenge(&key, &c, now_ms, MAX_OPEN_PER_USER)
+        {
+            Ok(true) => Ok(state),
+            Ok(false) => Err("too many open challenges".to_string()),
+            Err(e) => Err(format!("store error: {e}")),
         }
-        let mine: Vec<String> = open.by_user.get(user).cloned().unwrap_or_default();
-        for s in &mine {
-            if open.by_state.get(s).is_some_and(|p| p.expires_ms <= now_ms) {
-                open.remove(s);
-            }
-        }
-        while open.by_user.get(user).map_or(0, Vec::len) >= MAX_OPEN_PER_USER {
-            let Some(oldest) = open.by_user.get(user).and_then(|l| l.first()).cloned() else {
-                break;
-            };
-            open.remove(&oldest);
-        }
-        if open.by_state.len() >= MAX_OPEN {
-            return Err("too many open challenges");
-        }
-        open.by_user
-            .entry(user.to_string())
-            .or_default()
-            .push(state.clone());
-        open.by_state.insert(
-            state.clone(),
-            Pending {
-                user: user.to_string(),
-                client: client.map(str::to_string),
-                class: class.to_string(),
-                pin: Zeroizing::new(pin.to_string()),
-                expires_ms: now_ms.saturating_add(lifetime_ms),
-            },
-        );
-        Ok(state)
     }
 
     /// Removes the State whatever comes next: a State is spent by being shown once, also by
-    /// the wrong user.
-    fn take(&self, now_ms: i64, state: &str) -> Result<Pending, &'static str> {
-        let p = self
-            .lock()
-            .remove(state)
-            .ok_or("unknown or already used challenge state")?;
-        if p.expires_ms <= now_ms {
-            return Err("challenge state expired");
+    /// the wrong user, and on whichever node it is shown.
+    fn take_challenge(&self, now_ms: i64, state: &str) -> Result<Taken, String> {
+        let key = self.state_key(state);
+        let c = match self.shared.take_challenge(&key) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err("unknown or already used challenge state".to_string()),
+            Err(e) => return Err(format!("store error: {e}")),
+        };
+        if c.expires_ms <= now_ms {
+            return Err("challenge state expired".to_string());
         }
-        Ok(p)
-    }
-
-    #[cfg(test)]
-    fn open_count(&self) -> usize {
-        self.lock().by_state.len()
+        let pin = self
+            .keys
+            .open(&pin_aad(&key), &c.sealed_pin)
+            .map_err(|e| format!("challenge state: {e}"))?;
+        let pin = String::from_utf8(pin.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| "challenge state holds a bad value".to_string())?;
+        Ok(Taken { c, pin })
     }
 }
 
@@ -163,7 +112,7 @@ impl Engine {
     /// Sets how long a two-step login's State stays valid (default 120 s). The front-end
     /// that offers challenges passes its setting here; the engine itself knows no protocol.
     pub fn with_challenge_lifetime(mut self, lifetime: Duration) -> Engine {
-        self.challenges = std::sync::Arc::new(Challenges::new(lifetime));
+        self.challenge_lifetime_ms = lifetime_ms(lifetime);
         self
     }
 
@@ -201,7 +150,7 @@ impl Engine {
         let Attempt {
             user, class, req, ..
         } = a;
-        let mut lifetime_ms = self.challenges.lifetime_ms();
+        let mut lifetime_ms = self.challenge_lifetime_ms;
         let (message, reason, serial) = match &email {
             None => (
                 CODE_PROMPT.to_string(),
@@ -223,14 +172,7 @@ impl Engine {
                 }
             },
         };
-        match self.challenges.issue(
-            now_ms,
-            &user,
-            req.client.as_deref(),
-            class,
-            req.password.as_str(),
-            lifetime_ms,
-        ) {
+        match self.issue_challenge(now_ms, &user, req, class, lifetime_ms) {
             Ok(state) => {
                 let d = Decision::challenge(user, &message, state, &reason);
                 match serial {
@@ -247,8 +189,8 @@ impl Engine {
     fn continue_challenge(&self, a: Attempt<'_>, commit: &mut Commit) -> Decision {
         let req = a.req;
         let state = req.state.as_deref().unwrap_or_default();
-        let p = match self.challenges.take(self.clock.now_ms(), state) {
-            Ok(p) => p,
+        let Taken { c: p, pin } = match self.take_challenge(self.clock.now_ms(), state) {
+            Ok(t) => t,
             Err(why) => return Decision::reject(a.user, why),
         };
         if p.user != a.user || p.client.as_deref() != req.client.as_deref() || p.class != a.class {
@@ -258,14 +200,14 @@ impl Engine {
         // start: an answer that is the PIN again is a client echoing, not a guess at a code.
         // Refused without counting, so a mail client that asks for an e-mailed code with the
         // PIN alone does not creep towards the lockout.
-        if bool::from(p.pin.as_bytes().ct_eq(req.password.as_bytes())) {
+        if bool::from(pin.as_bytes().ct_eq(req.password.as_bytes())) {
             return Decision::reject(
                 a.user,
                 "challenge answered with the PIN again (a client repeating the password); not counted",
             );
         }
-        let mut password = Zeroizing::new(String::with_capacity(p.pin.len() + req.password.len()));
-        password.push_str(&p.pin);
+        let mut password = Zeroizing::new(String::with_capacity(pin.len() + req.password.len()));
+        password.push_str(&pin);
         password.push_str(&req.password);
         let second = CheckRequest {
             password,
@@ -283,12 +225,14 @@ mod tests {
     use crate::engine::testkit::{self, oath_token, TestClock, SECRET};
     use crate::engine::Verdict;
     use crate::model::TokenKind;
+    use crate::store::MemoryShared;
     use crate::tokens::oath::{hotp, Algorithm};
     use std::sync::Arc;
 
     struct World {
         engine: Engine,
         clock: Arc<TestClock>,
+        shared: Arc<MemoryShared>,
     }
 
     impl World {
@@ -307,9 +251,14 @@ mod tests {
                     .set_user(user, None, Some("everywhere"))
                     .expect("level");
             }
+            let shared = Arc::new(MemoryShared::new());
             World {
-                engine: p.engine.with_challenge_lifetime(Duration::from_secs(60)),
+                engine: p
+                    .engine
+                    .with_challenge_lifetime(Duration::from_secs(60))
+                    .with_shared(shared.clone()),
                 clock: p.clock,
+                shared,
             }
         }
 
@@ -366,7 +315,7 @@ mod tests {
         let w = World::new(true);
         let d = w.check("alice", "4321", "nas", None);
         assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
-        assert_eq!(w.engine.challenges.open_count(), 0);
+        assert_eq!(w.shared.sizes().0, 0);
     }
 
     #[test]
@@ -416,7 +365,7 @@ mod tests {
                 Verdict::Challenge
             );
         }
-        assert_eq!(w.engine.challenges.open_count(), MAX_OPEN_PER_USER);
+        assert_eq!(w.shared.sizes().0, MAX_OPEN_PER_USER);
         let d = w.check("alice", &World::code(0), "nas", Some(&first));
         assert_eq!(d.verdict, Verdict::Reject, "oldest was dropped: {d:?}");
     }

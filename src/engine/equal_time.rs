@@ -7,7 +7,7 @@
 //! token), else a decoy's: an HOTP window costs more than a TOTP one, so a decoy of one kind
 //! alone left refusals 33-60 µs faster than wrong codes of HOTP accounts.
 
-use super::{lock, Decision, Engine};
+use super::{lock, source_key, source_limit, Decision, Engine};
 use crate::config::UnknownUser;
 use crate::crypto::Keys;
 use crate::engine::request::CheckRequest;
@@ -46,12 +46,25 @@ impl Engine {
                 let now_ms = self.clock.now_ms();
                 let now = now_ms.div_euclid(1000);
                 let l = &self.cfg.lockout;
-                let gated = match self.sources.blocked(rhost, &user, now, l) {
-                    Some(block) => Err(block),
-                    None => self
-                        .gate
-                        .enter(&self.gate.ghost(&user), false, now_ms, l)
-                        .map_err(|r| r.to_string()),
+                // The same one read of the shared counters a known account's login makes.
+                let source = source_key(rhost);
+                let seen = source_limit::look(
+                    self.shared.as_ref(),
+                    source.as_deref(),
+                    &user,
+                    None,
+                    now,
+                    l,
+                );
+                let gated = match seen {
+                    Err(e) => Err(format!("store error: {e}")),
+                    Ok(seen) => match seen.block {
+                        Some(block) => Err(block),
+                        None => self
+                            .gate
+                            .enter(&self.gate.ghost(&user), false, None, now_ms, l)
+                            .map_err(|r| r.to_string()),
+                    },
                 };
                 let d = match gated {
                     Err(why) => self.reject_as_unknown_users_are(
@@ -79,8 +92,9 @@ impl Engine {
                                 None
                             }
                         };
-                        self.sources.failed(rhost, &user, now, l);
-                        pass.failed(now, l);
+                        let src = source.as_deref();
+                        source_limit::failed(self.shared.as_ref(), src, &user, now, l);
+                        pass.failed(now, l, None);
                         self.reject_uncounted(user, "unknown user", now, paid_to)
                     }
                 };

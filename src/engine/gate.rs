@@ -14,19 +14,25 @@
 //! one for sources the account has logged in from before (familiar), one for every other
 //! source and for logins without a source. Guessing from elsewhere locks only the unfamiliar
 //! bucket, so the real user still gets in from their usual place. The unfamiliar bucket is
-//! the account row's `failures`/`last_failure`/`locked_until` (durable); the familiar one
-//! lives in memory only (a restart forgives it, which needs a guesser at one of the user's
-//! own places).
+//! the account row's `failures`/`last_failure`/`locked_until` (durable); the familiar one is
+//! a counter of the shared state (store/shared/: this process's memory on a single host,
+//! the database's UNLOGGED table with several nodes; a restart of it forgives the bucket,
+//! which needs a guesser at one of the user's own places).
 //!
-//! The memory entry is authoritative while attempts are in flight and for `SYNC_MS` after
-//! this process last counted a failure, when the row a login read may predate that commit;
-//! after that it is taken from the row again. The admin's unlock (`otpd user unlock`, from
-//! any process) counts up `unlocks` in the row, and an entry that sees a higher count starts
-//! afresh at once.
+//! Several nodes count into the same row and counter, each with its own memory here. While
+//! attempts are in flight and for `SYNC_MS` after this process last counted a failure, the
+//! row a login read may predate that commit: the memory entry and the row are merged (the
+//! higher count, the later failure, the longer lock), so neither this node's recent failures
+//! nor another node's are lost. After that the row alone counts again (a success or an
+//! unlock elsewhere shows). The admin's unlock (`otpd user unlock`, from any process) counts
+//! up `unlocks` in the row, and an entry that sees a higher count starts afresh at once.
+//! Slots of attempts in flight are per node: n nodes let n times `free_failures` guesses be
+//! evaluated at once before the first failure lands (docs/cluster-state.md).
 
 use super::lockout;
 use crate::config::LockoutConfig;
 use crate::model::Account;
+use crate::store::shared::Counter;
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -56,6 +62,37 @@ impl Bucket {
             locked_until: a.locked_until,
             in_flight: 0,
         }
+    }
+
+    /// The familiar bucket as the shared state holds it.
+    fn from_counter(c: Option<Counter>) -> Bucket {
+        let c = c.unwrap_or_default();
+        Bucket {
+            failures: c.failures,
+            last_failure: c.last,
+            locked_until: c.until,
+            in_flight: 0,
+        }
+    }
+
+    /// Takes the durable view (`row`) in: in place of the memory once the entry is quiet
+    /// (nothing in flight, no failure of this process counted for `SYNC_MS`); else the two
+    /// merged, since each may hold failures the other has not seen yet. Ended locks are
+    /// forgotten on both sides first: an old row's ended lock must not wipe newer failures.
+    fn sync(&mut self, mut row: Bucket, quiet: bool, now: i64) {
+        row.expire(now);
+        self.expire(now);
+        if quiet && self.in_flight == 0 {
+            *self = row;
+            return;
+        }
+        self.failures = self.failures.max(row.failures);
+        self.last_failure = self.last_failure.max(row.last_failure);
+        self.locked_until = self.locked_until.max(row.locked_until);
+    }
+
+    fn dirty(&self) -> bool {
+        self.failures > 0 || self.locked_until.is_some()
     }
 
     /// A lock that has ended is forgotten with the failures that made it: the next guesser
@@ -202,11 +239,13 @@ impl Gate {
     }
 
     /// Takes a slot for one attempt of `account` (as read by this login) from a familiar or
-    /// unfamiliar source, or says why the attempt is refused unseen.
+    /// unfamiliar source, or says why the attempt is refused unseen. `familiar_row`: the
+    /// familiar bucket as the shared state holds it (read by this login when `familiar`).
     pub fn enter(
         &self,
         account: &Account,
         familiar: bool,
+        familiar_row: Option<Counter>,
         now_ms: i64,
         cfg: &LockoutConfig,
     ) -> Result<Pass<'_>, Refusal> {
@@ -234,14 +273,16 @@ impl Gate {
                     ..Bucket::default()
                 };
             }
-            // Only this process's own failures can be missing from the row (their commits
-            // may not have landed when it was read): `changed_ms` is the latest of them.
-            // A ghost has no row: its memory is all there is.
-            if account.id >= 0
-                && e.unfamiliar.in_flight == 0
-                && now_ms.saturating_sub(e.changed_ms) >= SYNC_MS
-            {
-                e.unfamiliar = Bucket::from_row(account);
+            // This process's own failures can be missing from the row (their commits may not
+            // have landed when it was read; `changed_ms` is the latest of them), and other
+            // nodes' failures from the memory. A ghost has no row: its memory is all there is.
+            if account.id >= 0 {
+                let quiet = now_ms.saturating_sub(e.changed_ms) >= SYNC_MS;
+                e.unfamiliar.sync(Bucket::from_row(account), quiet, now);
+                if familiar {
+                    e.familiar
+                        .sync(Bucket::from_counter(familiar_row), quiet, now);
+                }
             }
             let b = e.bucket(familiar);
             b.expire(now);
@@ -253,6 +294,7 @@ impl Gate {
                         account_id: account.id,
                         familiar,
                         done: false,
+                        clear_pair: false,
                     });
                 }
                 Admit::No(r) => return Err(r),
@@ -337,12 +379,21 @@ pub struct Pass<'g> {
     account_id: i64,
     familiar: bool,
     done: bool,
+    /// The source's counter against this account had failures when the login read it: a
+    /// success clears it (a write only then, engine/guessing.rs).
+    pub(super) clear_pair: bool,
 }
 
 impl Pass<'_> {
+    /// Whether the attempt comes from one of the account's familiar sources.
+    pub fn familiar(&self) -> bool {
+        self.familiar
+    }
+
     /// Counts the attempt as a failure of its bucket, at once: an attempt waiting for this
-    /// one sees it.
-    pub fn failed(mut self, now: i64, cfg: &LockoutConfig) -> Counted {
+    /// one sees it. `durable`: the bucket's count after this failure as the row or the shared
+    /// counter has it (all nodes' failures), when it was written; the higher count wins.
+    pub fn failed(mut self, now: i64, cfg: &LockoutConfig, durable: Option<u32>) -> Counted {
         self.done = true;
         let familiar = self.familiar;
         let mut counted = Counted {
@@ -354,7 +405,7 @@ impl Pass<'_> {
             e.changed_ms = now.saturating_mul(1000);
             let b = e.bucket(familiar);
             b.expire(now);
-            b.failures = b.failures.saturating_add(1);
+            b.failures = b.failures.saturating_add(1).max(durable.unwrap_or(0));
             b.last_failure = Some(now);
             if cfg.max_failures > 0 && b.failures >= cfg.max_failures {
                 b.locked_until = Some(now + cfg.lock_duration.as_secs() as i64);
@@ -365,10 +416,13 @@ impl Pass<'_> {
         counted
     }
 
-    /// A full login succeeded: both buckets start afresh (the user is here).
-    pub fn succeeded(mut self) {
+    /// A full login succeeded: both buckets start afresh (the user is here). Returns whether
+    /// the familiar bucket held failures or a lock (its shared counter is then cleared too).
+    pub fn succeeded(mut self) -> bool {
         self.done = true;
+        let mut familiar_dirty = false;
         self.gate.finish(self.account_id, self.familiar, |e| {
+            familiar_dirty = e.familiar.dirty();
             let (a, b) = (e.unfamiliar.in_flight, e.familiar.in_flight);
             e.unfamiliar = Bucket {
                 in_flight: a,
@@ -379,6 +433,7 @@ impl Pass<'_> {
                 ..Bucket::default()
             };
         });
+        familiar_dirty
     }
 }
 
@@ -409,184 +464,5 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    /// The row after `failed` calls, as the store would hold it.
-    fn row(failures: u32, last: i64, locked_until: Option<i64>) -> Account {
-        Account {
-            failures,
-            last_failure: Some(last),
-            locked_until,
-            ..acct()
-        }
-    }
-
-    fn acct() -> Account {
-        Account {
-            id: 7,
-            name: "alice".into(),
-            level: "everywhere".into(),
-            pin_salt: None,
-            pin_hash: None,
-            has_pin: true,
-            failures: 0,
-            last_failure: None,
-            locked_until: None,
-            created_at: 0,
-            familiar_sources: Vec::new(),
-            unlocks: 0,
-        }
-    }
-
-    fn cfg() -> LockoutConfig {
-        LockoutConfig {
-            free_failures: 3,
-            delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-            max_failures: 6,
-            lock_duration: Duration::from_secs(100),
-            ..LockoutConfig::default()
-        }
-    }
-
-    #[test]
-    fn parallel_attempts_take_their_slots_before_they_are_evaluated() {
-        let g = Arc::new(Gate::new());
-        let evaluated = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..64)
-            .map(|_| {
-                let (g, evaluated) = (g.clone(), evaluated.clone());
-                std::thread::spawn(move || {
-                    if let Ok(p) = g.enter(&acct(), false, 10_000, &cfg()) {
-                        evaluated.fetch_add(1, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(5));
-                        p.failed(10, &cfg());
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("thread");
-        }
-        assert_eq!(evaluated.load(Ordering::SeqCst), 3, "free failures only");
-    }
-
-    #[test]
-    fn attempts_that_only_wait_for_others_get_in_when_those_succeed() {
-        let g = Gate::new();
-        let c = cfg();
-        let held: Vec<_> = (0..3)
-            .map(|_| g.enter(&acct(), false, 0, &c).expect("free"))
-            .collect();
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| g.enter(&acct(), false, 0, &c).map(|p| p.succeeded()));
-            std::thread::sleep(Duration::from_millis(20));
-            for p in held {
-                p.succeeded();
-            }
-            assert!(waiter.join().expect("join").is_ok());
-        });
-        assert_eq!(g.len(), 0, "nothing kept for a healthy account");
-    }
-
-    #[test]
-    fn a_lock_that_ends_needs_the_full_count_again() {
-        let g = Gate::new();
-        let c = cfg();
-        let mut a = acct();
-        let mut now = 0;
-        for _ in 0..6 {
-            now += 100;
-            let n = g
-                .enter(&a, false, now * 1000, &c)
-                .expect("admitted")
-                .failed(now, &c);
-            a = row(n.failures, now, n.locked.then_some(now + 100));
-        }
-        assert!(matches!(
-            g.enter(&a, false, now * 1000, &c),
-            Err(Refusal::Locked { .. })
-        ));
-        now += 100;
-        let n = g
-            .enter(&a, false, now * 1000, &c)
-            .expect("lock over")
-            .failed(now, &c);
-        assert_eq!((n.failures, n.locked), (1, false));
-    }
-
-    #[test]
-    fn familiar_sources_have_their_own_bucket() {
-        let g = Gate::new();
-        let c = LockoutConfig {
-            lock_duration: Duration::from_secs(1000),
-            ..cfg()
-        };
-        let mut a = acct();
-        for i in 0..6 {
-            let now = i * 100;
-            let n = g
-                .enter(&a, false, now * 1000, &c)
-                .expect("admitted")
-                .failed(now, &c);
-            a = row(n.failures, now, n.locked.then_some(now + 1000));
-        }
-        assert!(g.enter(&a, false, 600_000, &c).is_err());
-        g.enter(&a, true, 600_000, &c)
-            .expect("familiar gets in")
-            .succeeded();
-        // The user's success forgives the guesses from elsewhere too (and clears the row).
-        assert!(g.enter(&acct(), false, 600_000, &c).is_ok());
-    }
-
-    #[test]
-    fn an_unknown_name_is_throttled_like_an_account() {
-        let g = Gate::new();
-        let c = LockoutConfig {
-            delay: Duration::from_secs(60),
-            ..cfg()
-        };
-        let ghost = g.ghost("mallory");
-        assert!(ghost.id < 0);
-        assert_eq!(ghost.id, g.ghost("mallory").id);
-        assert_ne!(ghost.id, g.ghost("mallorz").id);
-        for _ in 0..3 {
-            g.enter(&ghost, false, 0, &c).expect("free").failed(0, &c);
-        }
-        // Its memory is not replaced by a row, however long it is quiet.
-        assert!(matches!(
-            g.enter(&ghost, false, 30_000, &c),
-            Err(Refusal::Throttled { .. })
-        ));
-    }
-
-    #[test]
-    fn the_row_wins_again_once_the_entry_is_quiet() {
-        let g = Gate::new();
-        let c = LockoutConfig {
-            delay: Duration::from_secs(60),
-            ..cfg()
-        };
-        for _ in 0..3 {
-            g.enter(&acct(), false, 0, &c).expect("free").failed(0, &c);
-        }
-        // A row read before those commits (failures 0) does not undo them ...
-        assert!(matches!(
-            g.enter(&acct(), false, 500, &c),
-            Err(Refusal::Throttled { .. })
-        ));
-        // ... an admin's unlock (from any process) does, at once ...
-        let unlocked = Account {
-            unlocks: 1,
-            ..acct()
-        };
-        g.enter(&unlocked, false, 600, &c)
-            .expect("unlocked")
-            .failed(0, &c);
-        // ... and after SYNC_MS the row counts again.
-        assert!(g.enter(&unlocked, false, 3_000, &c).is_ok());
-    }
-}
+#[path = "gate_tests.rs"]
+mod tests;

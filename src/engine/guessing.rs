@@ -1,8 +1,14 @@
 //! The login's side of the guessing gate (gate.rs): every attempt at a PIN, a code or an app
 //! password enters here, failures are counted here, and an Accept makes its source familiar.
 
-use super::{gate, source_key, CheckRequest, Decision, Engine, Verdict, MAX_FAMILIAR_SOURCES};
+use super::MAX_FAMILIAR_SOURCES;
+use super::{gate, source_key, source_limit, CheckRequest, Decision, Engine, Verdict};
 use crate::model::{Account, Token};
+use crate::store::shared::{self, Count};
+
+/// How long a familiar-source bucket with failures but no lock is kept after its latest
+/// failure when nothing clears it: a day of quiet forgives it.
+const FAMILIAR_KEEP_S: i64 = 86_400;
 
 impl Engine {
     /// The guessing gate in front of everything that looks at a PIN, a code or an app
@@ -20,17 +26,35 @@ impl Engine {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         let rhost = req.rhost.as_deref();
-        if let Some(block) = self.sources.blocked(rhost, &user, now, &self.cfg.lockout) {
-            let own = Some((account, tokens.as_slice()));
-            return self.reject_as_unknown_users_are(user, &req.password, &block, own);
-        }
         let source = source_key(rhost);
         let familiar = source
             .as_ref()
             .is_some_and(|s| account.familiar_sources.contains(s));
+        // One read of the shared counters: the source's blocks and, from a familiar source,
+        // the account's familiar bucket as every node counted it.
+        let seen = source_limit::look(
+            self.shared.as_ref(),
+            source.as_deref(),
+            &user,
+            familiar.then_some(account),
+            now,
+            &self.cfg.lockout,
+        )
+        .map_err(|e| format!("store error: {e}"))
+        .and_then(|seen| match seen.block {
+            Some(block) => Err(block),
+            None => Ok(seen),
+        });
+        let seen = match seen {
+            Ok(seen) => seen,
+            Err(why) => {
+                let own = Some((account, tokens.as_slice()));
+                return self.reject_as_unknown_users_are(user, &req.password, &why, own);
+            }
+        };
         let d = match self
             .gate
-            .enter(account, familiar, now_ms, &self.cfg.lockout)
+            .enter(account, familiar, seen.familiar, now_ms, &self.cfg.lockout)
         {
             Err(refusal) => {
                 let own = Some((account, tokens.as_slice()));
@@ -41,7 +65,10 @@ impl Engine {
                     own,
                 );
             }
-            Ok(pass) => f(user, pass, tokens),
+            Ok(mut pass) => {
+                pass.clear_pair = seen.pair_counted;
+                f(user, pass, tokens)
+            }
         };
         if d.verdict == Verdict::Accept {
             if let Some(s) = source {
@@ -83,19 +110,37 @@ impl Engine {
         pass: gate::Pass<'_>,
     ) -> Decision {
         let l = &self.cfg.lockout;
-        self.sources.failed(rhost, &user, now, l);
-        // Counted in memory first, so an attempt waiting at the gate sees it at once; then
-        // made durable. A familiar source's failures live in memory only, but pay the same
-        // durable write, or their answer would come a flush sooner.
-        let counted = pass.failed(now, l);
+        let source = source_key(rhost);
+        source_limit::failed(self.shared.as_ref(), source.as_deref(), &user, now, l);
+        // Written while this attempt still holds its slot (an attempt waiting at the gate
+        // waits for it), then counted in memory with the count every node's failures made:
+        // the row's for unfamiliar sources, the shared bucket's for familiar ones. A
+        // familiar source's failure pays the same durable write as an unfamiliar one's, or
+        // its answer would come a flush sooner.
         let lock_until = now + l.lock_duration.as_secs() as i64;
-        let written = if counted.durable {
-            self.store
-                .record_failure(account.id, now, l.max_failures, lock_until)
-                .map(|_| ())
+        let (durable, written) = if pass.familiar() {
+            let how = Count::Bucket {
+                lock_at: l.max_failures,
+                lock_until,
+                keep: FAMILIAR_KEEP_S,
+            };
+            let key = shared::counter_for_familiar(account);
+            let shared = self.shared.count(&key, now, how);
+            let written = self.store.record_uncounted(Some(account.id), now);
+            match shared {
+                Ok(c) => (Some(c.failures), written),
+                Err(e) => (None, written.and(Err(e))),
+            }
         } else {
-            self.store.record_uncounted(Some(account.id), now)
+            match self
+                .store
+                .record_failure(account.id, now, l.max_failures, lock_until)
+            {
+                Ok(n) => (Some(n), Ok(())),
+                Err(e) => (None, Err(e)),
+            }
         };
+        let counted = pass.failed(now, l, durable);
         let n = counted.failures;
         let from = if counted.durable {
             ""
@@ -118,6 +163,32 @@ impl Engine {
             Err(e) => {
                 let reason = format!("{}; failure not written: {e}", d.reason);
                 Decision::reject(d.user, reason)
+            }
+        }
+    }
+
+    /// A full login succeeded: the slot goes back with both buckets afresh, and the shared
+    /// counters that held failures are cleared (written only then: most logins have none).
+    pub(super) fn succeeded(
+        &self,
+        pass: gate::Pass<'_>,
+        account: &Account,
+        rhost: Option<&str>,
+        user: &str,
+    ) {
+        let clear_pair = pass.clear_pair;
+        let familiar_dirty = pass.succeeded();
+        if clear_pair {
+            source_limit::succeeded(self.shared.as_ref(), source_key(rhost).as_deref(), user);
+        }
+        if familiar_dirty {
+            if let Err(e) = self.shared.forget(&shared::counter_for_familiar(account)) {
+                tracing::warn!("familiar failures not cleared: {e}");
+            }
+        }
+        if account.failures > 0 || account.locked_until.is_some() {
+            if let Err(e) = self.store.clear_failures(account.id) {
+                tracing::warn!("failure count not cleared: {e}");
             }
         }
     }

@@ -22,12 +22,12 @@ use attempt::Attempt;
 pub use challenge::CODE_PROMPT;
 pub use deferred::{Checked, Pending, Responder};
 pub use request::{normalize_user, CheckRequest, Decision, Verdict, MAX_PASSWORD_LEN};
-pub use source_limit::{source_key, SourceLimiter};
+pub use source_limit::source_key;
 
 use crate::config::{Config, Requirement};
 use crate::crypto::Keys;
 use crate::model::Token;
-use crate::store::{CommitMode, LoginStore, Outcome};
+use crate::store::{CommitMode, LoginStore, MemoryShared, Outcome, SharedStateStore};
 use crate::tokens::Ports;
 use deferred::{lost, Commit};
 use std::net::IpAddr;
@@ -66,15 +66,16 @@ pub struct Engine {
     store: Arc<dyn LoginStore>,
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
-    /// In-memory failure counts per source address; carried over on reload.
-    sources: Arc<SourceLimiter>,
+    /// What every node must see: open States of two-step logins (challenge.rs), the webmail
+    /// re-login cache (relogin.rs), the per-source and familiar-source failure counters
+    /// (source_limit.rs, gate.rs). The store's when it shares them between nodes, else this
+    /// process's memory; carried over on reload.
+    shared: Arc<dyn SharedStateStore>,
     /// Every attempt at a PIN, a code or an app password passes here first; carried over on
     /// reload.
     gate: Arc<gate::Gate>,
-    /// Open States of two-step logins (challenge.rs); carried over on reload.
-    challenges: Arc<challenge::Challenges>,
-    /// Webmail re-logins (relogin.rs); carried over on reload.
-    relogin: Arc<relogin::ReloginCache>,
+    /// How long a two-step login's State is valid (ms).
+    challenge_lifetime_ms: i64,
     /// The mail relay and the YubiKey validation servers (email.rs); the real ones unless a
     /// test puts its own here.
     ports: Ports,
@@ -99,14 +100,16 @@ impl Engine {
         keys: Arc<Keys>,
         clock: Arc<dyn Clock>,
     ) -> Engine {
+        let shared = store
+            .shared_state()
+            .unwrap_or_else(|| Arc::new(MemoryShared::new()));
         Engine {
             cfg,
             store,
             clock,
-            sources: Arc::new(SourceLimiter::new()),
+            shared,
             gate: Arc::new(gate::Gate::new()),
-            challenges: Arc::new(challenge::Challenges::new(challenge::DEFAULT_LIFETIME)),
-            relogin: Arc::new(relogin::ReloginCache::new(relogin::MAX_ENTRIES)),
+            challenge_lifetime_ms: challenge::lifetime_ms(challenge::DEFAULT_LIFETIME),
             ports: Ports::real(),
             decoy: Arc::new(equal_time::decoy_token(&keys)),
             recent_account: Arc::new(Mutex::new(None)),
@@ -134,14 +137,19 @@ impl Engine {
             store: self.store.clone(),
             keys: self.keys.clone(),
             clock: self.clock.clone(),
-            sources: self.sources.clone(),
+            shared: self.shared.clone(),
             gate: self.gate.clone(),
-            challenges: self.challenges.clone(),
-            relogin: self.relogin.clone(),
+            challenge_lifetime_ms: self.challenge_lifetime_ms,
             ports: self.ports.clone(),
             decoy: self.decoy.clone(),
             recent_account: self.recent_account.clone(),
         }
+    }
+
+    /// The same engine on another shared state (tests: two engines as two nodes on one).
+    pub fn with_shared(mut self, shared: Arc<dyn SharedStateStore>) -> Engine {
+        self.shared = shared;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -321,6 +329,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod login_store_tests;
 #[cfg(test)]

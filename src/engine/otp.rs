@@ -80,13 +80,7 @@ impl Engine {
             }
             Err(e) => return Decision::reject(user, format!("store error: {e}")),
         };
-        pass.succeeded();
-        self.sources.succeeded(rhost, &user);
-        if account.failures > 0 || account.locked_until.is_some() {
-            if let Err(e) = self.store.clear_failures(account.id) {
-                tracing::warn!("failure count not cleared: {e}");
-            }
-        }
+        self.succeeded(pass, account, rhost, &user);
         let mut d = Decision::accept(user, token.serial.clone());
         d.reason = note;
         d

@@ -1,5 +1,7 @@
-//! Limits per source address, in memory, so that guessing from one address cannot lock the
-//! real user out and spraying many accounts from one address stops early.
+//! Limits per source address, so that guessing from one address cannot lock the real user
+//! out and spraying many accounts from one address stops early. The counters are shared
+//! state (store/shared/): this process's memory on a single host, the database with several
+//! nodes, so failures on every node add up.
 //!
 //! Two counters per window:
 //! - per (address, account): after `per_source_max_failures` failures the address is blocked
@@ -14,17 +16,13 @@
 //! source (a local login, a NAS that names no station) only the account's own limits apply.
 
 use crate::config::LockoutConfig;
-use std::collections::HashMap;
+use crate::model::Account;
+use crate::store::shared::{self, Count, Counter, SharedStateStore};
+use crate::store::StoreResult;
 use std::net::IpAddr;
-use std::sync::Mutex;
-
-/// Entries kept at most; beyond it, expired ones go first, then the oldest.
-const MAX_ENTRIES: usize = 100_000;
 
 /// Longest station id kept as a source; longer ones are cut (front-ends bound them already).
 const MAX_SOURCE_LEN: usize = 64;
-
-type Source = String;
 
 /// Who a login comes from, as the limits and the familiar sources count it: an IPv4 address,
 /// an IPv6 /64 (`2001:db8:1:2::/64`), or any other station id as given.
@@ -42,168 +40,161 @@ pub fn source_key(rhost: Option<&str>) -> Option<String> {
                 format!("{net}/64")
             }
         },
-        Err(_) => r.chars().take(MAX_SOURCE_LEN).collect(),
+        // Control characters dropped: they make no two stations different, and PostgreSQL's
+        // TEXT takes no NUL (the counters are shared state, store/shared/).
+        Err(_) => r
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_SOURCE_LEN)
+            .collect(),
     })
 }
 
-fn source(rhost: Option<&str>) -> Option<Source> {
-    source_key(rhost)
+/// What a login's one read of the shared counters found.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    /// Why the source is refused unseen, if it is.
+    pub(super) block: Option<String>,
+    /// The source's counter against this account holds failures (a success clears it).
+    pub(super) pair_counted: bool,
+    /// The account's familiar-source bucket, when asked for.
+    pub(super) familiar: Option<Counter>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    window_start: i64,
-    blocked_until: i64,
-}
-
-impl Entry {
-    fn live(&self, now: i64, window: i64) -> bool {
-        now < self.blocked_until || now < self.window_start + window
-    }
-}
-
-#[derive(Default)]
-pub struct SourceLimiter {
-    by_source: Mutex<HashMap<Source, Entry>>,
-    by_pair: Mutex<HashMap<(Source, String), Entry>>,
-}
-
-impl SourceLimiter {
-    pub fn new() -> SourceLimiter {
-        SourceLimiter::default()
-    }
-
-    /// Why a login from `rhost` for `user` is refused unseen, if it is.
-    pub fn blocked(
-        &self,
-        rhost: Option<&str>,
-        user: &str,
-        now: i64,
-        cfg: &LockoutConfig,
-    ) -> Option<String> {
-        let src = source(rhost)?;
-        if cfg.source_max_failures > 0 {
-            let m = lock(&self.by_source);
-            if let Some(e) = m.get(src.as_str()) {
-                if now < e.blocked_until {
-                    return Some(format!(
-                        "source address blocked for {} s after {} failures on any account",
-                        e.blocked_until - now,
-                        e.failures
-                    ));
-                }
-            }
-        }
-        if cfg.per_source_limit() > 0 {
-            let m = lock(&self.by_pair);
-            if let Some(e) = m.get(&(src.clone(), user.to_string())) {
-                if now < e.blocked_until {
-                    return Some(format!(
-                        "source address blocked for this account for {} s after {} failures",
-                        e.blocked_until - now,
-                        e.failures
-                    ));
-                }
-            }
-        }
-        None
-    }
-
-    /// Counts a failed login from `rhost` for `user`.
-    pub fn failed(&self, rhost: Option<&str>, user: &str, now: i64, cfg: &LockoutConfig) {
-        let Some(src) = source(rhost) else { return };
-        let window = cfg.source_window.as_secs() as i64;
-        let block = cfg.source_block.as_secs() as i64;
-        if cfg.source_max_failures > 0 {
-            let mut m = lock(&self.by_source);
-            bump(
-                &mut m,
-                src.clone(),
-                now,
-                window,
-                block,
-                cfg.source_max_failures,
-            );
-        }
-        let per_pair = cfg.per_source_limit();
-        if per_pair > 0 {
-            let mut m = lock(&self.by_pair);
-            bump(
-                &mut m,
-                (src, user.to_string()),
-                now,
-                window,
-                block,
-                per_pair,
-            );
-        }
-    }
-
-    /// A successful login from `rhost` for `user`: that pair starts afresh. The address's
-    /// count over all accounts stays: one good login must not launder a spray.
-    pub fn succeeded(&self, rhost: Option<&str>, user: &str) {
-        let Some(src) = source(rhost) else { return };
-        lock(&self.by_pair).remove(&(src, user.to_string()));
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> (usize, usize) {
-        (lock(&self.by_source).len(), lock(&self.by_pair).len())
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The maps hold counters only: after a panic elsewhere they are still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn bump<K: std::hash::Hash + Eq + Clone>(
-    m: &mut HashMap<K, Entry>,
-    key: K,
+/// Reads, in one go, the counters a login from `source` for `user` depends on: the source's
+/// over all accounts, the source's against this account, and (`familiar_of`) the account's
+/// familiar-source bucket.
+pub(super) fn look(
+    shared: &dyn SharedStateStore,
+    source: Option<&str>,
+    user: &str,
+    familiar_of: Option<&Account>,
     now: i64,
-    window: i64,
-    block: i64,
-    max: u32,
+    cfg: &LockoutConfig,
+) -> StoreResult<Seen> {
+    let Some(src) = source else {
+        return Ok(Seen::default());
+    };
+    let by_source = cfg.source_max_failures > 0;
+    let by_pair = cfg.per_source_limit() > 0;
+    let mut keys = Vec::with_capacity(3);
+    if by_source {
+        keys.push(shared::counter_for_source(src));
+    }
+    if by_pair {
+        keys.push(shared::counter_for_pair(src, user));
+    }
+    if let Some(account) = familiar_of {
+        keys.push(shared::counter_for_familiar(account));
+    }
+    if keys.is_empty() {
+        return Ok(Seen::default());
+    }
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut found = shared.counters(&names)?.into_iter();
+    let mut seen = Seen::default();
+    if by_source {
+        if let Some(c) = found.next().flatten() {
+            if let Some(until) = c.until.filter(|u| now < *u) {
+                seen.block = Some(format!(
+                    "source address blocked for {} s after {} failures on any account",
+                    until - now,
+                    c.failures
+                ));
+            }
+        }
+    }
+    if by_pair {
+        if let Some(c) = found.next().flatten() {
+            seen.pair_counted = c.failures > 0;
+            match c.until.filter(|u| now < *u) {
+                Some(until) if seen.block.is_none() => {
+                    seen.block = Some(format!(
+                        "source address blocked for this account for {} s after {} failures",
+                        until - now,
+                        c.failures
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    if familiar_of.is_some() {
+        seen.familiar = found.next().flatten();
+    }
+    Ok(seen)
+}
+
+/// Counts a failed login from `source` for `user`. A counter that cannot be written is
+/// logged: the login is a Reject already, and the account's own row still counts it.
+pub(super) fn failed(
+    shared: &dyn SharedStateStore,
+    source: Option<&str>,
+    user: &str,
+    now: i64,
+    cfg: &LockoutConfig,
 ) {
-    if m.len() >= MAX_ENTRIES && !m.contains_key(&key) {
-        evict(m, now, window);
+    let Some(src) = source else { return };
+    let window = cfg.source_window.as_secs() as i64;
+    let block = cfg.source_block.as_secs() as i64;
+    let count = |key: String, max: u32| {
+        let how = Count::Window { window, block, max };
+        if let Err(e) = shared.count(&key, now, how) {
+            tracing::warn!("source failure not counted: {e}");
+        }
+    };
+    if cfg.source_max_failures > 0 {
+        count(shared::counter_for_source(src), cfg.source_max_failures);
     }
-    let e = m.entry(key).or_insert(Entry {
-        failures: 0,
-        window_start: now,
-        blocked_until: 0,
-    });
-    if now >= e.window_start + window && now >= e.blocked_until {
-        *e = Entry {
-            failures: 0,
-            window_start: now,
-            blocked_until: 0,
-        };
-    }
-    e.failures = e.failures.saturating_add(1);
-    if e.failures >= max {
-        e.blocked_until = now + block;
+    let per_pair = cfg.per_source_limit();
+    if per_pair > 0 {
+        count(shared::counter_for_pair(src, user), per_pair);
     }
 }
 
-fn evict<K: std::hash::Hash + Eq + Clone>(m: &mut HashMap<K, Entry>, now: i64, window: i64) {
-    m.retain(|_, e| e.live(now, window));
-    if m.len() >= MAX_ENTRIES {
-        // Still full of live entries (a flood of distinct sources): drop the older half.
-        // Blocks are a courtesy to the real user, not the only defence: the account's own
-        // delay and lock still hold.
-        let mut starts: Vec<i64> = m.values().map(|e| e.window_start).collect();
-        starts.sort_unstable();
-        let cut = starts[starts.len() / 2];
-        m.retain(|_, e| e.window_start > cut);
+/// A successful login from `source` for `user`: that pair starts afresh. The address's
+/// count over all accounts stays: one good login must not launder a spray.
+pub(super) fn succeeded(shared: &dyn SharedStateStore, source: Option<&str>, user: &str) {
+    let Some(src) = source else { return };
+    if let Err(e) = shared.forget(&shared::counter_for_pair(src, user)) {
+        tracing::warn!("source counter not cleared: {e}");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemoryShared;
     use std::time::Duration;
+
+    /// The limits on one memory store, asked as a login asks them.
+    struct L(MemoryShared);
+
+    impl L {
+        fn new() -> L {
+            L(MemoryShared::new())
+        }
+
+        fn blocked(
+            &self,
+            rhost: Option<&str>,
+            user: &str,
+            now: i64,
+            c: &LockoutConfig,
+        ) -> Option<String> {
+            look(&self.0, source_key(rhost).as_deref(), user, None, now, c)
+                .expect("look")
+                .block
+        }
+
+        fn failed(&self, rhost: Option<&str>, user: &str, now: i64, c: &LockoutConfig) {
+            failed(&self.0, source_key(rhost).as_deref(), user, now, c)
+        }
+
+        fn succeeded(&self, rhost: Option<&str>, user: &str) {
+            succeeded(&self.0, source_key(rhost).as_deref(), user)
+        }
+    }
 
     fn cfg() -> LockoutConfig {
         LockoutConfig {
@@ -217,7 +208,7 @@ mod tests {
 
     #[test]
     fn one_address_is_blocked_for_one_account_only() {
-        let l = SourceLimiter::new();
+        let l = L::new();
         let c = cfg();
         for _ in 0..3 {
             assert!(l.blocked(Some("192.0.2.7"), "alice", 100, &c).is_none());
@@ -233,7 +224,7 @@ mod tests {
 
     #[test]
     fn spraying_many_accounts_blocks_the_address() {
-        let l = SourceLimiter::new();
+        let l = L::new();
         let c = cfg();
         for u in ["a", "b", "c", "d", "e"] {
             l.failed(Some("2001:db8::1"), u, 10, &c);
@@ -246,7 +237,7 @@ mod tests {
 
     #[test]
     fn window_expires_and_success_clears_the_pair() {
-        let l = SourceLimiter::new();
+        let l = L::new();
         let c = cfg();
         l.failed(Some("192.0.2.9"), "alice", 0, &c);
         l.failed(Some("192.0.2.9"), "alice", 0, &c);
@@ -273,14 +264,14 @@ mod tests {
 
     #[test]
     fn no_source_no_limit_and_station_ids_count_as_given() {
-        let l = SourceLimiter::new();
+        let l = L::new();
         let c = cfg();
         for _ in 0..10 {
             l.failed(None, "alice", 0, &c);
             l.failed(Some("  "), "alice", 0, &c);
         }
         assert!(l.blocked(None, "alice", 0, &c).is_none());
-        assert_eq!(l.len(), (0, 0));
+        assert_eq!(l.0.sizes().2, 0);
         // A Wi-Fi station's MAC address is a source like an address.
         for _ in 0..3 {
             l.failed(Some("00-11-22-33-44-55"), "alice", 0, &c);
@@ -305,18 +296,7 @@ mod tests {
             Some("2001:db8:1:2::/64")
         );
         assert_eq!(source_key(Some("AA:BB")).as_deref(), Some("AA:BB"));
+        assert_eq!(source_key(Some("AA\0:B\nB")).as_deref(), Some("AA:BB"));
         assert_eq!(source_key(None), None);
-    }
-
-    #[test]
-    fn memory_stays_bounded_under_a_flood_of_sources() {
-        let l = SourceLimiter::new();
-        let c = cfg();
-        for i in 0..(MAX_ENTRIES as u32 + 5_000) {
-            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
-            l.failed(Some(&ip), "alice", i64::from(i / 1000), &c);
-        }
-        let (s, p) = l.len();
-        assert!(s <= MAX_ENTRIES && p <= MAX_ENTRIES, "{s} {p}");
     }
 }

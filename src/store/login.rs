@@ -18,9 +18,11 @@
 //! - An error means the write did not happen (or its batch was rolled back as a whole); the
 //!   engine then answers Reject, never Accept.
 
+use super::shared::SharedStateStore;
 use super::ticket::Ticket;
 use super::StoreResult;
 use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode, Token};
+use std::sync::Arc;
 
 /// How the caller wants a conditional write committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,12 @@ pub trait LoginStore: Send + Sync {
     fn app_passwords(&self, account_id: i64) -> StoreResult<Vec<AppPassword>>;
     /// Records a use: when and from where. Queued, not waited for.
     fn touch_app_password(&self, id: i64, now: i64, from: Option<&str>) -> StoreResult<()>;
+
+    /// The short-lived state this store shares between nodes (store/shared/), if it does:
+    /// `None` (a single-host store) lets the engine keep it in its own memory.
+    fn shared_state(&self) -> Option<Arc<dyn SharedStateStore>> {
+        None
+    }
 
     /// Appends a login's audit record. Queued, not waited for; a record queued before a
     /// durable write is durable with it or before it.

@@ -7,6 +7,8 @@
 //!   key rotation, import, backup and restore; everything a login needs too.
 //! - [`AuditStore`] and [`StatusStore`] (audit.rs): reading and pruning the audit; the
 //!   daemon's liveness probe and counts.
+//! - [`SharedStateStore`] (shared/): short-lived state every node must see (open States of
+//!   two-step logins, the re-login cache, per-source and familiar-source failure counters).
 //! - [`Ticket`] (ticket.rs): the answer of a conditional write asked for with
 //!   [`CommitMode::Defer`], and the [`Completion`] that runs once it is durable.
 //!
@@ -19,6 +21,7 @@ pub mod audit;
 pub mod copy;
 pub mod login;
 pub mod postgres;
+pub mod shared;
 pub mod sqlite;
 pub mod ticket;
 
@@ -26,6 +29,7 @@ pub use admin::{AdminStore, ImportAccount, ImportToken};
 pub use audit::{AuditStore, Counts, DaemonStore, StatusStore};
 pub use login::{Advance, CommitMode, LoginStore};
 pub use postgres::PgStore;
+pub use shared::{MemoryShared, SharedStateStore};
 pub use sqlite::SqliteStore;
 pub use ticket::{Completion, Outcome, Ticket};
 

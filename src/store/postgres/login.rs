@@ -3,11 +3,12 @@
 //! transactions of their own.
 
 use super::rows::{self, ACCOUNT_COLS, ACCOUNT_NCOLS, TOKEN_COLS};
+use super::shared::PgShared;
 use super::PgStore;
 use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode, Token};
 use crate::store::sqlite::commit::{Answer, Op};
-use crate::store::{Advance, CommitMode, LoginStore, StoreError, StoreResult};
-use std::sync::LazyLock;
+use crate::store::{Advance, CommitMode, LoginStore, SharedStateStore, StoreError, StoreResult};
+use std::sync::{Arc, LazyLock};
 
 static ACCOUNT_SQL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {ACCOUNT_COLS} FROM accounts a WHERE a.name = $1"));
@@ -270,6 +271,12 @@ impl LoginStore for PgStore {
             now,
             from: from.map(str::to_string),
         })
+    }
+
+    /// The States, the re-login cache and the failure counters every node must see, in
+    /// UNLOGGED tables on this store's pool.
+    fn shared_state(&self) -> Option<Arc<dyn SharedStateStore>> {
+        Some(Arc::new(PgShared::new(self.pool().clone())))
     }
 
     fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {

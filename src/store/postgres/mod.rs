@@ -19,6 +19,7 @@ mod login;
 pub(crate) mod pool;
 mod rows;
 pub mod schema;
+pub mod shared;
 mod writer;
 
 use crate::config::StoreConfig;

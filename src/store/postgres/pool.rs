@@ -157,6 +157,27 @@ impl Drop for Pooled<'_> {
     }
 }
 
+impl Drop for PgPool {
+    /// `postgres::Client` closes its session by blocking on a runtime of its own, which
+    /// panics on a thread that drives tokio tasks: the daemon's last handle on the store can
+    /// be dropped in one. The sessions are closed on a thread of their own instead.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        if idle.is_empty() {
+            return;
+        }
+        match std::thread::Builder::new()
+            .name("otpd-pg-close".into())
+            .spawn(move || drop(idle))
+        {
+            Ok(t) => {
+                let _ = t.join();
+            }
+            Err(e) => tracing::warn!("PostgreSQL sessions left unclosed: {e}"),
+        }
+    }
+}
+
 impl PgPool {
     pub(crate) fn new(settings: PgSettings) -> PgPool {
         PgPool {
@@ -226,19 +247,6 @@ impl PgPool {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
-        }
-    }
-}
-
-impl Drop for PgPool {
-    fn drop(&mut self) {
-        // A synchronous client closes its session through a runtime of its own, which
-        // panics (and, in a destructor, aborts) on a thread of the daemon's runtime, where
-        // the last holder of the store may be dropped at shutdown: close them on a plain
-        // thread there.
-        let idle = std::mem::take(&mut self.lock().idle);
-        if !idle.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
-            let _ = std::thread::spawn(move || drop(idle)).join();
         }
     }
 }

@@ -107,6 +107,8 @@ pub const MIGRATIONS: &[&str] = &[
         sent_at     BIGINT NOT NULL
     );
     CREATE INDEX email_sends_account ON email_sends(account_id, sent_at);",
+    // 2: the short-lived state several nodes share (store/postgres/shared.rs), UNLOGGED.
+    super::shared::MIGRATION,
 ];
 
 /// What `migrate` found and did.
