@@ -7,9 +7,15 @@
 #   bench/run.sh --accounts 20000 --duration 10 --rounds 5 --windows 8,32
 #   bench/run.sh --no-freeradius      otpd only
 #   bench/run.sh --big 0              skip the peak-RSS run with 100,000 accounts
+#   bench/run.sh --store postgres     otpd on SQLite, on PostgreSQL with one node and with two
+#                                     nodes, side by side (no FreeRADIUS, no big run)
+#   bench/run.sh --store postgres --pg-standby none    PostgreSQL without its standby
 #
-# Rounds alternate otpd and FreeRADIUS so both see the same machine; the summary quotes
-# medians. Everything runs on 127.0.0.1 on free ports from a private temporary directory;
+# Rounds alternate otpd and FreeRADIUS (or the stores) so all see the same machine; the
+# summary quotes medians. With --store postgres, a PostgreSQL primary and a synchronous standby
+# (Debian's packages, run as the postgres user) are started on this machine, the accounts are
+# moved there with `otpd store copy`, and two nodes share them: each gets its own accounts
+# from a load generator of its own, both at the same time. Everything runs on 127.0.0.1 on free ports from a private temporary directory;
 # every process started here is stopped by its pid at the end. Not part of tests/run.sh (too
 # slow); tests/bench_smoke.rs keeps the load generator working.
 set -euo pipefail
@@ -23,6 +29,8 @@ windows=1,8,32,128
 big=100000
 freeradius=1
 keep=0
+store=sqlite
+pg_standby=sync
 while [ $# -gt 0 ]; do
   case "$1" in
     --accounts) accounts=$2; shift 2 ;;
@@ -33,10 +41,22 @@ while [ $# -gt 0 ]; do
     --big) big=$2; shift 2 ;;
     --no-freeradius) freeradius=0; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --store) store=$2; shift 2 ;;
+    --pg-standby) pg_standby=$2; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+
+case "$store" in
+  sqlite) ;;
+  postgres) freeradius=0; big=0 ;;
+  *) echo "bench/run.sh: --store is sqlite or postgres, not $store" >&2; exit 2 ;;
+esac
+case "$pg_standby" in
+  sync|none) ;;
+  *) echo "bench/run.sh: --pg-standby is sync or none, not $pg_standby" >&2; exit 2 ;;
+esac
 
 secret=bench-secret-0123456789
 seed=otpd-bench
@@ -48,12 +68,17 @@ gen=$PWD/target/release/otpd-bench
 
 work=$(mktemp -d /tmp/otpd-bench.XXXXXX)
 pids=()
+pg_dirs=()
 cleanup() {
   for p in "${pids[@]}"; do
     if kill -0 "$p" 2>/dev/null; then
       kill -TERM "$p" 2>/dev/null || true
       wait "$p" 2>/dev/null || true
     fi
+  done
+  # The PostgreSQL servers started here, by their data directories.
+  for d in "${pg_dirs[@]}"; do
+    as_postgres "$pg_bin/pg_ctl" -D "$d" -m immediate stop > /dev/null 2>&1 || true
   done
   if [ $keep = 0 ]; then rm -rf "$work"; else echo "kept $work"; fi
 }
@@ -230,6 +255,125 @@ stop_pid() {
   wait "$1" 2>/dev/null || true
 }
 
+# ---- PostgreSQL (--store postgres) ----------------------------------------------------------
+
+pg_bin=""
+# PostgreSQL refuses to run as root: its programs run as the postgres user then.
+as_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_tcp_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+pg_sql() {
+  "$pg_bin/psql" -X -q -A -t -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "$1"
+}
+
+# start_postgres DIR: a primary (and, unless --pg-standby none, a synchronous standby `s1`
+# copied with pg_basebackup) on free ports, both with their WAL on this machine's disk. Sets
+# pg_port.
+start_postgres() {
+  local dir=$1
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+    echo "PostgreSQL is missing: apt-get install -y postgresql (tests/run.sh installs it)" >&2
+    exit 1
+  fi
+  mkdir -p "$dir"
+  chmod 711 "$work"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+  pg_port=$(free_tcp_port)
+  as_postgres "$pg_bin/initdb" -D "$dir/primary" -A trust -U postgres -E UTF8 --locale C \
+    > "$dir/initdb.log"
+  pg_dirs+=("$dir/primary")
+  # otpd's nodes take connections + 1 sessions each.
+  as_postgres "$pg_bin/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w \
+    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
+    start > /dev/null
+  pg_sql "CREATE DATABASE otpd"
+  if [ "$pg_standby" = sync ]; then
+    local port2
+    port2=$(free_tcp_port)
+    as_postgres "$pg_bin/pg_basebackup" -D "$dir/standby" -R -X stream -c fast \
+      -d "host=127.0.0.1 port=$pg_port user=postgres application_name=s1"
+    pg_dirs+=("$dir/standby")
+    as_postgres "$pg_bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w \
+      -o "-p $port2 -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
+      start > /dev/null
+    # Two calls: ALTER SYSTEM refuses to run inside psql's one transaction per -c.
+    pg_sql "ALTER SYSTEM SET synchronous_standby_names = 's1'"
+    pg_sql "SELECT pg_reload_conf()" > /dev/null
+    local state=""
+    for _ in $(seq 300); do
+      state=$(pg_sql "SELECT sync_state FROM pg_stat_replication WHERE application_name = 's1'")
+      [ "$state" = sync ] && break
+      sleep 0.1
+    done
+    if [ "$state" != sync ]; then
+      echo "the standby did not become synchronous ($state)" >&2
+      tail -20 "$dir/standby.log" >&2
+      exit 1
+    fi
+  fi
+  echo "== PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on this machine:" \
+    "primary on port $pg_port, standby: $pg_standby"
+}
+
+# prepare_pg N: the accounts of both nodes (prefixes a and b, N each) made in SQLite and moved
+# to PostgreSQL with `otpd store copy`. Sets key_file (the nodes share it).
+prepare_pg() {
+  local n=$1 stage=$work/pg-stage
+  start_postgres "$work/pg"
+  mkdir -p "$stage"
+  printf 'data_dir = "%s/data"\n[socket]\npath = ""\n[radius]\nlisten = []\n' "$stage" \
+    > "$stage/otpd.toml"
+  "$otpd" --config "$stage/otpd.toml" init > /dev/null
+  for prefix in a b; do
+    # Token serials do not carry the prefix: each node's accounts get serials of their own.
+    "$gen" accounts --accounts "$n" --seed "$seed" --prefix "$prefix" --format otpd \
+      | sed "s/\"serial\":\"BENCH/\"serial\":\"BENCH-$prefix-/" > "$stage/accounts-$prefix.jsonl"
+    "$otpd" --config "$stage/otpd.toml" user import "$stage/accounts-$prefix.jsonl" > /dev/null
+  done
+  "$otpd" --config "$stage/otpd.toml" store copy --from "sqlite:$stage/data/otpd.db" \
+    --to "postgres:postgresql://postgres@127.0.0.1:$pg_port/otpd" | sed 's/^/   /'
+  key_file=$stage/data/otpd.key
+}
+
+# start_pg_node DIR NAME: one otpd node on the PostgreSQL database. Sets otpd_pid, otpd_port.
+start_pg_node() {
+  local dir=$1 name=$2 allow=""
+  mkdir -p "$dir/data"
+  otpd_port=$(free_udp_port)
+  [ "$pg_standby" = none ] && allow="allow_async_replication = true"
+  cat > "$dir/otpd.toml" <<EOF
+data_dir = "$dir/data"
+key_file = "$key_file"
+[log]
+level = "warn,otpd::front=info,otpd::daemon=info"
+[store]
+kind = "postgres"
+url = "postgresql://postgres@127.0.0.1:$pg_port/otpd"
+node_name = "$name"
+$allow
+[socket]
+path = ""
+[radius]
+listen = ["127.0.0.1:$otpd_port"]
+max_in_flight_per_source = 1024
+[[radius.clients]]
+name = "bench"
+address = "127.0.0.1"
+secret = "$secret"
+service = "vpn"
+EOF
+  "$otpd" --config "$dir/otpd.toml" serve > "$dir/otpd.log" 2>&1 &
+  otpd_pid=$!
+  pids+=("$otpd_pid")
+  wait_for "$dir/otpd.log" "otpd ready" "$otpd_pid"
+}
+
 # ---- the runs -------------------------------------------------------------------------------
 
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -264,6 +408,16 @@ if [ $freeradius = 1 ]; then
   echo "== FreeRADIUS $(freeradius -v 2>/dev/null | head -1 | sed 's/.*Version \([0-9.]*\).*/\1/'): $accounts users"
   start_freeradius "$work/fr" "$accounts"
 fi
+if [ "$store" = postgres ]; then
+  sqlite_pid=$otpd_pid sqlite_port=$otpd_port
+  echo "== otpd on PostgreSQL: $accounts accounts per node (prefixes a and b), two nodes"
+  prepare_pg "$accounts"
+  start_pg_node "$work/pg-a" a
+  pga_pid=$otpd_pid pga_port=$otpd_port
+  start_pg_node "$work/pg-b" b
+  pgb_pid=$otpd_pid pgb_port=$otpd_port
+  otpd_pid=$sqlite_pid otpd_port=$sqlite_port
+fi
 
 common=(--accounts "$accounts" --seed "$seed" --secret "$secret" --windows "$windows"
         --duration "$duration" --warmup "$warmup" --json)
@@ -273,6 +427,21 @@ for r in $(seq "$rounds"); do
   [ "$r" = "$rounds" ] && replay=()
   "$gen" run "${common[@]}" "${replay[@]}" --radius "127.0.0.1:$otpd_port" --pid "$otpd_pid" \
     --label otpd --state "$work/otpd/counters" > "$work/otpd-$r.json" || true
+  if [ "$store" = postgres ]; then
+    echo "== round $r of $rounds: otpd on PostgreSQL, one node"
+    "$gen" run "${common[@]}" "${replay[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
+      --pid "$pga_pid" --label pg1 --state "$work/pg-a/counters" > "$work/pg1-$r.json" || true
+    echo "== round $r of $rounds: otpd on PostgreSQL, two nodes at once"
+    # Each node its own accounts and load generator; the windows run side by side.
+    "$gen" run "${common[@]}" "${replay[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
+      --pid "$pga_pid" --label pg2a --state "$work/pg-a/counters" > "$work/pg2a-$r.json" &
+    gen_a=$!
+    "$gen" run "${common[@]}" "${replay[@]}" --prefix b --radius "127.0.0.1:$pgb_port" \
+      --pid "$pgb_pid" --label pg2b --state "$work/pg-b/counters" > "$work/pg2b-$r.json" &
+    gen_b=$!
+    wait "$gen_a" || true
+    wait "$gen_b" || true
+  fi
   if [ $freeradius = 1 ]; then
     echo "== round $r of $rounds: FreeRADIUS"
     # FreeRADIUS 3.2.1 (Debian 12) sends no Message-Authenticator in its answers; otpd does.
@@ -283,6 +452,11 @@ for r in $(seq "$rounds"); do
 done
 otpd_rss=$(peak_rss_kib "$otpd_pid")
 stop_pid "$otpd_pid"
+if [ "$store" = postgres ]; then
+  pg_rss="$(peak_rss_kib "$pga_pid") $(peak_rss_kib "$pgb_pid")"
+  stop_pid "$pga_pid"
+  stop_pid "$pgb_pid"
+fi
 fr_rss=""
 if [ $freeradius = 1 ]; then
   fr_rss=$(peak_rss_kib "$fr_pid")
@@ -310,6 +484,81 @@ if [ "$big" -gt 0 ]; then
 fi
 
 echo
+if [ "$store" = postgres ]; then
+python3 - "$work" "$rounds" "$pg_standby" "$otpd_rss" $pg_rss <<'EOF'
+import json, statistics, sys
+work, rounds, standby, sqlite_rss, rss_a, rss_b = sys.argv[1:7]
+rounds = int(rounds)
+def load(name):
+    runs, ok, replays = {}, True, []
+    for r in range(1, rounds + 1):
+        try:
+            s = json.load(open(f"{work}/{name}-{r}.json"))
+        except Exception as e:
+            print(f"{name} round {r}: no result ({e})")
+            ok = False
+            continue
+        for run in s["runs"]:
+            runs.setdefault(r, {})[run["window"]] = run
+        ok &= s["ok"]
+        if s.get("replay"):
+            replays.append(s["replay"])
+    return runs, ok, replays
+sq, sq_ok, sq_rep = load("otpd")
+p1, p1_ok, p1_rep = load("pg1")
+pa, pa_ok, pa_rep = load("pg2a")
+pb, pb_ok, pb_rep = load("pg2b")
+# Two nodes: per round and window, the accepts of both generators add up; p50 is their mean
+# and p99 the larger of the two.
+p2 = {}
+for r in set(pa) & set(pb):
+    for w in set(pa[r]) & set(pb[r]):
+        a, b = pa[r][w], pb[r][w]
+        p2.setdefault(r, {})[w] = {
+            "accepts_per_s": a["accepts_per_s"] + b["accepts_per_s"],
+            "p50_ms": (a["p50_ms"] + b["p50_ms"]) / 2,
+            "p99_ms": max(a["p99_ms"], b["p99_ms"]),
+        }
+def med(runs, w, key):
+    v = [runs[r][w][key] for r in runs if w in runs[r] and runs[r][w].get(key) is not None]
+    return statistics.median(v) if v else None
+def f(v, fmt):
+    return format(v, fmt) if v is not None else "-"
+windows = sorted({w for runs in (sq, p1, p2) for r in runs for w in runs[r]})
+print(f"medians of {rounds} rounds; PIN + HOTP over RADIUS, accept/s and latency in ms; "
+      f"PostgreSQL standby: {standby}")
+print(f"{'window':>6} | {'SQLite':>9} {'p50':>6} {'p99':>6} | {'PG 1 node':>9} {'p50':>6} "
+      f"{'p99':>6} | {'PG 2 nodes':>10} {'p50':>6} {'p99':>6}")
+for w in windows:
+    cells = []
+    for runs, width in ((sq, 9), (p1, 9), (p2, 10)):
+        cells.append(f"{f(med(runs, w, 'accepts_per_s'), f'{width}.0f')} "
+                     f"{f(med(runs, w, 'p50_ms'), '6.2f')} {f(med(runs, w, 'p99_ms'), '6.2f')}")
+    print(f"{w:>6} | " + " | ".join(cells))
+def totals(name, *sets):
+    runs = [run for s in sets for r in s for run in s[r].values()]
+    acc = sum(r["accepted"] for r in runs)
+    rej = sum(r["rejected"] + r["other"] for r in runs)
+    lost = sum(r["lost"] for r in runs)
+    bad = sum(r["bad_replies"] for r in runs)
+    return f"{name}: {acc} accepted, {rej} rejected, {lost} lost, {bad} bad answers"
+def replay(reps):
+    if not reps:
+        return ""
+    n = sum(x["replayed"] for x in reps); d = sum(x["double_accepted"] for x in reps)
+    k = sum(x.get("coincident", 0) for x in reps)
+    return (f"; replay of {n} last accepted codes: {d} accepted again"
+            + (f" ({k} more accepted as the same code of a counter just ahead)" if k else ""))
+print(totals("SQLite", sq) + replay(sq_rep))
+print(totals("PostgreSQL, one node", p1) + replay(p1_rep))
+print(totals("PostgreSQL, two nodes", pa, pb) + replay(pa_rep + pb_rep))
+mib = lambda k: f"{int(k) / 1024:.1f} MiB" if k else "-"
+print(f"peak RSS: otpd on SQLite {mib(sqlite_rss)}, PostgreSQL nodes {mib(rss_a)} and {mib(rss_b)}")
+ok = sq_ok and p1_ok and pa_ok and pb_ok
+print("verdict:", "OK" if ok else "NOT OK (lost, rejected, bad or double-accepted answers above)")
+EOF
+exit 0
+fi
 python3 - "$work" "$rounds" "$otpd_rss" "$fr_rss" "$big" "$big_otpd" "$big_fr" "$freeradius" <<'EOF'
 import json, statistics, sys
 work, rounds, otpd_rss, fr_rss, big, big_otpd, big_fr, with_fr = sys.argv[1:]
@@ -351,7 +600,9 @@ lost = sum(r["lost"] for r in otpd); rej = sum(r["rejected"] + r["other"] for r 
 bad = sum(r["bad_replies"] for r in otpd)
 print(f"otpd: {sum(r['accepted'] for r in otpd)} accepted, {rej} rejected, {lost} lost, "
       f"{bad} bad answers" + (f"; replay of {replay['replayed']} last accepted codes: "
-      f"{replay['double_accepted']} accepted again" if replay else ""))
+      f"{replay['double_accepted']} accepted again" if replay else "")
+      + (f" ({replay['coincident']} more accepted as the same code of a counter just ahead)"
+         if replay and replay.get("coincident") else ""))
 if fr:
     print(f"FreeRADIUS: {sum(r['accepted'] for r in fr)} accepted, "
           f"{sum(r['rejected'] + r['other'] for r in fr)} rejected, {sum(r['lost'] for r in fr)} lost")

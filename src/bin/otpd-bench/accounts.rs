@@ -64,6 +64,15 @@ impl Accounts {
         p
     }
 
+    /// Whether the code of `counter` is also the code of one of the counters a server may
+    /// still accept after it: otpd's default HOTP window (10) ahead of `counter`, plus one
+    /// for a request the generator gave up on that the server may still have counted. Such
+    /// a replay is accepted rightly, as the code of that later counter.
+    pub fn repeats_ahead(&self, i: usize, counter: u64) -> bool {
+        let code = hotp(&self.secrets[i], counter);
+        (1..=11).any(|k| hotp(&self.secrets[i], counter + k) == code)
+    }
+
     /// `otpd user import` input: one account per line, HOTP token at counter 0.
     pub fn write_otpd(&self, out: &mut impl Write, level: &str) -> std::io::Result<()> {
         for i in 0..self.len() {

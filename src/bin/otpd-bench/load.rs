@@ -215,6 +215,9 @@ pub(crate) fn record(
             if mode == Mode::Otp {
                 sh.last_accepted[pick.account].store(pick.counter as i64, Relaxed);
             }
+            if mode == Mode::Replay && sh.accounts.repeats_ahead(pick.account, pick.counter) {
+                c.coincident += 1;
+            }
         }
         radius::ACCESS_REJECT => c.rejected += 1,
         _ => c.other += 1,

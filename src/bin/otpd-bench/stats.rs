@@ -16,6 +16,9 @@ pub struct Counts {
     pub bad_replies: u64,
     /// Replies to a request already given up (after its retransmissions).
     pub late: u64,
+    /// Replayed codes accepted because they are also the code of a counter just ahead (a
+    /// 6-digit HOTP code repeats about once in a million counters): not a double accept.
+    pub coincident: u64,
     /// Latencies in microseconds, first send to answer.
     pub latencies_us: Vec<u32>,
 }
@@ -30,6 +33,7 @@ impl Counts {
         self.retransmits += o.retransmits;
         self.bad_replies += o.bad_replies;
         self.late += o.late;
+        self.coincident += o.coincident;
         self.latencies_us.extend(o.latencies_us);
     }
 }

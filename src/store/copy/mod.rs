@@ -40,9 +40,10 @@ pub enum CopyError {
     #[error("target: {0}")]
     Target(String),
     #[error(
-        "the target database is not empty ({table} holds {rows} rows): `otpd store copy` only \
-         writes into an empty database, so that nothing is mixed or overwritten. Copy into a \
-         new database (createdb), or drop this one's otpd tables if you mean to start over"
+        "the target database is not empty ({table} holds {rows} rows; an otpd node or \
+         `otpd init` may have written to it): `otpd store copy` only writes into an empty \
+         database, so that nothing is mixed or overwritten. Copy into a new database \
+         (createdb), or drop this one's otpd tables if you mean to start over"
     )]
     NotEmpty { table: String, rows: i64 },
     #[error("{column}: {msg}; nothing was copied")]
