@@ -18,6 +18,7 @@ use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo
 use crate::config::Config;
 use crate::daemon::EngineHandle;
 use crate::engine::{CheckRequest, Checked, Decision, Responder};
+use crate::metrics::phase::{self, Phase};
 use crate::metrics::{self, Drop as MDrop, Frontend};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -218,8 +219,11 @@ fn receive(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, receivers: &Receivers, b
         if receivers.retire_if_over() {
             return;
         }
+        // One datagram in `phase::SAMPLE_EVERY` is timed from before `recvfrom`: the thread's
+        // CPU clock does not count the sleep in it, only the system call and the wake-up.
+        let cpu = phase::maybe_start(Phase::Receive);
         match sock.recv_from(buf) {
-            Ok((n, src)) => shared.on_datagram(sock, &buf[..n], src),
+            Ok((n, src)) => shared.on_datagram(sock, &buf[..n], src, cpu),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -283,7 +287,13 @@ impl Shared {
         }
     }
 
-    fn on_datagram(self: &Arc<Self>, sock: &Arc<UdpSocket>, data: &[u8], src: SocketAddr) {
+    fn on_datagram(
+        self: &Arc<Self>,
+        sock: &Arc<UdpSocket>,
+        data: &[u8],
+        src: SocketAddr,
+        cpu: Option<u64>,
+    ) {
         let received = Instant::now();
         inc(&self.stats.received);
         let Some(client) = self.clients().find(src.ip()).cloned() else {
@@ -327,7 +337,7 @@ impl Shared {
                 }
                 self.send(sock, &answer, src);
             }
-            Step::Check(p) => self.check(sock, client, *p, src, received),
+            Step::Check(p) => self.check(sock, client, *p, src, (received, cpu)),
         }
     }
 
@@ -337,7 +347,7 @@ impl Shared {
         client: Arc<Client>,
         p: Pending,
         src: SocketAddr,
-        received: Instant,
+        (received, cpu): (Instant, Option<u64>),
     ) {
         let key = Key {
             src,
@@ -401,8 +411,14 @@ impl Shared {
                     code_only: false,
                 };
                 let engine = self.handle.current();
-                match engine.check_deferrable(&req) {
-                    Checked::Done(d) => self.reply(sock, &info, &d, &client, src, guard, received),
+                let cpu = phase::lap(cpu, Phase::Receive);
+                let checked = engine.check_deferrable(&req);
+                let cpu = phase::lap(cpu, Phase::Decide);
+                match checked {
+                    Checked::Done(d) => {
+                        self.reply(sock, &info, &d, &client, src, guard, received);
+                        phase::lap(cpu, Phase::Send);
+                    }
                     // The commit of its counter advance is still to come: the store's writer
                     // sends the answer once it is durable, and this thread receives the next
                     // request meanwhile. What bounds the work in flight (the slots, the stop's
@@ -497,7 +513,11 @@ impl Responder for Reply {
             received,
             held,
         } = self;
+        // Timed on the writer's own sample of answers: this runs there, once per login of a
+        // commit.
+        let cpu = phase::maybe_start(Phase::Send);
         shared.reply(&sock, &info, d, &client, src, guard, received);
+        phase::lap(cpu, Phase::Send);
         drop(held);
     }
 }
