@@ -143,7 +143,10 @@ rej = sum(r["rejected"] + r["other"] for r in otpd)
 bad = sum(r["bad_replies"] for r in otpd)
 print(f"otpd: {sum(r['accepted'] for r in otpd)} accepted, {rej} rejected, {lost} lost, "
       f"{bad} bad answers" + (f"; replay of {replay['replayed']} last accepted codes: "
-      f"{replay['double_accepted']} accepted again" if replay else ""))
+      f"{replay['double_accepted']} accepted again"
+      + (f" ({replay['skipped_repeating']} not sent: that code is also one of the account's next "
+         f"10, a fresh code to otpd)" if replay.get('skipped_repeating') else "")
+      if replay else ""))
 if fr:
     print(f"FreeRADIUS: {sum(r['accepted'] for r in fr)} accepted, "
           f"{sum(r['rejected'] + r['other'] for r in fr)} rejected, {sum(r['lost'] for r in fr)} lost")

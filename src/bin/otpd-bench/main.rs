@@ -176,6 +176,9 @@ struct Replay {
     replayed: u64,
     double_accepted: u64,
     lost: u64,
+    /// Accounts not replayed: their last code is also one of their next codes in otpd's HOTP
+    /// window, so an Accept would be a fresh code, not a second use.
+    skipped_repeating: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -259,12 +262,13 @@ fn run(args: RunArgs) -> Result<bool, String> {
             replayed: c.accepted + c.rejected + c.other + c.lost,
             double_accepted: c.accepted,
             lost: c.lost,
+            skipped_repeating: sh.replay_chance_repeats(),
         };
         ok &= r.double_accepted == 0;
         if !args.json {
             println!(
-                "replay check: {} accounts' last accepted codes sent again: {} accepted (must be 0), {} lost",
-                r.replayed, r.double_accepted, r.lost
+                "replay check: {} accounts' last accepted codes sent again: {} accepted (must be 0), {} lost; {} not sent (their code repeats within the next {} counters)",
+                r.replayed, r.double_accepted, r.lost, r.skipped_repeating, load::HOTP_WINDOW
             );
         }
         Some(r)
