@@ -84,6 +84,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+free_tcp_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 free_udp_port() {
   python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -106,11 +110,12 @@ peak_rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # ---- otpd -----------------------------------------------------------------------------------
 
 # start_otpd DIR N: a fresh store with N accounts, the daemon on a free port. Sets otpd_pid,
-# otpd_port.
+# otpd_port, otpd_metrics (the /metrics endpoint's address, read by otpd-bench per window).
 start_otpd() {
   local dir=$1 n=$2
   mkdir -p "$dir"
   otpd_port=$(free_udp_port)
+  otpd_metrics=127.0.0.1:$(free_tcp_port)
   cat > "$dir/otpd.toml" <<EOF
 data_dir = "$dir/data"
 [log]
@@ -119,6 +124,9 @@ data_dir = "$dir/data"
 level = "warn,otpd::front=info,otpd::daemon=info"
 [socket]
 path = ""
+[metrics]
+# Commits, batch sizes and sampled CPU per phase: the summary's "where otpd's time goes".
+listen = "$otpd_metrics"
 [radius]
 listen = ["127.0.0.1:$otpd_port"]
 # All load comes from one address here; the per-source share protects NASes from each other.
@@ -398,6 +406,8 @@ os.close(fd)
 os.unlink(path)
 t.sort()
 p50, p99 = t[len(t) // 2] * 1e6, t[len(t) * 99 // 100] * 1e6
+with open(os.path.join(sys.argv[1], "disk.json"), "w") as fh:
+    fh.write(f'{{"p50_us": {p50:.1f}, "p99_us": {p99:.1f}}}')
 print(f"== disk: a 4 KiB write + fdatasync takes {p50:.0f} us (p50), {p99:.0f} us (p99); "
       f"one per login in series caps window 1 at {1e6 / p50:,.0f} logins/s")
 EOF
@@ -426,7 +436,7 @@ for r in $(seq "$rounds"); do
   replay=(--no-replay-check)
   [ "$r" = "$rounds" ] && replay=()
   "$gen" run "${common[@]}" "${replay[@]}" --radius "127.0.0.1:$otpd_port" --pid "$otpd_pid" \
-    --label otpd --state "$work/otpd/counters" > "$work/otpd-$r.json" || true
+    --metrics "$otpd_metrics" --label otpd --state "$work/otpd/counters" > "$work/otpd-$r.json" || true
   if [ "$store" = postgres ]; then
     echo "== round $r of $rounds: otpd on PostgreSQL, one node"
     "$gen" run "${common[@]}" "${replay[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
@@ -559,56 +569,5 @@ print("verdict:", "OK" if ok else "NOT OK (lost, rejected, bad or double-accepte
 EOF
 exit 0
 fi
-python3 - "$work" "$rounds" "$otpd_rss" "$fr_rss" "$big" "$big_otpd" "$big_fr" "$freeradius" <<'EOF'
-import json, statistics, sys
-work, rounds, otpd_rss, fr_rss, big, big_otpd, big_fr, with_fr = sys.argv[1:]
-rounds = int(rounds)
-def load(prefix):
-    runs, ok, replay = [], True, None
-    if prefix == "fr" and with_fr != "1":
-        return runs, ok, replay
-    for r in range(1, rounds + 1):
-        try:
-            s = json.load(open(f"{work}/{prefix}-{r}.json"))
-        except Exception as e:
-            print(f"{prefix} round {r}: no result ({e})")
-            ok = False
-            continue
-        runs += s["runs"]
-        ok &= s["ok"]
-        replay = s.get("replay") or replay
-    return runs, ok, replay
-def med(runs, window, key):
-    v = [r[key] for r in runs if r["window"] == window and r.get(key) is not None]
-    return statistics.median(v) if v else None
-otpd, otpd_ok, replay = load("otpd")
-fr, fr_ok, _ = load("fr")
-windows = sorted({r["window"] for r in otpd + fr})
-def f(v, fmt):
-    return format(v, fmt) if v is not None else "-"
-print(f"medians of {rounds} rounds; accept/s, latency in ms, daemon CPU per request in us")
-print(f"{'window':>6} | {'otpd acc/s':>10} {'p50':>6} {'p99':>6} {'cpu/r':>6} | "
-      f"{'FR acc/s':>10} {'p50':>6} {'p99':>6} {'cpu/r':>6} | {'ratio':>5}")
-for w in windows:
-    a = med(otpd, w, "accepts_per_s"); b = med(fr, w, "accepts_per_s")
-    ratio = f"{a / b:.2f}" if a and b else "-"
-    print(f"{w:>6} | {f(a, '10.0f')} {f(med(otpd, w, 'p50_ms'), '6.2f')} "
-          f"{f(med(otpd, w, 'p99_ms'), '6.2f')} {f(med(otpd, w, 'daemon_cpu_us_per_req'), '6.1f')} | "
-          f"{f(b, '10.0f')} {f(med(fr, w, 'p50_ms'), '6.2f')} {f(med(fr, w, 'p99_ms'), '6.2f')} "
-          f"{f(med(fr, w, 'daemon_cpu_us_per_req'), '6.1f')} | {ratio:>5}")
-lost = sum(r["lost"] for r in otpd); rej = sum(r["rejected"] + r["other"] for r in otpd)
-bad = sum(r["bad_replies"] for r in otpd)
-print(f"otpd: {sum(r['accepted'] for r in otpd)} accepted, {rej} rejected, {lost} lost, "
-      f"{bad} bad answers" + (f"; replay of {replay['replayed']} last accepted codes: "
-      f"{replay['double_accepted']} accepted again" if replay else "")
-      + (f" ({replay['coincident']} more accepted as the same code of a counter just ahead)"
-         if replay and replay.get("coincident") else ""))
-if fr:
-    print(f"FreeRADIUS: {sum(r['accepted'] for r in fr)} accepted, "
-          f"{sum(r['rejected'] + r['other'] for r in fr)} rejected, {sum(r['lost'] for r in fr)} lost")
-mib = lambda k: f"{int(k) / 1024:.1f} MiB" if k else "-"
-print(f"peak RSS: otpd {mib(otpd_rss)}, FreeRADIUS {mib(fr_rss)} (after all rounds)")
-if int(big) > 0:
-    print(f"peak RSS with {big} accounts: otpd {mib(big_otpd)}, FreeRADIUS {mib(big_fr)}")
-print("verdict:", "OK" if otpd_ok else "NOT OK (lost, rejected, bad or double-accepted answers above)")
-EOF
+bench/summary.py --work "$work" --rounds "$rounds" --freeradius "$freeradius" \
+  --otpd-rss "$otpd_rss" --fr-rss "$fr_rss" --big "$big" --big-otpd "$big_otpd" --big-fr "$big_fr"

@@ -18,12 +18,17 @@ fn bench(args: &[&str]) -> std::process::Output {
         .expect("run otpd-bench")
 }
 
-fn rig() -> (Env, Daemon, u16, u16) {
+/// One receiving RADIUS thread: a login's phases are timed on one in 32 per thread, and 200
+/// logins over as many threads as a large machine has CPUs could leave a window unsampled.
+fn rig() -> (Env, Daemon, u16, u16, u16) {
     let port = common::free_udp_port();
     let http = common::free_tcp_port();
+    let metrics = common::free_tcp_port();
     let tables = format!(
-        "[socket]\npath = \"SOCK\"\nallow_uids = [{uid}]\n\
+        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+         [socket]\npath = \"SOCK\"\nallow_uids = [{uid}]\n\
          [radius]\nlisten = [\"127.0.0.1:{port}\"]\n\
+         receive_threads = 1\n\
          [[radius.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n\
          service = \"vpn\"\n\
          [http]\nlisten_plain = [\"127.0.0.1:{http}\"]\n\
@@ -45,7 +50,7 @@ fn rig() -> (Env, Daemon, u16, u16) {
     std::fs::write(&file, &out.stdout).expect("write");
     env.ok(&["user", "import", file.to_str().expect("path")], None);
     let daemon = env.start();
-    (env, daemon, port, http)
+    (env, daemon, port, http, metrics)
 }
 
 fn check(out: std::process::Output, want_accepts: u64) -> serde_json::Value {
@@ -74,8 +79,9 @@ fn check(out: std::process::Output, want_accepts: u64) -> serde_json::Value {
 
 #[test]
 fn load_generator_drives_radius_and_the_socket() {
-    let (env, daemon, port, http) = rig();
+    let (env, daemon, port, http, metrics) = rig();
     let addr = format!("127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{metrics}");
     let pid = daemon.pid().to_string();
     let state = env.path().join("counters");
     let state = state.to_str().expect("path");
@@ -98,7 +104,7 @@ fn load_generator_drives_radius_and_the_socket() {
     // RADIUS: every answer's authenticators checked, every code fresh, all accepted, and the
     // replay of each account's last accepted code rejected.
     let mut args = common_args.to_vec();
-    args.extend(["--radius", &addr]);
+    args.extend(["--radius", &addr, "--metrics", &metrics]);
     let v = check(bench(&args), 400);
     assert_eq!(v["replay"]["double_accepted"], 0, "{v}");
     assert!(
@@ -106,6 +112,7 @@ fn load_generator_drives_radius_and_the_socket() {
         "{v}"
     );
     assert!(v["runs"][0]["daemon_cpu_s"].is_number(), "{v}");
+    summary_prints_the_bound_and_the_time_split(&env, &v);
     // The Unix socket, continuing each account's counter from the state file.
     let sock = env.socket_path();
     let mut args = common_args.to_vec();
@@ -147,4 +154,116 @@ fn load_generator_drives_radius_and_the_socket() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("NOT OK"));
     assert!(daemon.stop().success());
+}
+
+/// bench/summary.py (the printed summary of bench/run.sh) on this run: the durable bound at
+/// window 1 and, per window, where otpd's time went, all filled from the daemon's metrics.
+/// FreeRADIUS is not part of the test suite, so the RADIUS run itself stands in as the
+/// reference server whose mean round trip the bound adds to the flush.
+fn summary_prints_the_bound_and_the_time_split(env: &Env, run: &serde_json::Value) {
+    common::require("python3", "python3");
+    for r in run["runs"].as_array().expect("runs") {
+        let m = &r["daemon_metrics"];
+        assert!(m.is_object(), "no metrics of the window: {r}");
+        for phase in ["receive", "decide", "commit", "send"] {
+            let n = m[format!("otpd_login_cpu_seconds_count{{phase=\"{phase}\"}}")]
+                .as_f64()
+                .unwrap_or(0.0);
+            assert!(n >= 1.0, "no sample of {phase} in 200 logins: {m}");
+        }
+        assert!(
+            m["otpd_store_commit_batch_size_count"]
+                .as_f64()
+                .expect("commits")
+                >= 1.0
+        );
+    }
+    let work = env.path().join("summary");
+    std::fs::create_dir_all(&work).expect("dir");
+    let text = serde_json::to_string(run).expect("json");
+    std::fs::write(work.join("otpd-1.json"), &text).expect("write");
+    std::fs::write(work.join("fr-1.json"), &text).expect("write");
+    // The flush probe's figure, measured here like bench/run.sh does (fewer times).
+    let probe = work.join("probe");
+    let f = std::fs::File::create(&probe).expect("probe");
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        use std::io::Write as _;
+        let t = std::time::Instant::now();
+        (&f).write_all(&[0x5a; 4096]).expect("write");
+        f.sync_data().expect("fdatasync");
+        took.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    took.sort_by(f64::total_cmp);
+    // As written to disk.json and read back by the summary.
+    let p50: f64 = format!("{:.1}", took[took.len() / 2])
+        .parse()
+        .expect("number");
+    std::fs::write(
+        work.join("disk.json"),
+        format!(
+            "{{\"p50_us\": {p50:.1}, \"p99_us\": {:.1}}}",
+            took[took.len() - 1]
+        ),
+    )
+    .expect("write");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/summary.py");
+    let out = Command::new("python3")
+        .args([
+            script,
+            "--work",
+            work.to_str().expect("path"),
+            "--rounds",
+            "1",
+        ])
+        .output()
+        .expect("python3 (Debian package python3) runs bench/summary.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mean = run["runs"][0]["mean_ms"].as_f64().expect("mean_ms");
+    let bound = 1e3 / (mean + p50 / 1e3);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("durable bound at window 1: 1 / (FreeRADIUS mean"))
+        .unwrap_or_else(|| panic!("no durable bound line:\n{text}"));
+    assert!(
+        line.contains(&format!("= {} logins/s", group(bound.round() as u64))),
+        "the bound is 1 / (mean {mean} ms + flush {p50} us): {line}"
+    );
+    assert!(line.contains(" of it (target 0.80)"), "{line}");
+    let split = text
+        .lines()
+        .skip_while(|l| !l.starts_with("where otpd's time goes"))
+        .collect::<Vec<_>>();
+    assert!(split.len() > 3, "no time split:\n{text}");
+    assert!(
+        split[1].contains("flush/login") && split[1].contains("decide"),
+        "{text}"
+    );
+    for (row, window) in split[2..4].iter().zip(["1", "8"]) {
+        let cells: Vec<&str> = row.split_whitespace().filter(|c| *c != "|").collect();
+        assert_eq!(cells[0], window, "{text}");
+        assert_eq!(cells.len(), 11, "{row}");
+        for c in &cells[1..] {
+            assert!(c.parse::<f64>().is_ok(), "every cell filled: {row}");
+        }
+    }
+    assert!(text.contains("verdict: OK"), "{text}");
+}
+
+/// 12345 as "12,345", as Python's `,` format prints it.
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }

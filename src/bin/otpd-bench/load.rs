@@ -94,6 +94,29 @@ impl Plan {
     }
 }
 
+/// otpd's default `[hotp] window`: a login may use any of the next this many counters.
+pub(crate) const HOTP_WINDOW: u64 = 10;
+
+impl Shared {
+    /// Whether resending account `i`'s last accepted code tests single use: it had one, and
+    /// that code is not also the code of one of the next [`HOTP_WINDOW`] counters, which the
+    /// daemon may rightly accept (a chance of about 10 in a million per account).
+    pub(crate) fn replay_tells(&self, i: usize) -> bool {
+        let Ok(last) = u64::try_from(self.last_accepted[i].load(Relaxed)) else {
+            return false;
+        };
+        let code = self.accounts.otp_password(i, last);
+        (1..=HOTP_WINDOW).all(|k| self.accounts.otp_password(i, last + k) != code)
+    }
+
+    /// Accounts left out of the replay because their last code repeats within the window.
+    pub(crate) fn replay_chance_repeats(&self) -> u64 {
+        (0..self.accounts.len())
+            .filter(|&i| self.last_accepted[i].load(Relaxed) >= 0 && !self.replay_tells(i))
+            .count() as u64
+    }
+}
+
 /// Which account a worker asks for next; never one with a request outstanding.
 pub(crate) struct Picker {
     mine: Vec<usize>,
@@ -114,7 +137,7 @@ impl Picker {
     pub(crate) fn new(sh: &Shared, mode: Mode, worker: usize, workers: usize) -> Picker {
         let mine: Vec<usize> = (worker..sh.accounts.len())
             .step_by(workers)
-            .filter(|&i| mode != Mode::Replay || sh.last_accepted[i].load(Relaxed) >= 0)
+            .filter(|&i| mode != Mode::Replay || sh.replay_tells(i))
             .collect();
         Picker {
             busy: vec![false; mine.len()],

@@ -10,6 +10,7 @@ mod accounts;
 mod http_load;
 mod load;
 mod radius;
+mod scrape;
 mod stats;
 mod unix_load;
 
@@ -120,6 +121,11 @@ struct RunArgs {
     /// The server's pid: its CPU time and peak memory are reported per window.
     #[arg(long)]
     pid: Option<u32>,
+    /// otpd's metrics endpoint (`[metrics] listen`): its counters are read before and after
+    /// each window's measured seconds, and their differences reported (commits, batch sizes,
+    /// CPU per phase).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Name of the target in the report.
     #[arg(long, default_value = "otpd")]
     label: String,
@@ -172,6 +178,9 @@ struct Replay {
     /// Accepted as the code of a later counter that happens to be the same (see Counts).
     coincident: u64,
     lost: u64,
+    /// Accounts not replayed: their last code is also one of their next codes in otpd's HOTP
+    /// window, so an Accept would be a fresh code, not a second use.
+    skipped_repeating: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -226,12 +235,13 @@ fn run(args: RunArgs) -> Result<bool, String> {
     let mut runs = Vec::new();
     let mut ok = true;
     for &window in &args.windows {
-        let (c, took, conns, cpu, gen) = drive(&sh, &target, &args, mode, window)?;
+        let (c, took, conns, cpu, gen, daemon) = drive(&sh, &target, &args, mode, window)?;
         let mut r = Report::new(&args.label, mode_name, window, conns);
         let answered = c.accepted + c.rejected + c.other;
         ok &= c.lost == 0 && c.bad_replies == 0 && c.rejected == 0 && c.other == 0;
         r.fill(c, took);
         r.generator_cpu_s = gen;
+        r.daemon_metrics = daemon;
         if let Some(cpu) = cpu {
             r.daemon_cpu_s = Some(cpu);
             if answered > 0 {
@@ -249,19 +259,26 @@ fn run(args: RunArgs) -> Result<bool, String> {
     }
     let replay = if mode == Mode::Otp && !args.no_replay_check {
         let plan_window = max_window.min(32);
-        let (c, _, _, _, _) = drive(&sh, &target, &args, Mode::Replay, plan_window)?;
+        let (c, ..) = drive(&sh, &target, &args, Mode::Replay, plan_window)?;
         let r = Replay {
             replayed: c.accepted + c.rejected + c.other + c.lost,
             double_accepted: c.accepted - c.coincident,
             coincident: c.coincident,
             lost: c.lost,
+            skipped_repeating: sh.replay_chance_repeats(),
         };
         ok &= r.double_accepted == 0;
         if !args.json {
             println!(
                 "replay check: {} accounts' last accepted codes sent again: {} accepted (must be 0), \
-                 {} accepted as the same code of a counter just ahead, {} lost",
-                r.replayed, r.double_accepted, r.coincident, r.lost
+                 {} accepted as the same code of a counter just ahead, {} lost; {} not sent (their \
+                 code repeats within the next {} counters)",
+                r.replayed,
+                r.double_accepted,
+                r.coincident,
+                r.lost,
+                r.skipped_repeating,
+                load::HOTP_WINDOW
             );
         }
         Some(r)
@@ -288,7 +305,13 @@ fn run(args: RunArgs) -> Result<bool, String> {
     Ok(ok)
 }
 
-type Driven = (Counts, Duration, usize, Option<f64>, f64);
+type Metrics = std::collections::BTreeMap<String, f64>;
+type Driven = (Counts, Duration, usize, Option<f64>, f64, Option<Metrics>);
+
+/// The daemon's metrics now, if asked for; a failed read is an error, not a gap in the report.
+fn read_metrics(args: &RunArgs) -> Result<Option<Metrics>, String> {
+    args.metrics.map(scrape::scrape).transpose()
+}
 
 /// One window: workers in threads, warm-up, measurement, drain; merged counts.
 fn drive(
@@ -325,8 +348,13 @@ fn drive(
     };
     let cpu0 = args.pid.and_then(stats::proc_cpu);
     let gen0 = stats::self_cpu();
-    // The daemon's CPU is sampled once warm-up is over.
+    // The daemon's CPU and metrics are sampled once warm-up is over.
     let mut cpu_start = cpu0;
+    let mut metrics_start = if timed && warmup.is_zero() {
+        read_metrics(args)
+    } else {
+        Ok(None)
+    };
     let results: Vec<std::io::Result<Counts>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
@@ -359,6 +387,7 @@ fn drive(
         if !warmup.is_zero() {
             std::thread::sleep(warmup);
             cpu_start = args.pid.and_then(stats::proc_cpu);
+            metrics_start = read_metrics(args);
         }
         handles
             .into_iter()
@@ -379,11 +408,15 @@ fn drive(
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let daemon = match (metrics_start?, read_metrics(args)?) {
+        (Some(a), Some(b)) => Some(scrape::delta(&a, &b)),
+        _ => None,
+    };
     let mut total = Counts::default();
     for r in results {
         total.merge(r.map_err(|e| format!("load worker: {e}"))?);
     }
-    Ok((total, took, workers, cpu, stats::self_cpu() - gen0))
+    Ok((total, took, workers, cpu, stats::self_cpu() - gen0, daemon))
 }
 
 fn read_state(p: &std::path::Path) -> Result<Vec<u64>, String> {

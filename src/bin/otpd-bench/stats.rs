@@ -55,6 +55,8 @@ pub struct Report {
     pub late: u64,
     pub requests_per_s: f64,
     pub accepts_per_s: f64,
+    /// Mean latency: at window 1 a server's rate is its inverse.
+    pub mean_ms: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -67,6 +69,8 @@ pub struct Report {
     pub daemon_peak_rss_kib: Option<u64>,
     /// This load generator's own CPU seconds during the window.
     pub generator_cpu_s: f64,
+    /// What the daemon's metrics counted during the measured seconds (`--metrics`).
+    pub daemon_metrics: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 impl Report {
@@ -94,6 +98,10 @@ impl Report {
         self.requests_per_s = (c.accepted + c.rejected + c.other) as f64 / secs;
         self.accepts_per_s = c.accepted as f64 / secs;
         c.latencies_us.sort_unstable();
+        if !c.latencies_us.is_empty() {
+            let sum: u64 = c.latencies_us.iter().map(|v| u64::from(*v)).sum();
+            self.mean_ms = sum as f64 / c.latencies_us.len() as f64 / 1000.0;
+        }
         let pct = |p: f64| -> f64 {
             if c.latencies_us.is_empty() {
                 return 0.0;

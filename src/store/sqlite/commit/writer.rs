@@ -134,6 +134,7 @@ fn writer(mut conn: Connection, queue: &Queue) {
 fn commit(conn: &mut Connection, batch: &mut Vec<Job>) {
     let m = crate::metrics::get();
     let started = Instant::now();
+    let cpu = crate::metrics::phase::maybe_start(crate::metrics::phase::Phase::Commit);
     // BEGIN and COMMIT as cached statements: thousands of commits a second would otherwise
     // parse them anew each time.
     let result = (|| -> rusqlite::Result<Vec<StoreResult<Answer>>> {
@@ -155,6 +156,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Job>) {
         })
     })();
     m.store_commit.observe_duration(started.elapsed());
+    crate::metrics::phase::lap(cpu, crate::metrics::phase::Phase::Commit);
     m.store_batch.observe(batch.len() as f64);
     match result {
         Ok(answers) => {

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::model::Verdict;
 
+pub mod phase;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frontend {
     Radius,
@@ -161,6 +163,7 @@ pub struct Metrics {
     reload_failures: AtomicU64,
     pub store_commit: Histogram,
     pub store_batch: Histogram,
+    pub phase_cpu: phase::PhaseCpu,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -186,6 +189,7 @@ pub fn get() -> &'static Metrics {
         reload_failures: AtomicU64::new(0),
         store_commit: Histogram::new(LATENCY_BOUNDS),
         store_batch: Histogram::new(BATCH_BOUNDS),
+        phase_cpu: phase::PhaseCpu::default(),
     })
 }
 
@@ -358,6 +362,7 @@ impl Metrics {
         );
         self.store_batch
             .render(&mut o, "otpd_store_commit_batch_size", "");
+        self.phase_cpu.render(&mut o);
         o
     }
 }
@@ -400,6 +405,7 @@ mod tests {
             "otpd_lockouts_total",
             "otpd_store_commit_duration_seconds",
             "otpd_store_commit_batch_size",
+            "otpd_login_cpu_seconds",
         ] {
             assert_eq!(
                 text.matches(&format!("# TYPE {family} ")).count(),
