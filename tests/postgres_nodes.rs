@@ -269,6 +269,67 @@ fn a_commit_whose_synchronous_wait_is_cancelled_is_rejected() {
     drop(t.db);
 }
 
+/// The synchronous standby gone: PostgreSQL's own statement_timeout does not end a commit's
+/// wait for it, so without a limit of otpd's own the login would never be answered and the
+/// writer, holding its batch's row locks, would stall every later login on every node.
+#[test]
+fn a_commit_the_standby_never_acknowledges_is_rejected_within_the_statement_timeout() {
+    let mut c = Cluster::with_standby(Replication::Sync);
+    let a = node(&c.url(), "A", None, NO_LOCKOUT);
+    std::fs::write(
+        &a.config,
+        std::fs::read_to_string(&a.config).unwrap().replace(
+            "node_name = \"A\"",
+            "node_name = \"A\"\nstatement_timeout = \"1s\"",
+        ),
+    )
+    .unwrap();
+    let da = a.start();
+    a.enrol("dan", "1234", "hotp", "everywhere");
+    c.stop_standby();
+    let sock = a.socket_path();
+    let started = Instant::now();
+    let answer = socket_call(
+        &sock,
+        &check("dan", &format!("1234{}", common::hotp_code(0))),
+    );
+    let took = started.elapsed();
+    assert_eq!(answer["verdict"], "reject", "{answer}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    // The cancelled commit let go of its locks: no session of node A still waits.
+    wait_sql(
+        &c,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE wait_event = 'SyncRep' AND application_name = 'otpd@A'",
+        "0",
+    );
+    // The standby back: logins are accepted again without a restart, and the code whose
+    // commit was only local stays spent (its counter reached the primary's disk).
+    c.standby_mut().restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut counter = 1;
+    loop {
+        let v = socket_call(
+            &sock,
+            &check("dan", &format!("1234{}", common::hotp_code(counter))),
+        );
+        if v["verdict"] == "accept" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no accept after the standby came back: {v}"
+        );
+        counter += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let log = da.log_text();
+    assert!(
+        log.contains("statement_timeout"),
+        "the log says why:\n{log}"
+    );
+}
+
 #[test]
 fn nodes_started_together_on_an_empty_database_migrate_once_and_both_serve() {
     let c = Cluster::with_standby(Replication::Sync);

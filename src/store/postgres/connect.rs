@@ -102,6 +102,25 @@ impl PgSettings {
         )
     }
 
+    /// Asks the server to cancel what `client`'s session is running: a commit that waits for
+    /// a synchronous standby ends (locally committed, with the WARNING) and lets go of its
+    /// row locks, which other nodes' batches would otherwise wait for.
+    pub(crate) async fn cancel(&self, client: &tokio_postgres::Client) {
+        let token = client.cancel_token();
+        let sent = tokio::time::timeout(self.connect_timeout, async {
+            match &self.tls {
+                Some(tls) => token.cancel_query(tls.clone()).await,
+                None => token.cancel_query(tokio_postgres::NoTls).await,
+            }
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("PostgreSQL: cancelling a late commit failed: {e}"),
+            Err(_) => tracing::warn!("PostgreSQL: cancelling a late commit timed out"),
+        }
+    }
+
     /// A synchronous connection (for the pool) and its notice watch.
     pub(crate) fn connect_sync(&self) -> StoreResult<(postgres::Client, NoticeWatch)> {
         let watch = NoticeWatch::default();

@@ -123,14 +123,26 @@ async fn commit(
             return Err(StoreError::Commit("no PostgreSQL session".into()));
         };
         let before = s.watch.count();
-        let result = batch::run(
+        let run = batch::run(
             &s.client,
             &s.statements,
             &ops,
             &settings.node,
             !settings.allow_async_replication,
-        )
-        .await;
+        );
+        // PostgreSQL's statement_timeout does not end a commit's wait for a synchronous
+        // standby that is gone: without a limit of our own the batch's logins would never be
+        // answered and every later login would queue behind them. The commit may have been
+        // made locally: its codes stay spent, and none of them is accepted.
+        let Ok(result) = tokio::time::timeout(settings.statement_timeout, run).await else {
+            settings.cancel(&s.client).await;
+            *session = None;
+            return Err(StoreError::Commit(format!(
+                "no answer from PostgreSQL within statement_timeout ({} ms); is the synchronous \
+                 standby down? the batch counts as failed",
+                settings.statement_timeout.as_millis()
+            )));
+        };
         match result {
             Ok(answers) => {
                 if s.watch.count() != before {
