@@ -47,7 +47,10 @@ def load(args):
     libc.calloc.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
     libc.strdup.restype = c_void_p
     libc.strdup.argtypes = [c_char_p]
-    pam = ctypes.CDLL("libpam.so.0")
+    # Through the global namespace, where the preloaded pam_wrapper's pam_start comes first:
+    # a handle on libpam itself would bypass it (and read /etc/pam.d).
+    ctypes.CDLL("libpam.so.0", mode=ctypes.RTLD_GLOBAL)
+    pam = ctypes.CDLL(None)
     pam.pam_start.argtypes = [c_char_p, c_char_p, POINTER(PamConv), POINTER(c_void_p)]
     pam.pam_authenticate.argtypes = [c_void_p, c_int]
     pam.pam_end.argtypes = [c_void_p, c_int]
@@ -66,17 +69,22 @@ def load(args):
 
     pamconv = PamConv(conv, None)
     counters = [0] * args.accounts
+    if max(int(t) for t in args.threads.split(",")) > args.accounts:
+        sys.exit("--accounts must be at least the largest --threads")
     results = []
     for threads in [int(t) for t in args.threads.split(",")]:
         stop = threading.Event()
         measuring = threading.Event()
         counts = [[0, 0, []] for _ in range(threads)]
+        codes = {}
 
         def worker(t):
-            i = t
+            # This thread's own accounts, in turn: no account is logged in twice at once.
+            mine = range(t, args.accounts, threads)
+            i = 0
             while not stop.is_set():
-                user = i % args.accounts
-                i += threads
+                user = mine[i % len(mine)]
+                i += 1
                 local.password = (PIN + hotp(counters[user])).encode()
                 counters[user] += 1
                 h = c_void_p()
@@ -89,6 +97,8 @@ def load(args):
                 if measuring.is_set() and not stop.is_set():
                     c = counts[t]
                     c[0 if rc == 0 else 1] += 1
+                    if rc != 0:
+                        codes[rc] = codes.get(rc, 0) + 1
                     c[2].append(took)
 
         ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
@@ -109,7 +119,7 @@ def load(args):
         lat = sorted(x for c in counts for x in c[2])
         p = lambda q: lat[min(len(lat) - 1, int(len(lat) * q))] * 1e3 if lat else 0.0
         results.append({"threads": threads, "accepts_per_s": ok / secs, "accepted": ok,
-                        "failed": failed, "p50_ms": p(0.5), "p99_ms": p(0.99),
+                        "failed": failed, "failure_codes": codes, "p50_ms": p(0.5), "p99_ms": p(0.99),
                         "daemon_cpu_us_per_login": cpu / max(1, ok + failed) * 1e6})
     print(json.dumps(results))
 
@@ -167,22 +177,33 @@ def main():
             os.mkdir(pamd)
             with open(os.path.join(pamd, "vpn"), "w") as f:
                 f.write(f"auth required {os.path.abspath(args.module)} socket={sock}\n")
+            # libpam wants a fallback service; nothing but "vpn" is asked for here.
+            with open(os.path.join(pamd, "other"), "w") as f:
+                f.write("auth required pam_deny.so\n")
             env = dict(os.environ, LD_PRELOAD=PAM_WRAPPER, PAM_WRAPPER="1",
-                       PAM_WRAPPER_SERVICE_DIR=pamd)
+                       PAM_WRAPPER_SERVICE_DIR=pamd,
+                       PAM_WRAPPER_DEBUGLEVEL=os.environ.get("PAM_WRAPPER_DEBUGLEVEL", "0"))
             out = subprocess.run([sys.executable, __file__, "--child", "--pid", str(daemon.pid),
                                   "--module", args.module, "--otpd", args.otpd,
                                   "--threads", args.threads, "--accounts", str(args.accounts),
                                   "--duration", str(args.duration), "--warmup",
                                   str(args.warmup)], env=env, check=True, capture_output=True,
                                  text=True)
+            sys.stderr.write(out.stderr[-int(os.environ.get("PAM_BENCH_STDERR", "2000")):])
             rows = json.loads(out.stdout.strip().splitlines()[-1])
+            if any(r["failed"] for r in rows):
+                # Why, from the daemon's audit (reasons only; no secrets are in it).
+                audit = subprocess.run([args.otpd, "--config", conf, "audit", "--json"],
+                                       capture_output=True, text=True).stdout
+                print("failed logins; the last audit records:", file=sys.stderr)
+                print("\n".join(audit.strip().splitlines()[-3:]), file=sys.stderr)
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
     print("| threads | accepts/s | failed | p50 ms | p99 ms | daemon CPU µs/login |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['threads']} | {r['accepts_per_s']:,.0f} | {r['failed']} | "
+        print(f"| {r['threads']} | {r['accepts_per_s']:,.0f} | {r['failed']} {r['failure_codes'] or ''} | "
               f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['daemon_cpu_us_per_login']:.0f} |")
 
 
