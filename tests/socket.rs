@@ -511,3 +511,66 @@ fn a_check_past_its_deadline_is_not_evaluated() {
     );
     d.stop();
 }
+
+/// More logins in flight at once than tokio's blocking pool has threads (512 by default; the
+/// daemon sets no other limit), each on its own connection, sent before any answer is read:
+/// every one is answered exactly once, each account's code is accepted once, and the copy of
+/// a code sent twice at once is accepted at most once.
+#[test]
+fn many_logins_in_flight_at_once_are_all_answered_and_none_double_accepted() {
+    const USERS: usize = 600;
+    const TWICE: usize = 100;
+    let env = Env::new("");
+    std::fs::write(
+        &env.config,
+        std::fs::read_to_string(&env.config)
+            .expect("config")
+            .replace("[socket]\n", "[socket]\nmax_connections = 1024\n"),
+    )
+    .expect("config");
+    let lines: String = (0..USERS)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"user": format!("u{i}"), "pin": "1234", "level": "everywhere",
+                       "tokens": [{"type": "hotp", "secret": common::SECRET_B32, "counter": 0}]})
+            )
+        })
+        .collect();
+    let file = env.path().join("accounts.jsonl");
+    std::fs::write(&file, lines).expect("accounts");
+    env.ok(&["user", "import", file.to_str().expect("path")], None);
+    let d = env.start();
+    let sock = env.socket_path();
+    let pw = format!("1234{}", common::hotp_code(0));
+    let users: Vec<usize> = (0..USERS).chain(0..TWICE).collect();
+    let mut conns: Vec<Conn> = users.iter().map(|_| Conn::open(&sock)).collect();
+    for (c, u) in conns.iter_mut().zip(&users) {
+        c.send(format!("{}\n", check(&format!("u{u}"), &pw, "vpn", None)).as_bytes());
+    }
+    let mut accepted = vec![0usize; USERS];
+    for (c, u) in conns.iter_mut().zip(&users) {
+        let v = c.recv().unwrap_or_else(|| panic!("no answer for u{u}"));
+        match v["verdict"].as_str() {
+            Some("accept") => accepted[*u] += 1,
+            Some("reject") => {}
+            _ => panic!("u{u}: unexpected answer {v}"),
+        }
+    }
+    for (u, n) in accepted.iter().enumerate() {
+        assert_eq!(*n, 1, "u{u} accepted {n} times");
+    }
+    // Nothing answered twice: each connection is silent after its one answer.
+    for c in &mut conns {
+        c.reader
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .expect("timeout");
+        let mut extra = String::new();
+        assert!(
+            !matches!(c.reader.read_line(&mut extra), Ok(n) if n > 0),
+            "a second answer: {extra}"
+        );
+    }
+    d.stop();
+}

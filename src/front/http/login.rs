@@ -1,6 +1,7 @@
 //! One login over HTTP: parameters into a `CheckRequest`, the engine on the blocking pool,
 //! and what its `Decision` means for this client (every dialect shares this).
 
+use super::super::deferred;
 use super::reply::Failure;
 use super::{AppState, Caller};
 use crate::config::http::{NoSecondFactor, PinMode};
@@ -70,9 +71,13 @@ pub(super) async fn decide(
     let handle = st.handle.clone();
     let working = handle.begin_owned();
     let engine = handle.current();
-    let d = tokio::task::spawn_blocking(move || engine.check(&req))
+    // A login that waits for its commit holds no thread (front/deferred.rs).
+    let d = deferred::check(engine, req, |_, _| None)
         .await
-        .map_err(|_| Failure::internal())?;
+        .map_err(|e| {
+            tracing::error!("http: {e}");
+            Failure::internal()
+        })?;
     drop(working);
     metrics::get().request(Frontend::Http, d.verdict, started.elapsed());
     Ok(outcome(d, caller))

@@ -1,5 +1,6 @@
 //! One connection: request lines in (capped, wiped), answers out, each request to the engine.
 
+use super::super::deferred;
 use super::super::protocol::{self, codes, ProtoError, Request};
 use super::waiting::Registered;
 use crate::daemon::{EngineHandle, Housekeeping};
@@ -123,7 +124,7 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
         .await
         {
             Ok(s) => protocol::status_answer(&s),
-            Err(e) => internal(e),
+            Err(e) => internal(&e),
         },
         Request::Check {
             user,
@@ -147,18 +148,19 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
             };
             // Checked on the blocking thread, right before the engine: the wait for that
             // thread (and a stopped or stalled daemon) counts against the caller's deadline.
-            let checked = tokio::task::spawn_blocking(move || match deadline_ms {
+            // A login that waits for its commit holds no thread (front/deferred.rs).
+            let checked = deferred::check(engine, req, move |engine, req| match deadline_ms {
                 Some(deadline) if now_unix_ms() >= deadline => {
-                    engine.reject_unevaluated(&req, GAVE_UP)
+                    Some(engine.reject_unevaluated(req, GAVE_UP))
                 }
-                _ => engine.check(&req),
+                _ => None,
             });
             match checked.await {
                 Ok(d) => {
                     metrics::get().request(Frontend::Socket, d.verdict, started.elapsed());
                     protocol::check_answer(&d)
                 }
-                Err(e) => internal(e),
+                Err(e) => internal(&e),
             }
         }
         Request::Account {
@@ -186,7 +188,7 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
                     protocol::account_answer(AccountVerdict::Deny, messages::DENY)
                 }
                 Ok(v) => protocol::account_answer(v, ""),
-                Err(e) => internal(e),
+                Err(e) => internal(&e),
             }
         }
     }
@@ -228,7 +230,7 @@ fn status(db: &dyn Housekeeping) -> protocol::StatusAnswer {
     }
 }
 
-fn internal(e: tokio::task::JoinError) -> Vec<u8> {
+fn internal(e: &dyn std::fmt::Display) -> Vec<u8> {
     tracing::error!("socket: engine task failed: {e}");
     protocol::error_answer(&ProtoError::new(codes::INTERNAL, "internal error"))
 }
