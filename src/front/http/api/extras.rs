@@ -1,7 +1,6 @@
 //! `/api/v1/users/{user}/backup-codes` and `/app-passwords`.
 
-use super::body::ProofJson;
-use super::tokens::MaybeProof;
+use super::tokens::with_proof;
 use super::{read_body, run, AppState, Call};
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
@@ -24,13 +23,8 @@ pub(super) async fn backup_new(
     Path(user): Path<String>,
     req: Request,
 ) -> Response {
-    let b = match read_body::<MaybeProof>(&st, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let proof = b.value.proof.map(ProofJson::into_proof);
-    run(&st, b.call, StatusCode::CREATED, move |p, c| {
-        p.new_backup_codes(c, &user, proof.as_ref())
+    with_proof(&st, req, StatusCode::CREATED, move |p, c, proof| {
+        p.new_backup_codes(c, &user, proof)
     })
     .await
 }
@@ -104,13 +98,8 @@ pub(super) async fn devices_revoke_all(
     Path(user): Path<String>,
     req: Request,
 ) -> Response {
-    let b = match read_body::<MaybeProof>(&st, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let proof = b.value.proof.map(ProofJson::into_proof);
-    run(&st, b.call, StatusCode::OK, move |p, c| {
-        p.revoke_devices(c, &user, proof.as_ref())
+    with_proof(&st, req, StatusCode::OK, move |p, c, proof| {
+        p.revoke_devices(c, &user, proof)
     })
     .await
 }

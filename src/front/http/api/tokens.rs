@@ -3,11 +3,11 @@
 
 use super::body::ProofJson;
 use super::{read_body, run, AppState, Call};
-use crate::admin::portal::EnrolRequest;
+use crate::admin::portal::{Caller, EnrolRequest, Portal, PortalResult, Proof};
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use hyper::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -131,9 +131,24 @@ pub(super) async fn label(
 /// A body that may carry a proof and nothing else.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(super) struct MaybeProof {
+struct MaybeProof {
     #[serde(default)]
-    pub(super) proof: Option<ProofJson>,
+    proof: Option<ProofJson>,
+}
+
+/// An action whose body may carry a fresh proof (the weakening ones): the body read and
+/// bounded, the proof handed to `f`, which the portal checks when the action weakens.
+pub(super) async fn with_proof<T, F>(st: &AppState, req: Request, ok: StatusCode, f: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Portal, &Caller, Option<&Proof>) -> PortalResult<T> + Send + 'static,
+{
+    let b = match read_body::<MaybeProof>(st, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let proof = b.value.proof.map(ProofJson::into_proof);
+    run(st, b.call, ok, move |p, c| f(p, c, proof.as_ref())).await
 }
 
 pub(super) async fn enable(
@@ -141,11 +156,7 @@ pub(super) async fn enable(
     Path((user, serial)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let b = match read_body::<MaybeProof>(&st, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    run(&st, b.call, StatusCode::OK, move |p, c| {
+    with_proof(&st, req, StatusCode::OK, move |p, c, _| {
         p.set_enabled(c, &user, &serial, true, None)
     })
     .await
@@ -156,13 +167,8 @@ pub(super) async fn disable(
     Path((user, serial)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let b = match read_body::<MaybeProof>(&st, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let proof = b.value.proof.map(ProofJson::into_proof);
-    run(&st, b.call, StatusCode::OK, move |p, c| {
-        p.set_enabled(c, &user, &serial, false, proof.as_ref())
+    with_proof(&st, req, StatusCode::OK, move |p, c, proof| {
+        p.set_enabled(c, &user, &serial, false, proof)
     })
     .await
 }
@@ -172,13 +178,8 @@ pub(super) async fn delete(
     Path((user, serial)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let b = match read_body::<MaybeProof>(&st, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let proof = b.value.proof.map(ProofJson::into_proof);
-    run(&st, b.call, StatusCode::NO_CONTENT, move |p, c| {
-        p.delete_token(c, &user, &serial, proof.as_ref())
+    with_proof(&st, req, StatusCode::NO_CONTENT, move |p, c, proof| {
+        p.delete_token(c, &user, &serial, proof)
     })
     .await
 }
