@@ -10,6 +10,7 @@
 #   bench/run.sh --store postgres     otpd on SQLite, on PostgreSQL with one node and with two
 #                                     nodes, side by side (no FreeRADIUS, no big run)
 #   bench/run.sh --store postgres --pg-standby none    PostgreSQL without its standby
+#   bench/run.sh --store postgres --pg-stats   also what each statement cost PostgreSQL
 #
 # Rounds alternate otpd and FreeRADIUS (or the stores) so all see the same machine; the
 # summary quotes medians. With --store postgres, a PostgreSQL primary and a synchronous standby
@@ -31,6 +32,7 @@ freeradius=1
 keep=0
 store=sqlite
 pg_standby=sync
+pg_stats=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --accounts) accounts=$2; shift 2 ;;
@@ -43,7 +45,8 @@ while [ $# -gt 0 ]; do
     --keep) keep=1; shift ;;
     --store) store=$2; shift 2 ;;
     --pg-standby) pg_standby=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --pg-stats) pg_stats=1; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -278,6 +281,19 @@ free_tcp_port() {
 pg_sql() {
   "$pg_bin/psql" -X -q -A -t -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "$1"
 }
+pg_sql_db() {
+  "$pg_bin/psql" -X -q -A -t -h 127.0.0.1 -p "$pg_port" -U postgres -d "$1" -c "$2"
+}
+
+# pg_statements: what PostgreSQL executed for otpd since the last reset, the costliest first:
+# calls, total and mean time per statement (pg_stat_statements; --pg-stats).
+pg_statements() {
+  "$pg_bin/psql" -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d otpd -c "
+    SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
+           round((mean_exec_time * 1000)::numeric, 1) AS mean_us, rows,
+           left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS statement
+    FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20"
+}
 
 # start_postgres DIR: a primary (and, unless --pg-standby none, a synchronous standby `s1`
 # copied with pg_basebackup) on free ports, both with their WAL on this machine's disk. Sets
@@ -296,11 +312,14 @@ start_postgres() {
   as_postgres "$pg_bin/initdb" -D "$dir/primary" -A trust -U postgres -E UTF8 --locale C \
     > "$dir/initdb.log"
   pg_dirs+=("$dir/primary")
+  local stats=""
+  [ "$pg_stats" = 1 ] && stats="-c shared_preload_libraries=pg_stat_statements"
   # otpd's nodes take connections + 1 sessions each.
   as_postgres "$pg_bin/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w \
-    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" \
+    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 $stats" \
     start > /dev/null
   pg_sql "CREATE DATABASE otpd"
+  [ "$pg_stats" = 1 ] && pg_sql_db otpd "CREATE EXTENSION pg_stat_statements"
   if [ "$pg_standby" = sync ]; then
     local port2
     port2=$(free_tcp_port)
@@ -439,8 +458,15 @@ for r in $(seq "$rounds"); do
     --metrics "$otpd_metrics" --label otpd --state "$work/otpd/counters" > "$work/otpd-$r.json" || true
   if [ "$store" = postgres ]; then
     echo "== round $r of $rounds: otpd on PostgreSQL, one node"
+    stats_now=0
+    [ "$pg_stats" = 1 ] && [ "$r" = "$rounds" ] && stats_now=1
+    [ $stats_now = 1 ] && pg_sql_db otpd "SELECT pg_stat_statements_reset()" > /dev/null
     "$gen" run "${common[@]}" "${replay[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
       --pid "$pga_pid" --label pg1 --state "$work/pg-a/counters" > "$work/pg1-$r.json" || true
+    if [ $stats_now = 1 ]; then
+      echo "== what PostgreSQL executed in round $r, one node (all windows):"
+      pg_statements
+    fi
     echo "== round $r of $rounds: otpd on PostgreSQL, two nodes at once"
     # Each node its own accounts and load generator; the windows run side by side.
     "$gen" run "${common[@]}" "${replay[@]}" --prefix a --radius "127.0.0.1:$pga_port" \

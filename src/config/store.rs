@@ -37,6 +37,9 @@ pub struct StoreConfig {
     pub allow_async_replication: bool,
     /// This node's name in the audit; default: the host name.
     pub node_name: Option<String>,
+    /// PostgreSQL only: accounts (with their tokens) each node keeps in memory, kept true by
+    /// the database's change announcements; 0 reads every login from the database.
+    pub cache_accounts: usize,
 }
 
 /// Without the url, which may hold a password.
@@ -51,6 +54,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("allow_async_replication", &self.allow_async_replication)
             .field("node_name", &self.node_name)
+            .field("cache_accounts", &self.cache_accounts)
             .finish()
     }
 }
@@ -66,9 +70,13 @@ impl Default for StoreConfig {
             statement_timeout: Duration::from_secs(10),
             allow_async_replication: false,
             node_name: None,
+            cache_accounts: 100_000,
         }
     }
 }
+
+/// About 1 KiB each: ten million would be 10 GiB.
+const MAX_CACHE_ACCOUNTS: usize = 10_000_000;
 
 /// Longest node name: it is written with every audit record.
 const MAX_NODE_NAME: usize = 64;
@@ -133,6 +141,12 @@ impl StoreConfig {
         }
         if !(1..=256).contains(&self.connections) {
             return Err(invalid("store.connections", "allowed: 1 to 256"));
+        }
+        if self.cache_accounts > MAX_CACHE_ACCOUNTS {
+            return Err(invalid(
+                "store.cache_accounts",
+                format!("allowed: 0 (off) to {MAX_CACHE_ACCOUNTS}"),
+            ));
         }
         if self.connect_timeout < Duration::from_millis(100)
             || self.connect_timeout > Duration::from_secs(300)

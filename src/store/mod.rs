@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod audit;
+pub mod cache;
 pub mod copy;
 pub mod devices;
 pub mod login;

@@ -43,6 +43,16 @@ pub(super) const SQL_ADVANCE: &str = "UPDATE tokens t SET last_counter = v.count
          AS v(id, counter, drift, now, activate)
      WHERE t.id = v.id AND t.last_counter < v.counter
      RETURNING t.id";
+/// Tells every node's account cache which accounts' counters this batch advanced (feed.rs),
+/// in notifications of at most 300 accounts (a payload holds under 8000 bytes). Sent at
+/// commit, so only when the advances are durable; the tokens' trigger stays quiet about
+/// counters in the writer's session.
+pub(super) const SQL_ANNOUNCE: &str = "SELECT pg_notify('otpd_cache',
+         'c ' || $2::text || ' ' || string_agg(a::text, ','))
+     FROM (SELECT a, (row_number() OVER ()) / 300 AS chunk
+           FROM (SELECT DISTINCT account_id AS a FROM tokens
+                 WHERE id = ANY($1::bigint[])) d) e
+     GROUP BY chunk";
 pub(super) const SQL_TOKEN_USED: &str = "UPDATE tokens SET last_used_at = $2::bigint,
          state = CASE WHEN $3::bool THEN 'active' ELSE state END
      WHERE id = $1::bigint RETURNING id";
@@ -100,6 +110,7 @@ pub(super) struct Statements<S = Statement> {
     commit: S,
     lock_tokens: S,
     advance: S,
+    announce: S,
     token_used: S,
     failure: S,
     unlock: S,
@@ -122,6 +133,7 @@ impl Statements<Statement> {
             commit: c.prepare("COMMIT").await?,
             lock_tokens: c.prepare(SQL_LOCK_TOKENS).await?,
             advance: c.prepare(SQL_ADVANCE).await?,
+            announce: c.prepare(SQL_ANNOUNCE).await?,
             token_used: c.prepare(SQL_TOKEN_USED).await?,
             failure: c.prepare(SQL_FAILURE).await?,
             unlock: c.prepare(SQL_UNLOCK).await?,
@@ -148,6 +160,7 @@ pub(super) fn named() -> Statements<&'static str> {
         commit: "commit",
         lock_tokens: "lock_tokens",
         advance: "advance",
+        announce: "announce",
         token_used: "token_used",
         failure: "failure",
         unlock: "unlock",
@@ -193,6 +206,7 @@ pub(super) fn plan<'s, S>(
     st: &'s Statements<S>,
     ops: &[&Op],
     node: &str,
+    origin: &str,
     guard: bool,
 ) -> Vec<Planned<'s, S>> {
     let simple = |stmt: &'s S, params| Planned {
@@ -240,6 +254,10 @@ pub(super) fn plan<'s, S>(
             *n += 1;
         }
     }
+    let advanced: Vec<i64> = rounds
+        .first()
+        .map(|r| r.iter().map(|x| x.1).collect())
+        .unwrap_or_default();
     for round in rounds {
         let ids: Vec<i64> = round.iter().map(|r| r.1).collect();
         let counters: Vec<i64> = round.iter().map(|r| r.2).collect();
@@ -251,6 +269,12 @@ pub(super) fn plan<'s, S>(
             params: vec![p(ids), p(counters), p(drifts), p(nows), p(activates)],
             reads: Reads::Advanced(round.iter().map(|r| (r.0, r.1)).collect()),
         });
+    }
+    if !advanced.is_empty() {
+        out.push(simple(
+            &st.announce,
+            vec![p(advanced), p(origin.to_string())],
+        ));
     }
     let mut token_used: Vec<(i64, usize)> = Vec::new();
     let mut accounts: Vec<((u8, i64), usize)> = Vec::new();
@@ -425,9 +449,10 @@ pub(super) async fn run(
     st: &Statements,
     ops: &[&Op],
     node: &str,
+    origin: &str,
     guard: bool,
 ) -> Result<Vec<StoreResult<Answer>>, tokio_postgres::Error> {
-    let planned = plan(st, ops, node, guard);
+    let planned = plan(st, ops, node, origin, guard);
     let refs: Vec<Vec<&(dyn ToSql + Sync)>> = planned
         .iter()
         .map(|pl| {

@@ -21,15 +21,9 @@ static ACCOUNT_WITH_TOKENS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-impl LoginStore for PgStore {
-    fn account(&self, name: &str) -> StoreResult<Option<Account>> {
-        let mut c = self.pool.get()?;
-        c.query_opt(&ACCOUNT_SQL, &[&name])?
-            .map(|r| rows::account(&r))
-            .transpose()
-    }
-
-    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+impl PgStore {
+    /// The account and its tokens from the database itself.
+    fn read_account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
         let mut c = self.pool.get()?;
         let found = c.query(&ACCOUNT_WITH_TOKENS_SQL, &[&name])?;
         let Some(first) = found.first() else {
@@ -44,6 +38,33 @@ impl LoginStore for PgStore {
             }
         }
         Ok(Some((account, tokens)))
+    }
+}
+
+impl LoginStore for PgStore {
+    fn account(&self, name: &str) -> StoreResult<Option<Account>> {
+        let mut c = self.pool.get()?;
+        c.query_opt(&ACCOUNT_SQL, &[&name])?
+            .map(|r| rows::account(&r))
+            .transpose()
+    }
+
+    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+        let Some((cache, feed)) = &self.cached else {
+            return self.read_account_with_tokens(name);
+        };
+        if !feed.barrier() {
+            return self.read_account_with_tokens(name);
+        }
+        if let Some(hit) = cache.get(name) {
+            return Ok(Some(hit));
+        }
+        let stamp = cache.stamp();
+        let found = self.read_account_with_tokens(name)?;
+        if let Some((a, t)) = &found {
+            cache.put(stamp, a, t);
+        }
+        Ok(found)
     }
 
     fn record_failure(

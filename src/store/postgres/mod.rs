@@ -17,6 +17,7 @@ mod audit;
 mod batch;
 pub(crate) mod connect;
 mod devices;
+mod feed;
 mod login;
 pub(crate) mod pool;
 mod rows;
@@ -25,6 +26,7 @@ pub mod shared;
 mod writer;
 
 use crate::config::StoreConfig;
+use crate::store::cache::AccountCache;
 use crate::store::sqlite::commit::{Answer, Committer, Op};
 use crate::store::{StoreError, StoreResult};
 pub(crate) use admin::backup_refused;
@@ -35,6 +37,9 @@ use std::sync::Arc;
 pub struct PgStore {
     pool: Arc<PgPool>,
     committer: Committer,
+    /// Accounts and tokens in memory, kept true by the change feed (`[store] cache_accounts`;
+    /// none when 0).
+    cached: Option<(Arc<AccountCache>, Arc<feed::Feed>)>,
 }
 
 impl PgStore {
@@ -57,8 +62,30 @@ impl PgStore {
             }
             backfill_skeletons(&mut conn)?;
         }
-        let committer = writer::start(settings)?;
-        Ok(PgStore { pool, committer })
+        let origin = origin()?;
+        let cached = match cfg.cache_accounts {
+            0 => None,
+            n => {
+                let cache = Arc::new(AccountCache::new(n));
+                let feed = feed::Feed::start(settings.clone(), cache.clone(), origin.clone())
+                    .map_err(|e| {
+                        StoreError::Commit(format!("cannot start the cache's feed thread: {e}"))
+                    })?;
+                Some((cache, feed))
+            }
+        };
+        let committer = writer::start(
+            settings,
+            writer::CacheLink {
+                origin,
+                cache: cached.as_ref().map(|(c, _)| c.clone()),
+            },
+        )?;
+        Ok(PgStore {
+            pool,
+            committer,
+            cached,
+        })
     }
 
     /// The connection pool, for other stores that keep their state in the same database
@@ -142,6 +169,15 @@ fn backfill_skeletons(conn: &mut pool::PgConn) -> StoreResult<()> {
         }
         Ok(())
     })
+}
+
+/// This process's name in the writers' announcements: random, so two nodes never share it
+/// (node names may, by mistake).
+fn origin() -> StoreResult<String> {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b)
+        .map_err(|e| StoreError::Commit(format!("no randomness for the cache origin: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 fn one_row(changed: u64, what: &str) -> StoreResult<()> {

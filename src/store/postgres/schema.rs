@@ -135,6 +135,52 @@ pub const MIGRATIONS: &[&str] = &[
         created_at    BIGINT NOT NULL,
         last_used_at  BIGINT
     );",
+    // 4: every change of an account or its tokens announced on `otpd_cache`, whoever makes
+    // it, so that each node's account cache forgets what changed (feed.rs). A counter's
+    // advance by otpd's writer (session setting `otpd.writer`) is left to the writer, which
+    // announces a batch's advances in one notification with its origin. The columns listed
+    // are those a login reads (rows.rs); a new one read by logins belongs here too.
+    "CREATE FUNCTION otpd_cache_announce() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         IF TG_LEVEL = 'STATEMENT' THEN
+             PERFORM pg_notify('otpd_cache', '*');
+         ELSIF TG_TABLE_NAME = 'accounts' THEN
+             PERFORM pg_notify('otpd_cache', 'a ' || OLD.id);
+         ELSE
+             IF TG_OP <> 'INSERT' THEN
+                 PERFORM pg_notify('otpd_cache', 'a ' || OLD.account_id);
+             END IF;
+             IF TG_OP <> 'DELETE' THEN
+                 PERFORM pg_notify('otpd_cache', 'a ' || NEW.account_id);
+             END IF;
+         END IF;
+         RETURN NULL;
+     END $$;
+    CREATE TRIGGER accounts_changed AFTER UPDATE ON accounts FOR EACH ROW
+        WHEN (ROW(OLD.name, OLD.level, OLD.pin_salt, OLD.pin_hash, OLD.failures,
+                  OLD.last_failure, OLD.locked_until, OLD.familiar, OLD.unlocks)
+              IS DISTINCT FROM
+              ROW(NEW.name, NEW.level, NEW.pin_salt, NEW.pin_hash, NEW.failures,
+                  NEW.last_failure, NEW.locked_until, NEW.familiar, NEW.unlocks))
+        EXECUTE FUNCTION otpd_cache_announce();
+    CREATE TRIGGER accounts_deleted AFTER DELETE ON accounts FOR EACH ROW
+        EXECUTE FUNCTION otpd_cache_announce();
+    CREATE TRIGGER tokens_added_or_deleted AFTER INSERT OR DELETE ON tokens FOR EACH ROW
+        EXECUTE FUNCTION otpd_cache_announce();
+    CREATE TRIGGER tokens_changed AFTER UPDATE ON tokens FOR EACH ROW
+        WHEN (ROW(OLD.serial, OLD.account_id, OLD.kind, OLD.state, OLD.algorithm, OLD.digits,
+                  OLD.period, OLD.secret, OLD.label, OLD.public_id, OLD.address)
+              IS DISTINCT FROM
+              ROW(NEW.serial, NEW.account_id, NEW.kind, NEW.state, NEW.algorithm, NEW.digits,
+                  NEW.period, NEW.secret, NEW.label, NEW.public_id, NEW.address)
+              OR (ROW(OLD.last_counter, OLD.drift) IS DISTINCT FROM
+                  ROW(NEW.last_counter, NEW.drift)
+                  AND current_setting('otpd.writer', true) IS DISTINCT FROM 'on'))
+        EXECUTE FUNCTION otpd_cache_announce();
+    CREATE TRIGGER accounts_truncated AFTER TRUNCATE ON accounts FOR EACH STATEMENT
+        EXECUTE FUNCTION otpd_cache_announce();
+    CREATE TRIGGER tokens_truncated AFTER TRUNCATE ON tokens FOR EACH STATEMENT
+        EXECUTE FUNCTION otpd_cache_announce();",
 ];
 
 /// What `migrate` found and did.

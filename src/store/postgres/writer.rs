@@ -10,6 +10,7 @@
 
 use super::batch::{self, Statements};
 use super::connect::{NoticeWatch, PgSettings};
+use crate::store::cache::AccountCache;
 use crate::store::sqlite::commit::queue::{Job, Queue, IS_WRITER};
 use crate::store::sqlite::commit::{Answer, Committer, Op, AUDIT_LINGER, MAX_BATCH};
 use crate::store::{StoreError, StoreResult};
@@ -27,18 +28,25 @@ struct Session {
 /// other writers than otpd's batches, e.g. an admin's delete) is run again.
 const RETRIES: usize = 3;
 
+/// What the writer tells the account cache: its origin in the announcements, and the cache
+/// its won advances are written through to.
+pub(super) struct CacheLink {
+    pub(super) origin: String,
+    pub(super) cache: Option<Arc<AccountCache>>,
+}
+
 /// Starts the writer thread; the committer it returns queues and waits as SQLite's does.
-pub(super) fn start(settings: PgSettings) -> StoreResult<Committer> {
+pub(super) fn start(settings: PgSettings, link: CacheLink) -> StoreResult<Committer> {
     let queue = Arc::new(Queue::new(MAX_BATCH));
     let q = queue.clone();
     let thread = std::thread::Builder::new()
         .name("otpd-pg-commit".into())
-        .spawn(move || writer(settings, &q))
+        .spawn(move || writer(settings, &link, &q))
         .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
     Ok(Committer::from_parts(queue, thread))
 }
 
-fn writer(settings: PgSettings, queue: &Queue) {
+fn writer(settings: PgSettings, link: &CacheLink, queue: &Queue) {
     IS_WRITER.with(|w| w.set(true));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -60,7 +68,7 @@ fn writer(settings: PgSettings, queue: &Queue) {
         }
         let m = crate::metrics::get();
         let started = Instant::now();
-        let result = rt.block_on(commit(&settings, &mut session, &batch));
+        let result = rt.block_on(commit(&settings, link, &mut session, &batch));
         m.store_commit.observe_duration(started.elapsed());
         m.store_batch.observe(batch.len() as f64);
         answer(&mut batch, result);
@@ -99,6 +107,9 @@ async fn connect(settings: &PgSettings) -> StoreResult<Session> {
     )
     .await
     .map_err(|_| StoreError::Commit("connecting to PostgreSQL timed out".into()))??;
+    // Counter advances of this session are announced by the batch itself (batch.rs), with
+    // the origin that lets this node skip its own; the trigger stays quiet about them.
+    client.batch_execute("SET otpd.writer = 'on'").await?;
     let statements = Statements::prepare(&client).await?;
     Ok(Session {
         client,
@@ -109,6 +120,7 @@ async fn connect(settings: &PgSettings) -> StoreResult<Session> {
 
 async fn commit(
     settings: &PgSettings,
+    link: &CacheLink,
     session: &mut Option<Session>,
     batch: &[Job],
 ) -> StoreResult<Vec<StoreResult<Answer>>> {
@@ -128,6 +140,7 @@ async fn commit(
             &s.statements,
             &ops,
             &settings.node,
+            &link.origin,
             !settings.allow_async_replication,
         );
         // PostgreSQL's statement_timeout does not end a commit's wait for a synchronous
@@ -147,6 +160,9 @@ async fn commit(
             Ok(answers) => {
                 if s.watch.count() != before {
                     return Err(super::pool::sync_wait_cancelled());
+                }
+                if let Some(cache) = &link.cache {
+                    write_through(cache, &ops, &answers);
                 }
                 return Ok(answers);
             }
@@ -169,6 +185,26 @@ async fn commit(
                 }
                 return Err(e.into());
             }
+        }
+    }
+}
+
+/// The counters this batch advanced, into this node's cache. An activation changes the
+/// token's state: its trigger announces it and the account is read again instead.
+fn write_through(cache: &AccountCache, ops: &[&Op], answers: &[StoreResult<Answer>]) {
+    for (op, a) in ops.iter().zip(answers) {
+        if let (
+            Op::Advance {
+                token_id,
+                counter,
+                drift,
+                now,
+                activate: false,
+            },
+            Ok(Answer::Advanced(true)),
+        ) = (op, a)
+        {
+            cache.advanced(*token_id, *counter, *drift, *now);
         }
     }
 }

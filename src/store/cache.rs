@@ -1,0 +1,335 @@
+//! Accounts and their tokens kept in memory, so that a login need not read them from a
+//! database server on another host (PostgreSQL: a round trip and the server's work for every
+//! login, the largest part of a login's cost there).
+//!
+//! The cache is only as good as what tells it about changes. Its owner (the PostgreSQL
+//! store's change feed, `store/postgres/feed.rs`) evicts an account whenever any writer
+//! changed it (a trigger in the database announces every change, whoever made it: another
+//! node, the CLI, the management API, an admin's own SQL), and asks the feed for a barrier
+//! before every lookup: everything announced before the login began has been applied. A
+//! hit is therefore never older than a read made when the login began.
+//!
+//! Two races are closed here rather than by the feed:
+//! - a read that began before a change and is stored after the change was announced would
+//!   bring the old data back: every eviction stamps the account's slot with a new epoch, and
+//!   a read is stored only if no stamp on its slot (and no clear) is newer than the epoch
+//!   taken before the read began;
+//! - while the feed is down (its connection lost) nothing is served or stored: announcements
+//!   may have been missed, so everything is forgotten and logins read from the database.
+//!
+//! The counter of a token this process advanced is written through ([`AccountCache::advanced`])
+//! rather than evicted: the next login of the same user then needs no read. A counter lower
+//! than the database's (another node's advance whose announcement is on its way) is safe: the
+//! advance is conditional (`last_counter < new`) and a code already used loses there.
+
+use crate::model::{Account, Token};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Slots of eviction stamps: accounts share a slot by id modulo this; a shared slot only
+/// means a read is not stored now and then.
+const SLOTS: usize = 4096;
+
+pub struct AccountCache {
+    capacity: usize,
+    inner: Mutex<Inner>,
+    /// Bumped by every eviction and clear.
+    epoch: AtomicU64,
+    /// Per slot: the epoch of the latest eviction of an account in it.
+    stamps: Box<[AtomicU64]>,
+    /// The epoch of the latest clear: reads older than it are not stored.
+    cleared: AtomicU64,
+    on: AtomicBool,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_name: HashMap<String, (Account, Vec<Token>)>,
+    name_of: HashMap<i64, String>,
+    account_of_token: HashMap<i64, i64>,
+}
+
+/// Taken before a read from the database: whether the read may be stored afterwards.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadStamp(u64);
+
+impl AccountCache {
+    /// A cache of at most `capacity` accounts; it serves nothing until [`AccountCache::start`].
+    pub fn new(capacity: usize) -> AccountCache {
+        AccountCache {
+            capacity,
+            inner: Mutex::new(Inner::default()),
+            epoch: AtomicU64::new(1),
+            stamps: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            cleared: AtomicU64::new(0),
+            on: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(id: i64) -> usize {
+        (id.unsigned_abs() % SLOTS as u64) as usize
+    }
+
+    /// Serving from now on: the feed listens, and everything changed from now on reaches
+    /// [`AccountCache::evict_account`].
+    pub fn start(&self) {
+        self.clear();
+        self.on.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops serving and forgets everything (the feed lost its connection).
+    pub fn stop(&self) {
+        self.on.store(false, Ordering::SeqCst);
+        self.clear();
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::SeqCst)
+    }
+
+    /// Forgets everything; reads begun before this are not stored.
+    pub fn clear(&self) {
+        let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.cleared.store(e, Ordering::SeqCst);
+        let mut g = self.lock();
+        g.by_name.clear();
+        g.name_of.clear();
+        g.account_of_token.clear();
+    }
+
+    /// What a hit gives: the account and its tokens as last read or written through.
+    pub fn get(&self, name: &str) -> Option<(Account, Vec<Token>)> {
+        if !self.is_on() {
+            return None;
+        }
+        self.lock().by_name.get(name).cloned()
+    }
+
+    /// To be taken before reading `name` from the database.
+    pub fn stamp(&self) -> ReadStamp {
+        ReadStamp(self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// Keeps what a read begun at `stamp` found, unless the account (or everything) was
+    /// evicted since: then the read may be older than the database and is not kept.
+    pub fn put(&self, stamp: ReadStamp, account: &Account, tokens: &[Token]) {
+        if !self.is_on() || self.capacity == 0 {
+            return;
+        }
+        let mut g = self.lock();
+        // Checked under the lock that evictions take too: an eviction is either seen here
+        // or comes after the insert and removes it.
+        if self.cleared.load(Ordering::SeqCst) > stamp.0
+            || self.stamps[Self::slot(account.id)].load(Ordering::SeqCst) > stamp.0
+        {
+            return;
+        }
+        if g.by_name.len() >= self.capacity && !g.by_name.contains_key(&account.name) {
+            // Full: start over rather than keep an order of use on every hit. Logins read
+            // from the database until the accounts in use are back.
+            g.by_name.clear();
+            g.name_of.clear();
+            g.account_of_token.clear();
+        }
+        if let Some(old) = g.name_of.insert(account.id, account.name.clone()) {
+            if old != account.name {
+                g.by_name.remove(&old);
+            }
+        }
+        for t in tokens {
+            g.account_of_token.insert(t.id, account.id);
+        }
+        g.by_name
+            .insert(account.name.clone(), (account.clone(), tokens.to_vec()));
+    }
+
+    /// Forgets one account: something of it or its tokens changed.
+    pub fn evict_account(&self, id: i64) {
+        let mut g = self.lock();
+        let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.stamps[Self::slot(id)].store(e, Ordering::SeqCst);
+        if let Some(name) = g.name_of.remove(&id) {
+            if let Some((_, tokens)) = g.by_name.remove(&name) {
+                for t in tokens {
+                    g.account_of_token.remove(&t.id);
+                }
+            }
+        }
+    }
+
+    /// This process advanced a token's counter and the advance is committed: the cached
+    /// token follows (never backwards).
+    pub fn advanced(&self, token_id: i64, counter: i64, drift: i64, now: i64) {
+        let mut g = self.lock();
+        let Some(account_id) = g.account_of_token.get(&token_id).copied() else {
+            return;
+        };
+        let Some(name) = g.name_of.get(&account_id).cloned() else {
+            return;
+        };
+        if let Some((_, tokens)) = g.by_name.get_mut(&name) {
+            if let Some(t) = tokens.iter_mut().find(|t| t.id == token_id) {
+                if counter > t.last_counter {
+                    t.last_counter = counter;
+                    t.drift = drift;
+                    t.last_used_at = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Accounts held now (for the metrics and tests).
+    pub fn len(&self) -> usize {
+        self.lock().by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Algorithm, TokenKind, TokenState};
+
+    fn account(id: i64, name: &str) -> Account {
+        Account {
+            id,
+            name: name.into(),
+            level: "otp".into(),
+            pin_salt: None,
+            pin_hash: None,
+            has_pin: false,
+            failures: 0,
+            last_failure: None,
+            locked_until: None,
+            created_at: 0,
+            familiar_sources: vec![],
+            unlocks: 0,
+        }
+    }
+
+    fn token(id: i64, account_id: i64) -> Token {
+        Token {
+            id,
+            serial: format!("T{id}"),
+            user: String::new(),
+            account_id,
+            kind: TokenKind::Hotp,
+            state: TokenState::Active,
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 0,
+            sealed_secret: vec![],
+            last_counter: 5,
+            drift: 0,
+            label: String::new(),
+            created_at: 0,
+            last_used_at: None,
+            public_id: None,
+            address: None,
+        }
+    }
+
+    fn started(cap: usize) -> AccountCache {
+        let c = AccountCache::new(cap);
+        c.start();
+        c
+    }
+
+    #[test]
+    fn serves_nothing_until_started_and_after_stopped() {
+        let c = AccountCache::new(10);
+        let s = c.stamp();
+        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        assert!(c.get("a").is_none());
+        c.start();
+        let s = c.stamp();
+        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        assert!(c.get("a").is_some());
+        c.stop();
+        assert!(c.get("a").is_none());
+        c.start();
+        assert!(c.get("a").is_none(), "a restart begins empty");
+    }
+
+    #[test]
+    fn a_read_overtaken_by_an_eviction_is_not_kept() {
+        let c = started(10);
+        let s = c.stamp();
+        // The change is announced while the read is on its way.
+        c.evict_account(1);
+        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        assert!(c.get("a").is_none());
+        // Another account in another slot is not affected.
+        c.put(s, &account(2, "b"), &[token(2, 2)]);
+        assert!(c.get("b").is_some());
+        // A read begun after the eviction is kept.
+        let s = c.stamp();
+        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        assert!(c.get("a").is_some());
+    }
+
+    #[test]
+    fn a_read_begun_before_a_clear_is_not_kept() {
+        let c = started(10);
+        let s = c.stamp();
+        c.clear();
+        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        assert!(c.get("a").is_none());
+    }
+
+    #[test]
+    fn eviction_forgets_the_account_and_its_tokens() {
+        let c = started(10);
+        c.put(c.stamp(), &account(1, "a"), &[token(7, 1)]);
+        c.evict_account(1);
+        assert!(c.get("a").is_none());
+        // A later advance of its token finds nothing to write through.
+        c.advanced(7, 9, 0, 1);
+        assert!(c.get("a").is_none());
+    }
+
+    #[test]
+    fn advances_are_written_through_and_never_go_back() {
+        let c = started(10);
+        c.put(c.stamp(), &account(1, "a"), &[token(7, 1), token(8, 1)]);
+        c.advanced(7, 9, 1, 100);
+        let (_, t) = c.get("a").expect("cached");
+        assert_eq!(
+            (t[0].last_counter, t[0].drift, t[0].last_used_at),
+            (9, 1, Some(100))
+        );
+        assert_eq!(t[1].last_counter, 5);
+        c.advanced(7, 8, 0, 200);
+        let (_, t) = c.get("a").expect("cached");
+        assert_eq!(t[0].last_counter, 9);
+    }
+
+    #[test]
+    fn full_starts_over_and_stays_bounded() {
+        let c = started(3);
+        for i in 0..10 {
+            c.put(
+                c.stamp(),
+                &account(i, &format!("u{i}")),
+                &[token(100 + i, i)],
+            );
+            assert!(c.len() <= 3);
+        }
+        assert!(c.get("u9").is_some());
+    }
+
+    #[test]
+    fn capacity_zero_keeps_nothing() {
+        let c = started(0);
+        c.put(c.stamp(), &account(1, "a"), &[token(1, 1)]);
+        assert!(c.is_empty());
+    }
+}
