@@ -229,7 +229,11 @@ fn a_cut_feed_stops_the_cache_and_a_new_one_starts_it_empty() {
         if round % 2 == 0 {
             wait_for_feed(&c, &a);
         }
-        assert_eq!(verdict(&a, "eve", &pw), "reject", "round {round}: disabled while cut");
+        assert_eq!(
+            verdict(&a, "eve", &pw),
+            "reject",
+            "round {round}: disabled while cut"
+        );
         c.primary.sql_in(
             "otpd",
             &format!("UPDATE tokens SET state = 'active' WHERE serial = '{serial}'"),
@@ -255,7 +259,10 @@ fn wait_for_feed(c: &Cluster, a: &Env) {
         if n == "1" {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "the feed did not come back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed did not come back"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
