@@ -368,11 +368,13 @@ prepare_pg() {
   key_file=$stage/data/otpd.key
 }
 
-# start_pg_node DIR NAME: one otpd node on the PostgreSQL database. Sets otpd_pid, otpd_port.
+# start_pg_node DIR NAME: one otpd node on the PostgreSQL database. Sets otpd_pid, otpd_port,
+# otpd_metrics.
 start_pg_node() {
   local dir=$1 name=$2 allow=""
   mkdir -p "$dir/data"
   otpd_port=$(free_udp_port)
+  otpd_metrics=127.0.0.1:$(free_tcp_port)
   [ "$pg_standby" = none ] && allow="allow_async_replication = true"
   cat > "$dir/otpd.toml" <<EOF
 data_dir = "$dir/data"
@@ -386,6 +388,8 @@ node_name = "$name"
 $allow
 [socket]
 path = ""
+[metrics]
+listen = "$otpd_metrics"
 [radius]
 listen = ["127.0.0.1:$otpd_port"]
 max_in_flight_per_source = 1024
@@ -438,14 +442,14 @@ if [ $freeradius = 1 ]; then
   start_freeradius "$work/fr" "$accounts"
 fi
 if [ "$store" = postgres ]; then
-  sqlite_pid=$otpd_pid sqlite_port=$otpd_port
+  sqlite_pid=$otpd_pid sqlite_port=$otpd_port sqlite_metrics=$otpd_metrics
   echo "== otpd on PostgreSQL: $accounts accounts per node (prefixes a and b), two nodes"
   prepare_pg "$accounts"
   start_pg_node "$work/pg-a" a
-  pga_pid=$otpd_pid pga_port=$otpd_port
+  pga_pid=$otpd_pid pga_port=$otpd_port pga_metrics=$otpd_metrics
   start_pg_node "$work/pg-b" b
   pgb_pid=$otpd_pid pgb_port=$otpd_port
-  otpd_pid=$sqlite_pid otpd_port=$sqlite_port
+  otpd_pid=$sqlite_pid otpd_port=$sqlite_port otpd_metrics=$sqlite_metrics
 fi
 
 common=(--accounts "$accounts" --seed "$seed" --secret "$secret" --windows "$windows"
@@ -462,7 +466,8 @@ for r in $(seq "$rounds"); do
     [ "$pg_stats" = 1 ] && [ "$r" = "$rounds" ] && stats_now=1
     [ $stats_now = 1 ] && pg_sql_db otpd "SELECT pg_stat_statements_reset()" > /dev/null
     "$gen" run "${common[@]}" "${replay[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
-      --pid "$pga_pid" --label pg1 --state "$work/pg-a/counters" > "$work/pg1-$r.json" || true
+      --pid "$pga_pid" --metrics "$pga_metrics" --label pg1 --state "$work/pg-a/counters" \
+      > "$work/pg1-$r.json" || true
     if [ $stats_now = 1 ]; then
       echo "== what PostgreSQL executed in round $r, one node (all windows):"
       pg_statements
@@ -585,6 +590,10 @@ def replay(reps):
     k = sum(x.get("coincident", 0) for x in reps)
     return (f"; replay of {n} last accepted codes: {d} accepted again"
             + (f" ({k} more accepted as the same code of a counter just ahead)" if k else ""))
+sys.path.insert(0, "bench")
+from split import print_splits
+print_splits("otpd on SQLite", [x for r in sq for x in sq[r].values()], windows)
+print_splits("otpd on PostgreSQL, one node", [x for r in p1 for x in p1[r].values()], windows)
 print(totals("SQLite", sq) + replay(sq_rep))
 print(totals("PostgreSQL, one node", p1) + replay(p1_rep))
 print(totals("PostgreSQL, two nodes", pa, pb) + replay(pa_rep + pb_rep))

@@ -10,9 +10,10 @@
 //!
 //! The barrier: PostgreSQL hands a listening session every notification committed before the
 //! session's next query is answered, ahead of that answer. A login therefore waits until
-//! one `SELECT 1` sent after it arrived has come back on the feed's session and the
+//! one `SELECT 1` sent after it arrived has come back on the listening session and the
 //! notifications that came before it have been applied. One round trip serves every login
-//! that arrived before it was sent, as one commit serves a batch.
+//! that arrived before it was sent, as one commit serves a batch; the first login that finds
+//! no round on its way sends the next one from its own thread.
 //!
 //! Lost connection: the cache stops serving and forgets everything (announcements may have
 //! been missed) until the session is back and listening; logins read from the database
@@ -38,6 +39,8 @@ pub(super) struct Feed {
     cache: Arc<AccountCache>,
     /// This process's name in the writers' announcements.
     origin: String,
+    /// The listening session; `None` while it is being (re)made.
+    session: Mutex<Option<postgres::Client>>,
     rounds: Mutex<Rounds>,
     changed: Condvar,
     timeout: Duration,
@@ -49,14 +52,17 @@ struct Rounds {
     next: u64,
     /// The latest round whose answer and notifications were applied.
     done: u64,
-    /// The highest round a login waits for.
-    wanted: u64,
+    /// A round is on its way (some login's thread runs it).
+    running: bool,
     /// Listening now.
     up: bool,
+    /// When the latest round ended (the idle rounds go by it).
+    last: Option<Instant>,
 }
 
 impl Feed {
-    /// Starts the feed's thread; the cache serves once the feed listens.
+    /// Starts the feed's thread, which (re)connects and reads the announcements when no login
+    /// does; the cache serves once the feed listens.
     pub(super) fn start(
         settings: PgSettings,
         cache: Arc<AccountCache>,
@@ -65,6 +71,7 @@ impl Feed {
         let feed = Arc::new(Feed {
             cache,
             origin,
+            session: Mutex::new(None),
             rounds: Mutex::new(Rounds {
                 next: 1,
                 ..Rounds::default()
@@ -83,62 +90,124 @@ impl Feed {
         self.rounds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn wait<'a>(&self, r: MutexGuard<'a, Rounds>, d: Duration) -> MutexGuard<'a, Rounds> {
+        match self.changed.wait_timeout(r, d) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        }
+    }
+
     /// Waits until everything announced before now has reached the cache. `false`: the feed
     /// is down or late; the caller reads from the database.
+    ///
+    /// The first login to find no round on its way runs the next one itself, on its own
+    /// thread, and the others wait for it: a round then costs no hand-over to another thread
+    /// and back, only the round trip.
     pub(super) fn barrier(&self) -> bool {
         let deadline = Instant::now() + self.timeout;
         let mut r = self.lock();
-        if !r.up {
-            return false;
-        }
         let mine = r.next;
-        if r.wanted < mine {
-            r.wanted = mine;
-            self.changed.notify_all();
-        }
         let _asleep = crate::blocking::enter();
-        while r.up && r.done < mine {
+        loop {
+            if !r.up {
+                return false;
+            }
+            if r.done >= mine {
+                return true;
+            }
+            if !r.running {
+                r = self.lead(r);
+                continue;
+            }
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            r = match self.changed.wait_timeout(r, deadline - now) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            r = self.wait(r, deadline - now);
         }
-        r.up && r.done >= mine
     }
 
-    fn set_up(&self, up: bool) {
+    /// Runs the next round; every round a login waits for is this one or an earlier one.
+    fn lead<'a>(&'a self, mut r: MutexGuard<'a, Rounds>) -> MutexGuard<'a, Rounds> {
+        let round = r.next;
+        r.next += 1;
+        r.running = true;
+        drop(r);
+        let result = self.round();
         let mut r = self.lock();
-        r.up = up;
-        if up {
-            self.cache.start();
-        } else {
-            self.cache.stop();
-        }
-        self.changed.notify_all();
-    }
-
-    fn run(&self, settings: &PgSettings) {
-        loop {
-            match self.listen(settings) {
-                Ok(mut client) => {
-                    self.set_up(true);
-                    let e = self.serve(&mut client);
-                    self.set_up(false);
+        r.running = false;
+        r.last = Some(Instant::now());
+        match result {
+            Ok(()) => r.done = round,
+            Err(e) => {
+                if r.up {
+                    r.up = false;
+                    self.cache.stop();
                     tracing::warn!(
                         "PostgreSQL: the account cache's change feed ended ({e}); logins read \
                          from the database until it is back"
                     );
                 }
-                Err(e) => tracing::warn!(
-                    "PostgreSQL: the account cache's change feed cannot listen ({e}); logins \
-                     read from the database meanwhile"
-                ),
             }
-            std::thread::sleep(RECONNECT);
+        }
+        self.changed.notify_all();
+        r
+    }
+
+    /// One `SELECT 1` on the listening session and the notifications that came before its
+    /// answer, applied. An error drops the session: the feed's thread makes a new one.
+    fn round(&self) -> Result<(), String> {
+        let mut s = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(client) = s.as_mut() else {
+            return Err("no session".into());
+        };
+        let result = (|| {
+            client.simple_query("SELECT 1").map_err(|e| e.to_string())?;
+            let mut notes = client.notifications();
+            let mut it = notes.iter();
+            while let Some(n) = it.next().map_err(|e| e.to_string())? {
+                self.apply(n.payload());
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            *s = None;
+        }
+        result
+    }
+
+    /// Connects and listens whenever the session is gone, and runs a round when no login has
+    /// for a while (so that announcements do not pile up on the session while logins are few).
+    fn run(&self, settings: &PgSettings) {
+        loop {
+            let r = self.lock();
+            if !r.up {
+                drop(r);
+                match self.listen(settings) {
+                    Ok(client) => {
+                        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
+                        let mut r = self.lock();
+                        r.up = true;
+                        // Forgets all: what was announced while nobody listened is lost.
+                        self.cache.start();
+                        self.changed.notify_all();
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "PostgreSQL: the account cache's change feed cannot listen ({e}); \
+                             logins read from the database meanwhile"
+                        );
+                        std::thread::sleep(RECONNECT);
+                    }
+                }
+                continue;
+            }
+            let idle = !r.running && r.last.is_none_or(|t| t.elapsed() >= IDLE_ROUND);
+            if idle {
+                drop(self.lead(r));
+                continue;
+            }
+            drop(self.wait(r, IDLE_ROUND));
         }
     }
 
@@ -148,39 +217,6 @@ impl Feed {
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .map_err(|e| e.to_string())?;
         Ok(client)
-    }
-
-    /// Rounds until the session fails; returns why.
-    fn serve(&self, client: &mut postgres::Client) -> String {
-        loop {
-            let round = {
-                let mut r = self.lock();
-                if r.wanted < r.next {
-                    r = match self.changed.wait_timeout(r, IDLE_ROUND) {
-                        Ok((g, _)) => g,
-                        Err(p) => p.into_inner().0,
-                    };
-                }
-                let round = r.next;
-                r.next += 1;
-                round
-            };
-            if let Err(e) = client.simple_query("SELECT 1") {
-                return e.to_string();
-            }
-            let mut notes = client.notifications();
-            let mut it = notes.iter();
-            loop {
-                match it.next() {
-                    Ok(Some(n)) => self.apply(n.payload()),
-                    Ok(None) => break,
-                    Err(e) => return e.to_string(),
-                }
-            }
-            let mut r = self.lock();
-            r.done = round;
-            self.changed.notify_all();
-        }
     }
 
     fn apply(&self, payload: &str) {

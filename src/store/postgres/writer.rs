@@ -68,8 +68,10 @@ fn writer(settings: PgSettings, link: &CacheLink, queue: &Queue) {
         }
         let m = crate::metrics::get();
         let started = Instant::now();
+        let cpu = crate::metrics::phase::maybe_start(crate::metrics::phase::Phase::Commit);
         let result = rt.block_on(commit(&settings, link, &mut session, &batch));
         m.store_commit.observe_duration(started.elapsed());
+        crate::metrics::phase::lap(cpu, crate::metrics::phase::Phase::Commit);
         m.store_batch.observe(batch.len() as f64);
         answer(&mut batch, result);
     }
