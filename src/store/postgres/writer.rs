@@ -11,6 +11,7 @@
 use super::batch::{self, Statements};
 use super::connect::{NoticeWatch, PgSettings};
 use crate::store::cache::AccountCache;
+use crate::store::sqlite::commit::answerer::Answerer;
 use crate::store::sqlite::commit::queue::{Job, Queue, IS_WRITER};
 use crate::store::sqlite::commit::{Answer, Committer, Op, AUDIT_LINGER, MAX_BATCH};
 use crate::store::{StoreError, StoreResult};
@@ -59,6 +60,7 @@ fn writer(settings: PgSettings, link: &CacheLink, queue: &Queue) {
             return;
         }
     };
+    let answerer = Answerer::start("otpd-pg-answers");
     let mut session: Option<Session> = None;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while queue.take(&mut batch, MAX_BATCH) {
@@ -73,19 +75,17 @@ fn writer(settings: PgSettings, link: &CacheLink, queue: &Queue) {
         m.store_commit.observe_duration(started.elapsed());
         crate::metrics::phase::lap(cpu, crate::metrics::phase::Phase::Commit);
         m.store_batch.observe(batch.len() as f64);
-        answer(&mut batch, result);
+        answer(&answerer, &mut batch, result);
     }
 }
 
-fn answer(batch: &mut Vec<Job>, result: StoreResult<Vec<StoreResult<Answer>>>) {
+fn answer(
+    answerer: &Answerer,
+    batch: &mut Vec<Job>,
+    result: StoreResult<Vec<StoreResult<Answer>>>,
+) {
     match result {
-        Ok(answers) => {
-            for (mut job, a) in batch.drain(..).zip(answers) {
-                if let Some(reply) = job.reply.take() {
-                    reply.put(a);
-                }
-            }
-        }
+        Ok(answers) => answerer.answer(batch.drain(..).zip(answers)),
         Err(e) => {
             let lost = batch.iter().filter(|j| j.reply.is_none()).count();
             tracing::error!(
@@ -93,11 +93,11 @@ fn answer(batch: &mut Vec<Job>, result: StoreResult<Vec<StoreResult<Answer>>>) {
                 batch.len()
             );
             let msg = e.to_string();
-            for mut job in batch.drain(..) {
-                if let Some(reply) = job.reply.take() {
-                    reply.put(Err(StoreError::Commit(msg.clone())));
-                }
-            }
+            answerer.answer(
+                batch
+                    .drain(..)
+                    .map(|job| (job, Err(StoreError::Commit(msg.clone())))),
+            );
         }
     }
 }

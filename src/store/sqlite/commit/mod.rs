@@ -27,6 +27,7 @@
 //! (audit records alone wait up to 2 ms for a counter update to share their commit). Never a
 //! counter: no Accept left for a counter update that was not durable.
 
+pub(in crate::store) mod answerer;
 mod ops;
 pub(in crate::store) mod queue;
 #[cfg(test)]
