@@ -5,7 +5,7 @@
 //! 0.4 ms (bench/run.sh's time split, PostgreSQL at window 128). The PostgreSQL writer uses
 //! it; SQLite's does not: its writer waits for a local fsync, not a round trip, and handing
 //! the answers over made its batches five times smaller and its CPU per login higher at
-//! window 128 (79 → 16 logins per flush, one run, 2026-12-06). Waiting threads
+//! window 128 (79 → 16 logins per flush, one run, 2026-12-06, docs/performance.md). Waiting threads
 //! (`Reply::Slot`) are still woken by the writer itself: that is one notification, not work.
 
 use super::ops::Answer;
