@@ -164,13 +164,18 @@ pub enum Outcome {
 
 pub fn run(cli: Cli) -> ExitCode {
     let is_serve = matches!(cli.command, Command::Serve);
-    let cfg = match Config::load(cli.config.as_deref()) {
+    let mut cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("otpd: {e}");
             return ExitCode::from(2);
         }
     };
+    if !is_serve {
+        // A one-shot command reads an account once or not at all: a cache would only cost it
+        // one more PostgreSQL session (the change feed) and a thread.
+        cfg.store.cache_accounts = 0;
+    }
     crate::logging::init(&cfg.log, is_serve);
     let res = match cli.command {
         Command::Init => init(&cfg),
