@@ -136,7 +136,8 @@ pub const MIGRATIONS: &[&str] = &[
         last_used_at  BIGINT
     );",
     // 4: every change of an account or its tokens announced on `otpd_cache`, whoever makes
-    // it, so that each node's account cache forgets what changed (feed.rs). A counter's
+    // it, so that each node's account cache forgets what changed (feed.rs); and the writer's
+    // guard against a primary without a synchronous standby. A counter's
     // advance by otpd's writer (session setting `otpd.writer`) is left to the writer, which
     // announces a batch's advances in one notification with its origin. The columns listed
     // are those a login reads (rows.rs); a new one read by logins belongs here too.
@@ -180,7 +181,18 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER accounts_truncated AFTER TRUNCATE ON accounts FOR EACH STATEMENT
         EXECUTE FUNCTION otpd_cache_announce();
     CREATE TRIGGER tokens_truncated AFTER TRUNCATE ON tokens FOR EACH STATEMENT
-        EXECUTE FUNCTION otpd_cache_announce();",
+        EXECUTE FUNCTION otpd_cache_announce();
+    -- The writer's guard at the head of every batch (batch.rs): without a synchronous
+    -- standby a commit would be only local, and a failover could make a used code valid.
+    CREATE FUNCTION otpd_require_sync() RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        IF current_setting('synchronous_standby_names') = ''
+           OR current_setting('synchronous_commit') NOT IN ('on', 'remote_apply') THEN
+            RAISE EXCEPTION 'the PostgreSQL primary names no synchronous standby: a commit \
+would be only local, and a failover could make a used one-time code valid again'
+                USING ERRCODE = 'OT001';
+        END IF;
+    END $$;",
 ];
 
 /// What `migrate` found and did.
