@@ -41,6 +41,14 @@ fn verdict(env: &Env, user: &str, password: &str) -> String {
         .to_string()
 }
 
+/// Nodes A and B on the cluster's primary with the same key file, both serving.
+fn two_nodes(c: &Cluster, extra: &str) -> (Env, Env, common::Daemon, common::Daemon) {
+    let a = node(&c.url(), "A", None, extra);
+    let b = node(&c.url(), "B", Some(&a.path().join("data/otpd.key")), extra);
+    let (da, db) = (a.start(), b.start());
+    (a, b, da, db)
+}
+
 /// No lockout in the way of the rounds below (their rejects are meant).
 const NO_LOCKOUT: &str = "[lockout]\nfree_failures = 1000000\nmax_failures = 0\n\
     per_source_max_failures = 0\nsource_max_failures = 0\n";
@@ -48,15 +56,7 @@ const NO_LOCKOUT: &str = "[lockout]\nfree_failures = 1000000\nmax_failures = 0\n
 #[test]
 fn a_token_disabled_elsewhere_is_refused_at_once() {
     let c = Cluster::primary();
-    let a = node(&c.url(), "A", None, NO_LOCKOUT);
-    let b = node(
-        &c.url(),
-        "B",
-        Some(&a.path().join("data/otpd.key")),
-        NO_LOCKOUT,
-    );
-    let _da = a.start();
-    let _db = b.start();
+    let (a, b, _da, _db) = two_nodes(&c, NO_LOCKOUT);
     let serial = a.enrol("ann", "1234", "hotp", "everywhere");
     let mut counter = 0u64;
     // A reads ann once and keeps her.
@@ -92,15 +92,7 @@ fn a_token_disabled_elsewhere_is_refused_at_once() {
 #[test]
 fn a_pin_or_level_changed_elsewhere_counts_at_once() {
     let c = Cluster::primary();
-    let a = node(&c.url(), "A", None, NO_LOCKOUT);
-    let b = node(
-        &c.url(),
-        "B",
-        Some(&a.path().join("data/otpd.key")),
-        NO_LOCKOUT,
-    );
-    let _da = a.start();
-    let _db = b.start();
+    let (a, b, _da, _db) = two_nodes(&c, NO_LOCKOUT);
     a.enrol("bob", "1234", "hotp", "everywhere");
     let mut counter = 0u64;
     let mut pin = "1234".to_string();
@@ -142,10 +134,7 @@ fn counters_and_locks_from_another_node_hold_here() {
     // Locks after 3 failures in a row, whichever node saw them.
     let lock = "[lockout]\nfree_failures = 3\nmax_failures = 3\nlock_duration = \"1h\"\n\
         per_source_max_failures = 0\nsource_max_failures = 0\n";
-    let a = node(&c.url(), "A", None, lock);
-    let b = node(&c.url(), "B", Some(&a.path().join("data/otpd.key")), lock);
-    let _da = a.start();
-    let _db = b.start();
+    let (a, b, _da, _db) = two_nodes(&c, lock);
     a.enrol("cay", "1234", "hotp", "everywhere");
     a.enrol("dan", "1234", "hotp", "everywhere");
     assert_eq!(

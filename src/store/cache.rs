@@ -96,10 +96,7 @@ impl AccountCache {
     pub fn clear(&self) {
         let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.cleared.store(e, Ordering::SeqCst);
-        let mut g = self.lock();
-        g.by_name.clear();
-        g.name_of.clear();
-        g.account_of_token.clear();
+        *self.lock() = Inner::default();
     }
 
     /// What a hit gives: the account and its tokens as last read or written through.
@@ -132,9 +129,7 @@ impl AccountCache {
         if g.by_name.len() >= self.capacity && !g.by_name.contains_key(&account.name) {
             // Full: start over rather than keep an order of use on every hit. Logins read
             // from the database until the accounts in use are back.
-            g.by_name.clear();
-            g.name_of.clear();
-            g.account_of_token.clear();
+            *g = Inner::default();
         }
         if let Some(old) = g.name_of.insert(account.id, account.name.clone()) {
             if old != account.name {
