@@ -392,7 +392,10 @@ impl Pass<'_> {
 
     /// Counts the attempt as a failure of its bucket, at once: an attempt waiting for this
     /// one sees it. `durable`: the bucket's count after this failure as the row or the shared
-    /// counter has it (all nodes' failures), when it was written; the higher count wins.
+    /// counter has it (all nodes' failures), when it was written; it already holds this
+    /// failure, and the memory may too (another login may have read the row back and merged
+    /// it in before this call), so it is not added to again. Without it (a ghost, a write
+    /// that failed) the memory alone counts this one.
     pub fn failed(mut self, now: i64, cfg: &LockoutConfig, durable: Option<u32>) -> Counted {
         self.done = true;
         let familiar = self.familiar;
@@ -405,7 +408,10 @@ impl Pass<'_> {
             e.changed_ms = now.saturating_mul(1000);
             let b = e.bucket(familiar);
             b.expire(now);
-            b.failures = b.failures.saturating_add(1).max(durable.unwrap_or(0));
+            b.failures = match durable {
+                Some(n) => b.failures.max(n),
+                None => b.failures.saturating_add(1),
+            };
             b.last_failure = Some(now);
             if cfg.max_failures > 0 && b.failures >= cfg.max_failures {
                 b.locked_until = Some(now + cfg.lock_duration.as_secs() as i64);

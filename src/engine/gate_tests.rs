@@ -235,3 +235,31 @@ fn an_old_rows_ended_lock_does_not_wipe_newer_failures() {
         .failed(101, &c, None);
     assert_eq!((n.failures, n.locked), (3, true));
 }
+
+#[test]
+fn a_failure_read_back_from_the_row_before_it_is_counted_in_memory_counts_once() {
+    let g = Gate::new();
+    let c = LockoutConfig {
+        free_failures: 3,
+        max_failures: 3,
+        delay: Duration::from_secs(60),
+        ..cfg()
+    };
+    // Three attempts in flight; the first two fail and are written (rows 1 and 2).
+    let mut held: Vec<_> = (0..3)
+        .map(|_| g.enter(&acct(), false, None, 10_000, &c).expect("free"))
+        .collect();
+    for n in 1..=2 {
+        let p = held.remove(0);
+        assert_eq!(p.failed(10, &c, Some(n)).failures, n);
+    }
+    // The third's write lands (row 3, locked) and another login reads that row and is
+    // refused before the third's own count reaches memory: the row's 3 already holds it.
+    let written = row(3, 10, Some(110));
+    assert!(matches!(
+        g.enter(&written, false, None, 10_010, &c),
+        Err(Refusal::Locked { .. })
+    ));
+    let n = held.remove(0).failed(10, &c, Some(3));
+    assert_eq!((n.failures, n.locked), (3, true), "counted twice");
+}
