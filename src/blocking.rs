@@ -1,14 +1,19 @@
 //! Where a login's thread sleeps on something other than its own work: a commit it must wait
-//! for, a full write queue, a validation server, a mail relay.
+//! for, a full write queue, a validation server, a mail relay, a PostgreSQL round trip.
 //!
 //! The RADIUS front-end keeps only a few threads receiving (one woken thread per datagram
 //! costs more CPU than the validation, docs/performance.md), and the other threads parked.
 //! A thread about to sleep here lends its receiving role to a parked one, so a slow login
 //! never leaves the socket unread; it takes the role back afterwards, and the front-end
-//! parks whichever thread is one too many. Threads without a lender (tokio's blocking pool,
-//! the CLI, tests) sleep as before.
+//! parks whichever thread is one too many.
+//!
+//! The Unix socket front-end runs a login on the tokio worker thread that read its line (a
+//! hand-over to the blocking pool and back cost more than the login). A sleep there would
+//! hold up every connection queued on that worker, so a sleep in such a login is run through
+//! tokio's `block_in_place`: the worker's queue moves to another thread first. Threads of
+//! neither kind (tokio's blocking pool, the CLI, the writers, tests) sleep as they are.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 /// Who is told that this thread is about to sleep, and when it woke.
@@ -19,6 +24,8 @@ pub trait Lender: Send + Sync {
 
 thread_local! {
     static LENDER: RefCell<Option<Arc<dyn Lender>>> = const { RefCell::new(None) };
+    /// Set while a login runs on a worker thread of a multi-threaded tokio runtime.
+    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Sets (or clears) the lender of the calling thread.
@@ -26,23 +33,36 @@ pub fn set_lender(l: Option<Arc<dyn Lender>>) {
     LENDER.with(|x| *x.borrow_mut() = l);
 }
 
-/// Marks a sleep from here until the guard is dropped.
-pub fn enter() -> Sleeping {
+/// Runs `f`, which may sleep, as a marked sleep.
+pub fn section<R>(f: impl FnOnce() -> R) -> R {
+    if ON_WORKER.get() {
+        return tokio::task::block_in_place(f);
+    }
     let lender = LENDER.with(|x| x.borrow().clone());
     if let Some(l) = &lender {
         l.lend();
     }
-    Sleeping(lender)
+    let _back = Sleeping(lender);
+    f()
 }
 
-/// Runs `f`, which may sleep, as a marked sleep.
-pub fn section<R>(f: impl FnOnce() -> R) -> R {
-    let _s = enter();
+/// Runs `f`, a login, on the calling tokio worker thread: its marked sleeps (`section`)
+/// move the worker's other tasks away first. Only for a worker of a multi-threaded runtime
+/// (`block_in_place` refuses the others); the caller checks
+/// [`tokio::runtime::RuntimeFlavor`].
+pub fn on_worker<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_WORKER.set(self.0);
+        }
+    }
+    let _reset = Reset(ON_WORKER.replace(true));
     f()
 }
 
 /// The thread's sleep; dropping it (also on unwinding) takes the role back.
-pub struct Sleeping(Option<Arc<dyn Lender>>);
+struct Sleeping(Option<Arc<dyn Lender>>);
 
 impl Drop for Sleeping {
     fn drop(&mut self) {

@@ -288,3 +288,52 @@ fn logins_waiting_for_a_hanging_server_do_not_hold_up_other_radius_logins() {
     assert!(log.contains("1 receiving at a time"), "{log}");
     assert!(d.stop().success(), "clean exit on SIGTERM");
 }
+
+/// The socket decides a login on the tokio worker thread that read it. Eight logins of
+/// alice (more than the daemon has worker threads on any machine we run) each wait 5 s for a
+/// server that never answers; each moves its worker's other connections to another thread
+/// before it sleeps (src/blocking.rs), so bob's login over the socket, sent after them, is
+/// answered at once. Without that the workers would all sleep and bob would wait 5 s.
+#[test]
+fn logins_waiting_for_a_hanging_server_do_not_hold_up_other_socket_logins() {
+    let server = Ykval::start("hang");
+    let env = env_with(&[server.url()], "5s");
+    env.enrol("bob", "5678", "hotp", "everywhere");
+    let d = env.start();
+    let started = Instant::now();
+    let path = env.socket_path();
+    let waiting: Vec<_> = (0..8u8)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let req = serde_json::json!({"op": "check", "user": "alice",
+                    "password": format!("1234{}", otp(PUBLIC_ID, i)), "service": "vpn"});
+                common::socket_call(&path, &req)
+            })
+        })
+        .collect();
+    // Let all eight reach the validation server.
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    let req = serde_json::json!({"op": "check", "user": "bob",
+        "password": format!("5678{}", common::hotp_code(0)), "service": "vpn"});
+    let answer = common::socket_call(&path, &req);
+    let took = asked.elapsed();
+    assert_eq!(answer["verdict"], "accept", "bob's code is good: {answer}");
+    assert!(
+        took < Duration::from_millis(2000),
+        "bob waited {took:?} behind the hanging logins"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "the hanging logins must still be waiting when bob is answered: the test measured nothing"
+    );
+    for (i, t) in waiting.into_iter().enumerate() {
+        let a = t.join().expect("alice's login thread");
+        assert_eq!(
+            a["verdict"], "reject",
+            "login {i}: the server never answered: {a}"
+        );
+    }
+    assert!(d.stop().success(), "clean exit on SIGTERM");
+}

@@ -249,11 +249,34 @@ impl Gate {
         now_ms: i64,
         cfg: &LockoutConfig,
     ) -> Result<Pass<'_>, Refusal> {
+        let deadline = Instant::now() + MAX_WAIT;
+        let first = self.take_slot(account, familiar, familiar_row, now_ms, cfg, None);
+        match first {
+            Err(Refusal::Busy) => {
+                // A RADIUS worker lends its receiving while it waits (blocking.rs).
+                crate::blocking::section(|| {
+                    self.take_slot(account, familiar, familiar_row, now_ms, cfg, Some(deadline))
+                })
+            }
+            done => done,
+        }
+    }
+
+    /// The slot, or why not. Without a `deadline` an attempt that would have to wait for
+    /// attempts in flight is refused as `Busy` at once (the caller then waits as a marked
+    /// sleep); with one it waits for them until then.
+    fn take_slot(
+        &self,
+        account: &Account,
+        familiar: bool,
+        familiar_row: Option<Counter>,
+        now_ms: i64,
+        cfg: &LockoutConfig,
+        deadline: Option<Instant>,
+    ) -> Result<Pass<'_>, Refusal> {
         let now = now_ms.div_euclid(1000);
         let shard = self.shard(account.id);
-        let deadline = Instant::now() + MAX_WAIT;
         let mut map = lock(&shard.map);
-        let mut sleep = None;
         loop {
             if map.len() >= MAX_ENTRIES && !map.contains_key(&account.id) {
                 evict(&mut map, now);
@@ -299,12 +322,12 @@ impl Gate {
                 }
                 Admit::No(r) => return Err(r),
                 Admit::WaitForInFlight => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let left = deadline.map_or(Duration::ZERO, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
                     if left.is_zero() {
                         return Err(Refusal::Busy);
                     }
-                    // A RADIUS worker lends its receiving while it waits (blocking.rs).
-                    let _s = sleep.get_or_insert_with(crate::blocking::enter);
                     map = shard
                         .released
                         .wait_timeout(map, left)

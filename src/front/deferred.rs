@@ -1,9 +1,9 @@
-//! A login for a front-end on tokio: the engine decides on the blocking pool, and a login
-//! whose counter advance must first be durable comes back [`Checked::Pending`] and is
-//! answered by the store's writer through a channel. The blocking thread is free again as
-//! soon as the engine has decided; no thread sleeps through the group commit (before, each
-//! waiting login held a pool thread, and the pool's thread switches cost more than the
-//! login, docs/performance.md).
+//! A login for a front-end on tokio: the engine decides on the blocking pool or on the
+//! worker thread itself ([`Run`]), and a login whose counter advance must first be durable
+//! comes back [`Checked::Pending`] and is answered by the store's writer through a channel.
+//! The deciding thread is free again as soon as the engine has decided; no thread sleeps
+//! through the group commit (before, each waiting login held a pool thread, and the pool's
+//! thread switches cost more than the login, docs/performance.md).
 
 use crate::engine::{CheckRequest, Checked, Decision, Engine, Responder};
 use std::sync::Arc;
@@ -25,21 +25,31 @@ impl Responder for Answer {
     }
 }
 
-/// Decides `req`. `before` runs on the blocking thread right before the engine and may
-/// answer instead of it (the socket's caller gave up: a wait for the pool counts against
-/// its deadline). The decision comes through one channel whoever sends it, the pool thread
-/// or the store's writer: the waiting task is woken once per login.
+/// Where the engine decides a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// On tokio's blocking pool: two thread hand-overs per login.
+    Pool,
+    /// On the calling worker thread, when it is one of a multi-threaded runtime (else on the
+    /// pool): the login's sleeps move the worker's other tasks away first (blocking.rs).
+    Here,
+}
+
+/// Decides `req`. `before` runs right before the engine and may answer instead of it (the
+/// socket's caller gave up: a wait for the pool counts against its deadline). The decision
+/// comes through one channel whoever sends it, the deciding thread or the store's writer:
+/// the waiting task is woken at most once per login.
 pub async fn check<F>(
     engine: Arc<Engine>,
     req: CheckRequest,
     before: F,
+    run: Run,
 ) -> Result<Decision, Dropped>
 where
     F: FnOnce(&Engine, &CheckRequest) -> Option<Decision> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    // Not joined: a panic drops `tx`, and the wait below ends with `Dropped`.
-    drop(tokio::task::spawn_blocking(move || {
+    let decide = move || {
         if let Some(d) = before(&engine, &req) {
             let _ = tx.send(d);
             return;
@@ -50,6 +60,39 @@ where
             }
             Checked::Pending(p) => p.then(engine, req, Answer(tx)),
         }
-    }));
+    };
+    // A panic drops `tx`: the wait below ends with `Dropped`. The pool's thread is not
+    // joined: the answer alone wakes this task, once.
+    if here(run) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::blocking::on_worker(decide)
+        }));
+    } else {
+        drop(tokio::task::spawn_blocking(decide));
+    }
     rx.await.map_err(|_| Dropped)
+}
+
+/// Whether to run on this thread: asked to, and a worker of a multi-threaded runtime.
+fn here(run: Run) -> bool {
+    run == Run::Here
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Runs `f`, engine work that may sleep, where `run` says. `Dropped`: it panicked (the
+/// caller answers with an error instead of losing the connection).
+pub async fn call<R, F>(run: Run, f: F) -> Result<R, Dropped>
+where
+    R: Send + 'static,
+    F: FnOnce() -> R + Send + 'static,
+{
+    if here(run) {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::blocking::on_worker(f)
+        }))
+        .map_err(|_| Dropped)
+    } else {
+        tokio::task::spawn_blocking(f).await.map_err(|_| Dropped)
+    }
 }

@@ -148,7 +148,10 @@ fn verify(cfg: &YubicoConfig, otp: &str) -> Result<(), RemoteError> {
         return Err(RemoteError::NotConfigured);
     }
     // The whole exchange may take up to `[yubico] timeout`: another thread receives meanwhile.
-    let _asleep = crate::blocking::enter();
+    crate::blocking::section(|| ask_servers(cfg, otp))
+}
+
+fn ask_servers(cfg: &YubicoConfig, otp: &str) -> Result<(), RemoteError> {
     let deadline = Instant::now() + cfg.timeout;
     let mut last = RemoteError::OutOfTime(cfg.timeout);
     for url in &cfg.api_urls {

@@ -72,7 +72,7 @@ pub(super) async fn decide(
     let working = handle.begin_owned();
     let engine = handle.current();
     // A login that waits for its commit holds no thread (front/deferred.rs).
-    let d = deferred::check(engine, req, |_, _| None)
+    let d = deferred::check(engine, req, |_, _| None, deferred::Run::Pool)
         .await
         .map_err(|e| {
             tracing::error!("http: {e}");

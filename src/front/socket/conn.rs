@@ -146,15 +146,17 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
                 device: Default::default(),
                 code_only: false,
             };
-            // Checked on the blocking thread, right before the engine: the wait for that
-            // thread (and a stopped or stalled daemon) counts against the caller's deadline.
-            // A login that waits for its commit holds no thread (front/deferred.rs).
-            let checked = deferred::check(engine, req, move |engine, req| match deadline_ms {
-                Some(deadline) if now_unix_ms() >= deadline => {
-                    Some(engine.reject_unevaluated(req, GAVE_UP))
-                }
-                _ => None,
-            });
+            // Checked right before the engine: a wait for the thread (and a stopped or
+            // stalled daemon) counts against the caller's deadline. Decided on this worker
+            // thread; a login that waits for its commit holds no thread (front/deferred.rs).
+            let gave_up =
+                move |engine: &crate::engine::Engine, req: &CheckRequest| match deadline_ms {
+                    Some(deadline) if now_unix_ms() >= deadline => {
+                        Some(engine.reject_unevaluated(req, GAVE_UP))
+                    }
+                    _ => None,
+                };
+            let checked = deferred::check(engine, req, gave_up, deferred::Run::Here);
             match checked.await {
                 Ok(d) => {
                     metrics::get().request(Frontend::Socket, d.verdict, started.elapsed());
@@ -168,7 +170,7 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
             service,
             rhost,
         } => {
-            let res = tokio::task::spawn_blocking(move || {
+            let res = deferred::call(deferred::Run::Here, move || {
                 let (v, reason) = engine.account_check(&user, &service, rhost.as_deref());
                 if v == AccountVerdict::Deny {
                     // As `&str`: quoted and escaped in the text log, like the audit line.

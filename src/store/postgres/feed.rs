@@ -107,8 +107,7 @@ impl Feed {
         let deadline = Instant::now() + self.timeout;
         let mut r = self.lock();
         let mine = r.next;
-        let _asleep = crate::blocking::enter();
-        loop {
+        crate::blocking::section(move || loop {
             if !r.up {
                 return false;
             }
@@ -124,7 +123,7 @@ impl Feed {
                 return false;
             }
             r = self.wait(r, deadline - now);
-        }
+        })
     }
 
     /// Runs the next round; every round a login waits for is this one or an earlier one.

@@ -38,9 +38,10 @@ impl PgConn {
     }
 
     pub(crate) fn query(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
-        let _asleep = crate::blocking::enter();
-        let st = self.statement(sql)?;
-        Ok(self.client.query(&st, p)?)
+        crate::blocking::section(|| {
+            let st = self.statement(sql)?;
+            Ok(self.client.query(&st, p)?)
+        })
     }
 
     pub(crate) fn query_opt(
@@ -48,19 +49,21 @@ impl PgConn {
         sql: &str,
         p: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Option<Row>> {
-        let _asleep = crate::blocking::enter();
-        let st = self.statement(sql)?;
-        Ok(self.client.query_opt(&st, p)?)
+        crate::blocking::section(|| {
+            let st = self.statement(sql)?;
+            Ok(self.client.query_opt(&st, p)?)
+        })
     }
 
     /// A durable write of its own (autocommit): rows changed.
     pub(crate) fn execute(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
-        let _asleep = crate::blocking::enter();
-        let before = self.watch.count();
-        let st = self.statement(sql)?;
-        let n = self.client.execute(&st, p)?;
-        self.check_replicated(before)?;
-        Ok(n)
+        crate::blocking::section(|| {
+            let before = self.watch.count();
+            let st = self.statement(sql)?;
+            let n = self.client.execute(&st, p)?;
+            self.check_replicated(before)?;
+            Ok(n)
+        })
     }
 
     /// Runs `f` in one transaction and commits it; durable (replicated) before it returns
@@ -69,13 +72,14 @@ impl PgConn {
         &mut self,
         f: impl FnOnce(&mut postgres::Transaction<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let _asleep = crate::blocking::enter();
-        let before = self.watch.count();
-        let mut tx = self.client.transaction()?;
-        let out = f(&mut tx)?;
-        tx.commit()?;
-        self.check_replicated(before)?;
-        Ok(out)
+        crate::blocking::section(|| {
+            let before = self.watch.count();
+            let mut tx = self.client.transaction()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            self.check_replicated(before)?;
+            Ok(out)
+        })
     }
 
     /// A commit whose wait for the standby was cancelled came back as success: it is only
@@ -218,8 +222,7 @@ impl PgPool {
             if st.open < self.settings.connections {
                 st.open += 1;
                 drop(st);
-                let _asleep = crate::blocking::enter();
-                return match self.settings.connect_sync() {
+                return match crate::blocking::section(|| self.settings.connect_sync()) {
                     Ok((client, watch)) => Ok(Pooled {
                         pool: self,
                         conn: Some(PgConn {
@@ -242,11 +245,10 @@ impl PgPool {
                     self.settings.connections, self.settings.connect_timeout
                 )));
             }
-            let _asleep = crate::blocking::enter();
-            st = match self.freed.wait_timeout(st, deadline - now) {
+            st = crate::blocking::section(|| match self.freed.wait_timeout(st, deadline - now) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
-            };
+            });
         }
     }
 }

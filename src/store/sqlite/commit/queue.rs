@@ -100,12 +100,18 @@ impl Queue {
 
     pub(in crate::store) fn push(&self, job: Job) -> StoreResult<()> {
         let mut st = lock(&self.state);
-        let mut _asleep = None;
-        while st.jobs.len() >= QUEUE_BOUND && !st.closed && !IS_WRITER.with(|w| w.get()) {
-            _asleep.get_or_insert_with(crate::blocking::enter);
-            st.senders_wait += 1;
-            st = self.has_room.wait(st).unwrap_or_else(|p| p.into_inner());
-            st.senders_wait -= 1;
+        let full = |st: &QueueState| {
+            st.jobs.len() >= QUEUE_BOUND && !st.closed && !IS_WRITER.with(|w| w.get())
+        };
+        if full(&st) {
+            st = crate::blocking::section(move || {
+                while full(&st) {
+                    st.senders_wait += 1;
+                    st = self.has_room.wait(st).unwrap_or_else(|p| p.into_inner());
+                    st.senders_wait -= 1;
+                }
+                st
+            });
         }
         if st.closed {
             return Err(super::writer::stopped());

@@ -68,14 +68,15 @@ impl Committer {
                 op,
                 reply: Some(Reply::Slot(slot.clone())),
             })?;
-            let _asleep = crate::blocking::enter();
-            let mut a = lock(&slot.answer);
-            loop {
-                if let Some(answer) = a.take() {
-                    return answer;
+            crate::blocking::section(|| {
+                let mut a = lock(&slot.answer);
+                loop {
+                    if let Some(answer) = a.take() {
+                        return answer;
+                    }
+                    a = slot.ready.wait(a).unwrap_or_else(|p| p.into_inner());
                 }
-                a = slot.ready.wait(a).unwrap_or_else(|p| p.into_inner());
-            }
+            })
         })
     }
 
