@@ -29,6 +29,7 @@ declare -A needs=(
   [/usr/sbin/freeradius]=freeradius
   [/usr/lib/freeradius/rlm_rest.so]=freeradius-rest
   [curl]=curl
+  [/usr/sbin/iptables]=iptables
   [/lib/x86_64-linux-gnu/security/pam_radius_auth.so]=libpam-radius-auth
   [/usr/sbin/openvpn]=openvpn
   [/usr/sbin/swanctl]=strongswan-swanctl

@@ -156,7 +156,8 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
                     }
                     _ => None,
                 };
-            let checked = deferred::check(engine, req, gave_up, deferred::Run::Here);
+            let run = where_to_run(&engine);
+            let checked = deferred::check(engine, req, gave_up, run);
             match checked.await {
                 Ok(d) => {
                     metrics::get().request(Frontend::Socket, d.verdict, started.elapsed());
@@ -170,7 +171,8 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
             service,
             rhost,
         } => {
-            let res = deferred::call(deferred::Run::Here, move || {
+            let run = where_to_run(&engine);
+            let res = deferred::call(run, move || {
                 let (v, reason) = engine.account_check(&user, &service, rhost.as_deref());
                 if v == AccountVerdict::Deny {
                     // As `&str`: quoted and escaped in the text log, like the audit line.
@@ -193,6 +195,17 @@ async fn answer(handle: &Arc<EngineHandle>, line: &[u8]) -> Vec<u8> {
                 Err(e) => internal(&e),
             }
         }
+    }
+}
+
+/// On this worker for SQLite, whose sleeps are all marked (blocking.rs). PostgreSQL's
+/// synchronous client runs a runtime of its own for every call, a dropped session's
+/// included, and must never be reached from a worker outside a marked sleep; its logins
+/// wait for the network anyway, so the pool's hand-over costs them little.
+fn where_to_run(engine: &crate::engine::Engine) -> deferred::Run {
+    match engine.config().store.kind {
+        crate::config::StoreKind::Sqlite => deferred::Run::Here,
+        crate::config::StoreKind::Postgres => deferred::Run::Pool,
     }
 }
 

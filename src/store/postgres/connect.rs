@@ -58,12 +58,33 @@ fn is_sync_wait_cancelled(n: &DbError) -> bool {
             || n.code() == &tokio_postgres::error::SqlState::WARNING)
 }
 
+/// An idle session is probed after this long without traffic...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// ...then this often...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// ...and given up after this many unanswered probes (about 30 s in all).
+const KEEPALIVE_RETRIES: u32 = 3;
+
 impl PgSettings {
     pub(crate) fn from_config(c: &StoreConfig) -> StoreResult<PgSettings> {
         let mut config = c
             .postgres_config()
             .map_err(|e| StoreError::Refused(e.to_string()))?;
         config.connect_timeout(c.connect_timeout);
+        // A network that drops packets silently (a partition, a dead switch) sends no reset:
+        // without these a read on an established session waits for TCP's retransmission
+        // limit, about 15 minutes on Linux, holding its login and its thread. Data left
+        // unacknowledged for as long as a statement may run means the session is gone; an
+        // idle session is probed, so a dead one is dropped before a login picks it. What the
+        // url sets itself (`tcp_user_timeout`, `keepalives_*`) stays.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(c.statement_timeout);
+        }
+        if config.get_keepalives_interval().is_none() && config.get_keepalives_retries().is_none() {
+            config.keepalives_idle(config.get_keepalives_idle().min(KEEPALIVE_IDLE));
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
         if config.get_application_name().is_none() {
             config.application_name(format!("otpd@{}", c.node()));
         }
