@@ -39,9 +39,17 @@ pub(super) const SQL_ADVANCE: &str = "UPDATE tokens t SET last_counter = v.count
      WHERE t.id = v.id AND t.last_counter < v.counter
      RETURNING t.id";
 /// Tells every node's account cache which accounts' counters this batch advanced (feed.rs),
-/// in notifications of at most 300 accounts (a payload holds under 8000 bytes). Sent at
-/// commit, so only when the advances are durable; the tokens' trigger stays quiet about
-/// counters in the writer's session.
+/// in notifications of at most 300 accounts (a payload holds under 8000 bytes); the tokens'
+/// trigger stays quiet about counters in the writer's session.
+///
+/// Sent in a small transaction of its own right after the batch's, in the same flight, and
+/// the batch's logins are answered after both. Not inside the batch: PostgreSQL serializes
+/// every transaction that notifies with one lock held until its commit is done, the wait for
+/// the synchronous standby included, so two nodes' batches could never commit at the same
+/// time. This one commits without waiting for the disk or the standby (nothing in it needs
+/// to survive a crash: the listeners' sessions do not) and holds that lock only briefly.
+/// A stale counter in another node's cache meanwhile cannot accept anything: the advance
+/// itself only counts when `last_counter < new` in the database.
 pub(super) const SQL_ANNOUNCE: &str = "SELECT pg_notify('otpd_cache',
          'c ' || $2::text || ' ' || string_agg(a::text, ','))
      FROM (SELECT a, (row_number() OVER ()) / 300 AS chunk
@@ -106,6 +114,8 @@ pub(super) struct Statements<S = Statement> {
     lock_tokens: S,
     advance: S,
     announce: S,
+    /// `SET LOCAL synchronous_commit = off`, for the announcement's own transaction.
+    quick_commit: S,
     token_used: S,
     failure: S,
     unlock: S,
@@ -129,6 +139,7 @@ impl Statements<Statement> {
             lock_tokens: c.prepare(SQL_LOCK_TOKENS).await?,
             advance: c.prepare(SQL_ADVANCE).await?,
             announce: c.prepare(SQL_ANNOUNCE).await?,
+            quick_commit: c.prepare("SET LOCAL synchronous_commit = off").await?,
             token_used: c.prepare(SQL_TOKEN_USED).await?,
             failure: c.prepare(SQL_FAILURE).await?,
             unlock: c.prepare(SQL_UNLOCK).await?,
@@ -156,6 +167,7 @@ pub(super) fn named() -> Statements<&'static str> {
         lock_tokens: "lock_tokens",
         advance: "advance",
         announce: "announce",
+        quick_commit: "quick_commit",
         token_used: "token_used",
         failure: "failure",
         unlock: "unlock",
@@ -196,7 +208,8 @@ fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Param {
     Box::new(v)
 }
 
-/// The batch's statements in the global lock order, BEGIN first and COMMIT last.
+/// The batch's statements in the global lock order, BEGIN first and COMMIT last, then the
+/// announcement of its advances in a transaction of its own.
 pub(super) fn plan<'s, S>(
     st: &'s Statements<S>,
     ops: &[&Op],
@@ -265,12 +278,6 @@ pub(super) fn plan<'s, S>(
             reads: Reads::Advanced(round.iter().map(|r| (r.0, r.1)).collect()),
         });
     }
-    if !advanced.is_empty() {
-        out.push(simple(
-            &st.announce,
-            vec![p(advanced), p(origin.to_string())],
-        ));
-    }
     let mut token_used: Vec<(i64, usize)> = Vec::new();
     let mut accounts: Vec<((u8, i64), usize)> = Vec::new();
     let mut backup: Vec<(i64, usize)> = Vec::new();
@@ -319,6 +326,15 @@ pub(super) fn plan<'s, S>(
         out.push(audit(st, ops, &audits, node));
     }
     out.push(simple(&st.commit, vec![]));
+    if !advanced.is_empty() {
+        out.push(simple(&st.begin, vec![]));
+        out.push(simple(&st.quick_commit, vec![]));
+        out.push(simple(
+            &st.announce,
+            vec![p(advanced), p(origin.to_string())],
+        ));
+        out.push(simple(&st.commit, vec![]));
+    }
     out
 }
 
@@ -482,11 +498,26 @@ pub(super) async fn run(
             None => f.await,
         });
     }
-    // The first error is the cause; the statements after it failed only because the
-    // transaction was aborted (and its COMMIT answered ROLLBACK).
-    let mut rows_of = Vec::with_capacity(results.len());
-    for r in results {
-        rows_of.push(r?);
+    // The batch is everything up to its COMMIT: the first error there is the cause, the
+    // statements after it failed only because the transaction was aborted (and its COMMIT
+    // answered ROLLBACK). The announcement after it cannot undo the batch: its error is only
+    // logged (another node may then use a counter it holds for a moment longer, which the
+    // database's `last_counter < new` refuses anyway).
+    let batch_len = planned
+        .iter()
+        .position(|pl| std::ptr::eq(pl.stmt, &st.commit))
+        .map_or(planned.len(), |i| i + 1);
+    let mut rows_of = Vec::with_capacity(batch_len);
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(rows) if i < batch_len => rows_of.push(rows),
+            Err(e) if i < batch_len => return Err(e),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("PostgreSQL: announcing a batch's advances to the caches: {e}");
+                break;
+            }
+        }
     }
     let mut answers: Vec<StoreResult<Answer>> = ops.iter().map(|_| Ok(Answer::Done)).collect();
     for (pl, rows) in planned.iter().zip(rows_of) {
