@@ -105,6 +105,17 @@ fn ask(
     socket_call(&env.socket_path(), &req)
 }
 
+/// What each counted failure said of its count, sorted: two nodes' audit records are not
+/// listed in the order their logins were decided (each node commits its own batches).
+fn failure_counts(reasons: &[String]) -> Vec<&str> {
+    let mut counts: Vec<&str> = reasons
+        .iter()
+        .filter_map(|r| r.strip_prefix("wrong or used code; "))
+        .collect();
+    counts.sort_unstable();
+    counts
+}
+
 fn verdict(v: &Value) -> &str {
     v["verdict"]
         .as_str()
@@ -300,14 +311,8 @@ fn failures_split_over_a_and_b_lock_the_account_at_the_configured_total() {
     // need not be listed in the order their logins were decided (a CI run listed B's fourth
     // failure before A's third): the counts are checked as a set. Every failure counted the
     // others' (1 to 4, each once), the fourth locked, and both right codes met the lock.
-    let mut counts: Vec<&str> = rs
-        .iter()
-        .filter(|r| r.starts_with("wrong or used code; "))
-        .map(|r| r.trim_start_matches("wrong or used code; "))
-        .collect();
-    counts.sort_unstable();
     assert_eq!(
-        counts,
+        failure_counts(&rs),
         [
             "1 failures in a row",
             "2 failures in a row",
@@ -364,14 +369,8 @@ fn failures_from_a_familiar_source_split_over_a_and_b_add_up() {
     // As a set (audit batches of two nodes may land in either order): each failure counted
     // the others', 1 to 4 once each, the fourth locked.
     let rs = reasons(&p.a, 6);
-    let mut counts: Vec<&str> = rs
-        .iter()
-        .filter(|r| r.starts_with("wrong or used code; "))
-        .map(|r| r.trim_start_matches("wrong or used code; "))
-        .collect();
-    counts.sort_unstable();
     assert_eq!(
-        counts,
+        failure_counts(&rs),
         [
             "1 failures in a row from familiar sources",
             "2 failures in a row from familiar sources",

@@ -42,6 +42,16 @@ fn cfg() -> LockoutConfig {
     }
 }
 
+/// Three failures at once, and the third locks.
+fn three_then_locked() -> LockoutConfig {
+    LockoutConfig {
+        free_failures: 3,
+        max_failures: 3,
+        delay: Duration::from_secs(60),
+        ..cfg()
+    }
+}
+
 #[test]
 fn parallel_attempts_take_their_slots_before_they_are_evaluated() {
     let g = Arc::new(Gate::new());
@@ -215,12 +225,7 @@ fn another_nodes_failures_in_the_row_count_at_once() {
 #[test]
 fn an_old_rows_ended_lock_does_not_wipe_newer_failures() {
     let g = Gate::new();
-    let c = LockoutConfig {
-        free_failures: 3,
-        max_failures: 3,
-        delay: Duration::from_secs(60),
-        ..cfg()
-    };
+    let c = three_then_locked();
     // After a lock that ended at 100 s: two fresh failures at 101 s.
     for _ in 0..2 {
         g.enter(&acct(), false, None, 101_000, &c)
@@ -239,12 +244,7 @@ fn an_old_rows_ended_lock_does_not_wipe_newer_failures() {
 #[test]
 fn a_failure_read_back_from_the_row_before_it_is_counted_in_memory_counts_once() {
     let g = Gate::new();
-    let c = LockoutConfig {
-        free_failures: 3,
-        max_failures: 3,
-        delay: Duration::from_secs(60),
-        ..cfg()
-    };
+    let c = three_then_locked();
     // Three attempts in flight; the first two fail and are written (rows 1 and 2).
     let mut held: Vec<_> = (0..3)
         .map(|_| g.enter(&acct(), false, None, 10_000, &c).expect("free"))
