@@ -217,6 +217,106 @@ fn radius_flood_of_valid_requests_from_another_client_does_not_starve_the_real_n
     assert!(alice.iter().all(|a| a["verdict"] == "accept"), "{alice:?}");
 }
 
+/// How many datagrams like `sample` a UDP socket with the kernel's default receive buffer
+/// holds before the kernel drops the rest: what a burst must exceed to overflow it.
+fn default_buffer_holds(sample: &[u8]) -> usize {
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = sink.local_addr().unwrap();
+    let from = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..20_000 {
+        let _ = from.send_to(sample, to);
+    }
+    sink.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while sink.recv_from(&mut buf).is_ok() {
+        n += 1;
+    }
+    assert!(
+        n > 0 && n < 20_000,
+        "the probe socket held {n} of 20,000 datagrams"
+    );
+    n
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    let r = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig})");
+}
+
+/// A NAS restarts and its users log in again while otpd is busy for a moment (a slow flush,
+/// a checkpoint): the requests pile up in the kernel's receive queue. The daemon is stopped
+/// (SIGSTOP) while another client sends one and a half times what the kernel's default
+/// buffer holds, then the real NAS sends alice's login last; with the default buffer the
+/// kernel drops that login before otpd can see it.
+#[test]
+fn a_burst_while_the_daemon_stalls_does_not_lose_the_real_nas_login() {
+    let _one = exclusive();
+    let (env, port) = radius_env("unknown_user = \"reject\"", "", "");
+    env.enrol("alice", "1234", "hotp", "everywhere");
+    let d = env.start();
+    let flood_request = |n: u64| {
+        access_request(
+            n as u8,
+            format!("burst{n:06}").as_bytes(),
+            b"1234000000",
+            &[],
+        )
+        .bytes
+    };
+    let holds = default_buffer_holds(&flood_request(0));
+    let burst = holds * 3 / 2;
+    let other = Nas::bound("127.0.0.2:0", port);
+    let nas = Nas::bound("127.0.0.1:0", port);
+    let login = access_request(7, b"alice", format!("1234{}", hotp_code(0)).as_bytes(), &[]);
+    signal(d.pid(), libc::SIGSTOP);
+    for n in 0..burst as u64 {
+        other.send(&flood_request(n));
+    }
+    nas.send(&login.bytes);
+    signal(d.pid(), libc::SIGCONT);
+    let mut answer = None;
+    while let Some(a) = nas.recv(Duration::from_secs(10)) {
+        if a.len() >= 20 && a[1] == login.bytes[1] && response_ok(&a, &login) {
+            answer = Some(a);
+            break;
+        }
+    }
+    let summary = stop_summary(d);
+    eprintln!("burst of {burst} (the default buffer holds {holds}): {summary}");
+    let answer = answer.unwrap_or_else(|| {
+        panic!(
+            "alice's login, sent after a burst of {burst} during a stall, got no answer: {summary}"
+        )
+    });
+    assert_eq!(answer[0], ACCESS_ACCEPT, "alice: Access-Accept");
+}
+
+/// The kernel caps a receive buffer at `net.core.rmem_max` without an error; the admin hears
+/// of it instead of finding out from dropped logins.
+#[test]
+fn a_receive_buffer_the_kernel_caps_is_reported() {
+    let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .expect("/proc/sys/net/core/rmem_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    let asked = 256usize << 20;
+    assert!(
+        max < asked,
+        "net.core.rmem_max is {max}: this test needs it below {asked}"
+    );
+    let (env, _port) = radius_env("", "", &format!("receive_buffer = {asked}"));
+    let d = env.start();
+    let log = log_with(&d, "raise net.core.rmem_max");
+    assert!(
+        log.contains(&format!("not the {asked} of radius.receive_buffer")),
+        "{log}"
+    );
+    drop(stop_summary(d));
+}
+
 // ---- the socket ------------------------------------------------------------------------
 
 /// A daemon whose socket is reachable by uid 65534 (group nogroup) but serves root only.

@@ -24,6 +24,11 @@ pub struct RadiusConfig {
     /// Threads per listen address that receive at once; 0 = one per CPU. The others wait
     /// parked and take over while a login sleeps (crate::blocking).
     pub receive_threads: usize,
+    /// Bytes of datagrams the kernel may queue for each listen address while otpd is busy
+    /// (a slow flush, a burst of logins after a NAS restarts); 0 = the kernel's default
+    /// (`net.core.rmem_default`, about 256 requests). The kernel caps it at
+    /// `net.core.rmem_max` and otpd warns when it did.
+    pub receive_buffer: usize,
     /// How long a two-step login's State stays valid.
     #[serde(with = "super::duration")]
     pub state_lifetime: Duration,
@@ -38,11 +43,19 @@ impl Default for RadiusConfig {
             max_in_flight: 1024,
             max_in_flight_per_source: 0,
             receive_threads: 0,
+            receive_buffer: DEFAULT_RECEIVE_BUFFER,
             state_lifetime: Duration::from_secs(120),
             clients: Vec::new(),
         }
     }
 }
+
+/// 1 MiB: about 2,500 requests queued in the kernel (it counts about 830 bytes for a small
+/// datagram and doubles what it is asked for), ten times its default and a fraction of a
+/// second of work. Not more: under a flood that outruns the receive loop, a real request
+/// waits behind everything queued (docs/security.md#floods).
+pub const DEFAULT_RECEIVE_BUFFER: usize = 1 << 20;
+const MAX_RECEIVE_BUFFER: usize = 256 << 20;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +141,14 @@ impl RadiusConfig {
             return Err(invalid(
                 "radius.receive_threads",
                 "allowed: 0 (one per CPU) to 64, the worker threads of a listen address",
+            ));
+        }
+        if self.receive_buffer != 0
+            && !(64 << 10..=MAX_RECEIVE_BUFFER).contains(&self.receive_buffer)
+        {
+            return Err(invalid(
+                "radius.receive_buffer",
+                "allowed: 0 (the kernel's default) or 65536 to 268435456 bytes",
             ));
         }
         for (i, c) in self.clients.iter().enumerate() {

@@ -43,6 +43,16 @@ fn bad_values_are_named() {
     assert!(e.to_string().contains("soon"), "{e}");
     let e = load_str("[radius]\nreceive_threads = 65\n").expect_err("range");
     assert!(e.to_string().contains("radius.receive_threads"), "{e}");
+    for bad in ["1", "65535", "268435457"] {
+        let e = load_str(&format!("[radius]\nreceive_buffer = {bad}\n")).expect_err("range");
+        assert!(
+            e.to_string().contains("radius.receive_buffer"),
+            "{bad}: {e}"
+        );
+    }
+    for good in ["0", "65536", "268435456"] {
+        load_str(&format!("[radius]\nreceive_buffer = {good}\n")).expect(good);
+    }
 }
 
 #[test]

@@ -142,6 +142,9 @@ pub async fn start(
             .map_err(|e| format!("cannot listen for RADIUS on {addr}: {e}"))?;
         sock.set_read_timeout(Some(STOP_POLL))
             .map_err(|e| format!("RADIUS socket {addr}: {e}"))?;
+        if r.receive_buffer > 0 {
+            receive_buffer(&sock, *addr, r.receive_buffer)?;
+        }
         let bound = sock.local_addr().unwrap_or(*addr);
         tracing::info!(
             "RADIUS listening on {bound} ({per_socket} threads, {} receiving at a time)",
@@ -199,6 +202,56 @@ impl RadiusServer {
         }
         tracing::info!("RADIUS stopped: {}", self.shared.stats.summary());
     }
+}
+
+/// Asks the kernel to queue up to `bytes` of datagrams for `sock` while every receiving
+/// thread is busy: with the default (about 256 small requests) a burst after a NAS restart,
+/// or a flood during one slow flush, made the kernel drop real logins before otpd saw them
+/// (tests/flood.rs). The kernel caps the size at `net.core.rmem_max` without an error, so
+/// what it granted is read back and a shortfall is logged.
+fn receive_buffer(sock: &UdpSocket, addr: SocketAddr, bytes: usize) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let asked = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is this open socket's descriptor; the option value is a c_int of `len` bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&asked as *const libc::c_int).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "RADIUS socket {addr}: cannot set radius.receive_buffer: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut granted: libc::c_int = 0;
+    let mut glen = len;
+    // SAFETY: as above; the kernel writes at most `glen` bytes into `granted`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut granted as *mut libc::c_int).cast(),
+            &mut glen,
+        )
+    };
+    // The kernel doubles what it grants (its own bookkeeping counts against the buffer).
+    let granted = usize::try_from(granted).unwrap_or(0) / 2;
+    if rc == 0 && granted < bytes {
+        tracing::warn!(
+            "RADIUS {addr}: the kernel granted a receive buffer of {granted} bytes, not the \
+             {bytes} of radius.receive_buffer; raise net.core.rmem_max (sysctl) to at least \
+             {bytes}, or bursts of logins may be dropped before otpd sees them"
+        );
+    }
+    Ok(())
 }
 
 /// One worker of the listen address `n`: while it holds a receiving role, receive, check,
