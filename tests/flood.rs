@@ -45,6 +45,16 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One flood test at a time, against a daemon with alice (PIN 1234, HOTP) on RADIUS whose
+/// unknown users cost what a wrong code costs.
+fn alice_on_radius() -> (std::sync::MutexGuard<'static, ()>, Env, u16, common::Daemon) {
+    let one = exclusive();
+    let (env, port) = radius_env("unknown_user = \"reject\"", "", "");
+    env.enrol("alice", "1234", "hotp", "everywhere");
+    let d = env.start();
+    (one, env, port, d)
+}
+
 /// The counters line the daemon logs when it stops (SIGTERM).
 fn stop_summary(d: common::Daemon) -> String {
     let l = d.log.clone();
@@ -165,10 +175,7 @@ fn malformed(n: u64, good: &[u8]) -> Vec<u8> {
 
 #[test]
 fn radius_flood_of_malformed_packets_does_not_delay_a_real_login() {
-    let _one = exclusive();
-    let (env, port) = radius_env("unknown_user = \"reject\"", "", "");
-    env.enrol("alice", "1234", "hotp", "everywhere");
-    let d = env.start();
+    let (_one, env, port, d) = alice_on_radius();
     let good = access_request(1, b"mallory", b"1234000000", &[]).bytes;
     let mut flood = Flood::new();
     let g = good.clone();
@@ -192,12 +199,9 @@ fn radius_flood_of_malformed_packets_does_not_delay_a_real_login() {
 
 #[test]
 fn radius_flood_of_valid_requests_from_another_client_does_not_starve_the_real_nas() {
-    let _one = exclusive();
     // Every flood request is a well-signed PAP login for a new unknown user: with
     // unknown_user = "reject" each costs what a wrong code costs, durable write included.
-    let (env, port) = radius_env("unknown_user = \"reject\"", "", "");
-    env.enrol("alice", "1234", "hotp", "everywhere");
-    let d = env.start();
+    let (_one, env, port, d) = alice_on_radius();
     let mut flood = Flood::new();
     flood.udp("127.0.0.2:0", port, VALID_RATE, |n| {
         access_request(n as u8, format!("flood{n}").as_bytes(), b"1234000000", &[]).bytes
@@ -252,10 +256,7 @@ fn signal(pid: u32, sig: i32) {
 /// kernel drops that login before otpd can see it.
 #[test]
 fn a_burst_while_the_daemon_stalls_does_not_lose_the_real_nas_login() {
-    let _one = exclusive();
-    let (env, port) = radius_env("unknown_user = \"reject\"", "", "");
-    env.enrol("alice", "1234", "hotp", "everywhere");
-    let d = env.start();
+    let (_one, _env, port, d) = alice_on_radius();
     let flood_request = |n: u64| {
         access_request(
             n as u8,
@@ -276,13 +277,7 @@ fn a_burst_while_the_daemon_stalls_does_not_lose_the_real_nas_login() {
     }
     nas.send(&login.bytes);
     signal(d.pid(), libc::SIGCONT);
-    let mut answer = None;
-    while let Some(a) = nas.recv(Duration::from_secs(10)) {
-        if a.len() >= 20 && a[1] == login.bytes[1] && response_ok(&a, &login) {
-            answer = Some(a);
-            break;
-        }
-    }
+    let answer = nas.answer_to(&login, Duration::from_secs(10));
     let summary = stop_summary(d);
     eprintln!("burst of {burst} (the default buffer holds {holds}): {summary}");
     let answer = answer.unwrap_or_else(|| {

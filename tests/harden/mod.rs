@@ -126,9 +126,15 @@ impl Nas {
     pub fn ask(&self, req: &Request, wait: Duration) -> Option<(Vec<u8>, Duration)> {
         let start = Instant::now();
         self.send(&req.bytes);
+        self.answer_to(req, wait).map(|a| (a, start.elapsed()))
+    }
+
+    /// The answer to `req`, sent earlier, within `wait`; other datagrams are skipped.
+    pub fn answer_to(&self, req: &Request, wait: Duration) -> Option<Vec<u8>> {
+        let start = Instant::now();
         while let Some(a) = self.recv(wait.saturating_sub(start.elapsed())) {
             if a.len() >= 20 && a[1] == req.bytes[1] && response_ok(&a, req) {
-                return Some((a, start.elapsed()));
+                return Some(a);
             }
         }
         None
