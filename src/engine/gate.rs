@@ -250,13 +250,17 @@ impl Gate {
         cfg: &LockoutConfig,
     ) -> Result<Pass<'_>, Refusal> {
         let deadline = Instant::now() + MAX_WAIT;
-        let first = self.take_slot(account, familiar, familiar_row, now_ms, cfg, None);
-        match first {
+        let ask = SlotRequest {
+            account,
+            familiar,
+            familiar_row,
+            now_ms,
+            cfg,
+        };
+        match self.take_slot(ask, None) {
             Err(Refusal::Busy) => {
                 // A RADIUS worker lends its receiving while it waits (blocking.rs).
-                crate::blocking::section(|| {
-                    self.take_slot(account, familiar, familiar_row, now_ms, cfg, Some(deadline))
-                })
+                crate::blocking::section(|| self.take_slot(ask, Some(deadline)))
             }
             done => done,
         }
@@ -267,13 +271,16 @@ impl Gate {
     /// sleep); with one it waits for them until then.
     fn take_slot(
         &self,
-        account: &Account,
-        familiar: bool,
-        familiar_row: Option<Counter>,
-        now_ms: i64,
-        cfg: &LockoutConfig,
+        ask: SlotRequest<'_>,
         deadline: Option<Instant>,
     ) -> Result<Pass<'_>, Refusal> {
+        let SlotRequest {
+            account,
+            familiar,
+            familiar_row,
+            now_ms,
+            cfg,
+        } = ask;
         let now = now_ms.div_euclid(1000);
         let shard = self.shard(account.id);
         let mut map = lock(&shard.map);
@@ -393,6 +400,17 @@ fn admit(b: &Bucket, now: i64, cfg: &LockoutConfig, familiar: bool) -> Admit {
         }
     }
     Admit::Yes
+}
+
+/// What [`Gate::enter`] asks for, once without waiting and, if attempts are in flight,
+/// again with a deadline.
+#[derive(Clone, Copy)]
+struct SlotRequest<'a> {
+    account: &'a Account,
+    familiar: bool,
+    familiar_row: Option<Counter>,
+    now_ms: i64,
+    cfg: &'a LockoutConfig,
 }
 
 /// One admitted attempt. Dropped without a verdict (an accept that is not a proof, a PIN
