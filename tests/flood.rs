@@ -249,14 +249,23 @@ fn signal(pid: u32, sig: i32) {
     assert_eq!(r, 0, "kill({pid}, {sig})");
 }
 
-/// A NAS restarts and its users log in again while otpd is busy for a moment (a slow flush,
-/// a checkpoint): the requests pile up in the kernel's receive queue. The daemon is stopped
-/// (SIGSTOP) while another client sends one and a half times what the kernel's default
-/// buffer holds, then the real NAS sends alice's login last; with the default buffer the
-/// kernel drops that login before otpd can see it.
-#[test]
-fn a_burst_while_the_daemon_stalls_does_not_lose_the_real_nas_login() {
-    let (_one, _env, port, d) = alice_on_radius();
+/// A number from /proc/sys/net/core.
+fn net_core(name: &str) -> usize {
+    let path = format!("/proc/sys/net/core/{name}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Stops the daemon (SIGSTOP), sends `share` times what the kernel's default buffer holds
+/// from a second client, then alice's login from the real NAS, and continues the daemon.
+/// Returns the answer to alice's login and the daemon's summary.
+fn login_after_a_burst_during_a_stall(radius_extra: &str, share: f64) -> (Option<Vec<u8>>, String) {
+    let _one = exclusive();
+    let (env, port) = radius_env("unknown_user = \"reject\"", "", radius_extra);
+    env.enrol("alice", "1234", "hotp", "everywhere");
+    let d = env.start();
     let flood_request = |n: u64| {
         access_request(
             n as u8,
@@ -267,24 +276,52 @@ fn a_burst_while_the_daemon_stalls_does_not_lose_the_real_nas_login() {
         .bytes
     };
     let holds = default_buffer_holds(&flood_request(0));
-    let burst = holds * 3 / 2;
+    let burst = (holds as f64 * share) as u64;
     let other = Nas::bound("127.0.0.2:0", port);
     let nas = Nas::bound("127.0.0.1:0", port);
     let login = access_request(7, b"alice", format!("1234{}", hotp_code(0)).as_bytes(), &[]);
     signal(d.pid(), libc::SIGSTOP);
-    for n in 0..burst as u64 {
+    for n in 0..burst {
         other.send(&flood_request(n));
     }
     nas.send(&login.bytes);
     signal(d.pid(), libc::SIGCONT);
     let answer = nas.answer_to(&login, Duration::from_secs(10));
     let summary = stop_summary(d);
-    eprintln!("burst of {burst} (the default buffer holds {holds}): {summary}");
-    let answer = answer.unwrap_or_else(|| {
-        panic!(
-            "alice's login, sent after a burst of {burst} during a stall, got no answer: {summary}"
-        )
-    });
+    let summary = format!("burst of {burst} (the default buffer holds {holds}): {summary}");
+    eprintln!("{summary}");
+    (answer, summary)
+}
+
+/// A NAS restarts and its users log in again while otpd is busy for a moment (a slow flush,
+/// a checkpoint): the requests pile up in the kernel's receive queue. While the daemon is
+/// stopped another client sends one and a half times what the kernel's default buffer
+/// holds, then the real NAS sends alice's login last; with the default buffer the kernel
+/// drops that login before otpd can see it.
+#[test]
+fn a_burst_while_the_daemon_stalls_does_not_lose_the_real_nas_login() {
+    let default = net_core("rmem_default");
+    assert!(
+        default < 1 << 20,
+        "net.core.rmem_default is {default}: this test shows what receive_buffer (1 MiB) adds \
+         to a smaller kernel default"
+    );
+    let (answer, summary) = login_after_a_burst_during_a_stall("", 1.5);
+    let answer = answer.unwrap_or_else(|| panic!("alice's login got no answer: {summary}"));
+    assert_eq!(answer[0], ACCESS_ACCEPT, "alice: Access-Accept");
+}
+
+/// A receive_buffer below the kernel's default leaves the default: a burst the default holds
+/// still gets through (set to 64 KiB, the kernel would hold about a third of it).
+#[test]
+fn a_receive_buffer_below_the_kernels_default_does_not_shrink_the_queue() {
+    let default = net_core("rmem_default");
+    assert!(
+        default >= 2 * 65536,
+        "net.core.rmem_default is {default}: this test needs it at 131072 or more"
+    );
+    let (answer, summary) = login_after_a_burst_during_a_stall("receive_buffer = 65536", 0.8);
+    let answer = answer.unwrap_or_else(|| panic!("alice's login got no answer: {summary}"));
     assert_eq!(answer[0], ACCESS_ACCEPT, "alice: Access-Accept");
 }
 
@@ -292,11 +329,7 @@ fn a_burst_while_the_daemon_stalls_does_not_lose_the_real_nas_login() {
 /// of it instead of finding out from dropped logins.
 #[test]
 fn a_receive_buffer_the_kernel_caps_is_reported() {
-    let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-        .expect("/proc/sys/net/core/rmem_max")
-        .trim()
-        .parse()
-        .expect("a number");
+    let max = net_core("rmem_max");
     let asked = 256usize << 20;
     assert!(
         max < asked,

@@ -214,6 +214,10 @@ fn receive_buffer(sock: &UdpSocket, addr: SocketAddr, bytes: usize) -> Result<()
     let fd = sock.as_raw_fd();
     let asked = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // A kernel whose default is already larger keeps it: the setting never shrinks the queue.
+    if granted_receive_buffer(fd).is_some_and(|now| now >= bytes) {
+        return Ok(());
+    }
     // SAFETY: `fd` is this open socket's descriptor; the option value is a c_int of `len` bytes.
     let rc = unsafe {
         libc::setsockopt(
@@ -230,21 +234,8 @@ fn receive_buffer(sock: &UdpSocket, addr: SocketAddr, bytes: usize) -> Result<()
             std::io::Error::last_os_error()
         ));
     }
-    let mut granted: libc::c_int = 0;
-    let mut glen = len;
-    // SAFETY: as above; the kernel writes at most `glen` bytes into `granted`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&mut granted as *mut libc::c_int).cast(),
-            &mut glen,
-        )
-    };
-    // The kernel doubles what it grants (its own bookkeeping counts against the buffer).
-    let granted = usize::try_from(granted).unwrap_or(0) / 2;
-    if rc == 0 && granted < bytes {
+    let granted = granted_receive_buffer(fd).unwrap_or(bytes);
+    if granted < bytes {
         tracing::warn!(
             "RADIUS {addr}: the kernel granted a receive buffer of {granted} bytes, not the \
              {bytes} of radius.receive_buffer; raise net.core.rmem_max (sysctl) to at least \
@@ -252,6 +243,24 @@ fn receive_buffer(sock: &UdpSocket, addr: SocketAddr, bytes: usize) -> Result<()
         );
     }
     Ok(())
+}
+
+/// The receive buffer the kernel grants the socket `fd`, in the bytes one asks for (it reports
+/// twice that: its own bookkeeping counts against the buffer).
+fn granted_receive_buffer(fd: std::os::fd::RawFd) -> Option<usize> {
+    let mut granted: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket; the kernel writes at most `len` bytes into `granted`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut granted as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| usize::try_from(granted).unwrap_or(0) / 2)
 }
 
 /// One worker of the listen address `n`: while it holds a receiving role, receive, check,
