@@ -157,6 +157,11 @@ impl AccountCache {
         }
     }
 
+    /// The account of a token this cache holds.
+    pub fn account_of_token(&self, token_id: i64) -> Option<i64> {
+        self.lock().account_of_token.get(&token_id).copied()
+    }
+
     /// This process advanced a token's counter and the advance is committed: the cached
     /// token follows (never backwards).
     pub fn advanced(&self, token_id: i64, counter: i64, drift: i64, now: i64) {

@@ -239,14 +239,14 @@ impl Feed {
 
 /// What the triggers and the writers announce.
 #[derive(Debug, PartialEq, Eq)]
-enum Announcement<'a> {
+pub(super) enum Announcement<'a> {
     Account(i64),
     Counters { origin: &'a str, accounts: Vec<i64> },
     All,
 }
 
 impl<'a> Announcement<'a> {
-    fn parse(s: &'a str) -> Option<Announcement<'a>> {
+    pub(super) fn parse(s: &'a str) -> Option<Announcement<'a>> {
         if s == "*" {
             return Some(Announcement::All);
         }

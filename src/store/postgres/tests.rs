@@ -19,7 +19,7 @@ fn advance(token_id: i64, counter: i64) -> Op {
 fn shape(ops: &[Op]) -> Vec<(String, String)> {
     let st = named();
     let refs: Vec<&Op> = ops.iter().collect();
-    plan(&st, &refs, "n1", "o1", true)
+    plan(&st, &refs, "n1", "o1", true, &|_| None)
         .iter()
         .map(|p| (p.stmt.to_string(), format!("{:?}", p.params)))
         .collect()
@@ -112,6 +112,42 @@ fn a_batch_locks_tokens_then_accounts_then_codes_each_by_id() {
     // The advanced tokens announced with this process's origin, after the batch's commit,
     // in a transaction that does not wait for the standby.
     assert!(got[15].1.ends_with(", \"o1\"]"), "{}", got[15].1);
+}
+
+/// Advanced tokens whose accounts the cache knows are announced with a payload made here,
+/// each account once; only the others make the database look their accounts up.
+#[test]
+fn accounts_the_cache_knows_are_announced_without_a_lookup() {
+    let st = named();
+    let ops = [advance(1, 5), advance(2, 5), advance(3, 5), advance(4, 5)];
+    let refs: Vec<&Op> = ops.iter().collect();
+    let known = |t: i64| match t {
+        1 | 3 => Some(70),
+        2 => Some(42),
+        _ => None,
+    };
+    let got: Vec<(String, String)> = plan(&st, &refs, "n1", "o1", true, &known)
+        .iter()
+        .map(|p| (p.stmt.to_string(), format!("{:?}", p.params)))
+        .collect();
+    let tail: Vec<&(String, String)> = got
+        .iter()
+        .skip_while(|(n, _)| n != "quick_commit")
+        .collect();
+    assert_eq!(tail.len(), 4, "{got:?}");
+    assert_eq!(tail[1].0, "notify");
+    assert_eq!(tail[1].1, "[\"c o1 42,70\"]");
+    // What the other nodes' feeds read back.
+    assert_eq!(
+        super::feed::Announcement::parse("c o1 42,70"),
+        Some(super::feed::Announcement::Counters {
+            origin: "o1",
+            accounts: vec![42, 70]
+        })
+    );
+    assert_eq!(tail[2].0, "announce");
+    assert_eq!(tail[2].1, "[[4], \"o1\"]");
+    assert_eq!(tail[3].0, "commit");
 }
 
 /// Of two advances of one token in a batch, the second goes into a statement of its own

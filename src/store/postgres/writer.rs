@@ -137,6 +137,7 @@ async fn commit(
             return Err(StoreError::Commit("no PostgreSQL session".into()));
         };
         let before = s.watch.count();
+        let account_of = |token| link.cache.as_ref().and_then(|c| c.account_of_token(token));
         let run = batch::run(
             &s.client,
             &s.statements,
@@ -144,6 +145,7 @@ async fn commit(
             &settings.node,
             &link.origin,
             !settings.allow_async_replication,
+            &account_of,
         );
         // PostgreSQL's statement_timeout does not end a commit's wait for a synchronous
         // standby that is gone: without a limit of our own the batch's logins would never be
