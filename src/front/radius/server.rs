@@ -212,12 +212,12 @@ impl RadiusServer {
 fn receive_buffer(sock: &UdpSocket, addr: SocketAddr, bytes: usize) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     let fd = sock.as_raw_fd();
-    let asked = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // A kernel whose default is already larger keeps it: the setting never shrinks the queue.
     if granted_receive_buffer(fd).is_some_and(|now| now >= bytes) {
         return Ok(());
     }
+    let asked = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `fd` is this open socket's descriptor; the option value is a c_int of `len` bytes.
     let rc = unsafe {
         libc::setsockopt(
