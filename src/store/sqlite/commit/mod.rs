@@ -14,18 +14,22 @@
 //!   disk. An advance asked for with `CommitMode::Defer` returns a ticket at once instead,
 //!   and its answer (run on the writer thread, see [`crate::store::Completion`]) leaves only
 //!   once the ticket resolves, after the commit.
-//! - All writes go through one FIFO queue and one connection, in order: an audit record queued
-//!   after a counter update is committed with it or after it, never before.
+//! - All writes go through one FIFO queue and one connection, in order, except audit
+//!   records: the writer holds them back up to 5 ms (or 256 records) and commits them
+//!   together, so the commits of the counter updates in between carry no audit pages. An
+//!   audit record queued after a counter update is still committed with it or after it,
+//!   never before.
 //! - The statements are the same conditional writes as before and run one after another in
 //!   the transaction: of two advances to the same counter in one batch, the second sees the
 //!   first and changes nothing (`false`, "code already used").
 //! - A batch whose statements or commit fail is rolled back as a whole and every waiter in it
 //!   gets the error: the engine answers Reject, never Accept.
 //!
-//! What a crash can lose: audit records are queued without waiting, so a crash (SIGKILL,
-//! power cut) can lose the audit records of the last batch, which was not yet committed
-//! (audit records alone wait up to 2 ms for a counter update to share their commit). Never a
-//! counter: no Accept left for a counter update that was not durable.
+//! What a crash can lose: audit records are queued without waiting and held, so a crash
+//! (SIGKILL, power cut) can lose the audit records of about the last 7 ms (held up to 5 ms,
+//! then up to 2 ms waiting for a counter update to share their commit, then the commit).
+//! A clean stop commits them. Never a counter: no Accept left for a counter update that was
+//! not durable.
 
 pub(in crate::store) mod answerer;
 mod ops;

@@ -30,7 +30,8 @@ pub(in crate::store) const SQL_CLEAR: &str =
 /// The time of the latest unknown-user failure and their count. The count makes every such
 /// write change the page: a write of an unchanged value leaves nothing to flush, and the
 /// commit then returned without an fsync, 130 µs sooner than a known account's failure count
-/// (a timing signal for logins paced more than the audit's 2 ms linger apart).
+/// (a timing signal: most commits carry nothing but the login's own write, since audit
+/// records are held and committed together, writer.rs).
 pub(in crate::store) const SQL_UNKNOWN: &str = "INSERT INTO meta (name, value)
      VALUES ('unknown_user_last_failure', ?1), ('unknown_user_failures', 1)
      ON CONFLICT (name) DO UPDATE SET value = CASE

@@ -46,6 +46,14 @@ impl Reply {
     }
 }
 
+/// What [`Queue::take_until`] found.
+pub(in crate::store) enum Taken {
+    Jobs,
+    Timeout,
+    /// Closed and empty: the writer is done.
+    Closed,
+}
+
 pub(in crate::store) struct Job {
     pub(in crate::store) op: Op,
     /// `None`: nobody waits (audit records), or answered already.
@@ -145,6 +153,46 @@ impl Queue {
             self.has_room.notify_all();
         }
         true
+    }
+
+    /// Like [`Queue::take`], but sleeps only until `deadline` when there is one.
+    pub(in crate::store) fn take_until(
+        &self,
+        batch: &mut Vec<Job>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Taken {
+        let Some(deadline) = deadline else {
+            return if self.take(batch, max) {
+                Taken::Jobs
+            } else {
+                Taken::Closed
+            };
+        };
+        let mut st = lock(&self.state);
+        while st.jobs.is_empty() && !st.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                return Taken::Timeout;
+            }
+            st.writer_sleeps = true;
+            st = match self.has_jobs.wait_timeout(st, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+            st.writer_sleeps = false;
+        }
+        if st.jobs.is_empty() {
+            return Taken::Closed;
+        }
+        let n = st.jobs.len().min(max);
+        batch.extend(st.jobs.drain(..n));
+        let room = st.senders_wait > 0;
+        drop(st);
+        if room {
+            self.has_room.notify_all();
+        }
+        Taken::Jobs
     }
 
     /// Adds to `batch` whatever arrives within `linger` (up to `max` in all), returning as

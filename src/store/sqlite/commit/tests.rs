@@ -139,18 +139,58 @@ fn audit_records_keep_their_order_across_threads_and_batches() {
     }
 }
 
+fn audit_rows(d: &tempfile::TempDir, ts_ms: i64) -> i64 {
+    Connection::open(d.path().join("c.db"))
+        .expect("open")
+        .query_row(
+            "SELECT count(*) FROM audit WHERE ts_ms = ?1",
+            [ts_ms],
+            |r| r.get(0),
+        )
+        .expect("read")
+}
+
 #[test]
-fn an_audit_record_queued_before_an_advance_is_durable_with_it() {
-    let (d, s, tok) = store();
-    s.append_audit(&rec(42)).expect("append");
-    assert!(waited(&s, tok, 1).expect("advance"));
-    let other = Connection::open(d.path().join("c.db")).expect("open");
-    let n: i64 = other
-        .query_row("SELECT count(*) FROM audit WHERE ts_ms = 42", [], |r| {
-            r.get(0)
+fn an_advance_leaves_the_audit_records_held_before_it_for_a_later_commit() {
+    let (d, _s, tok) = store();
+    // A second writer on the same file that holds audit records for a minute: the advance
+    // queued after one must commit without it, and a clean close must still commit it.
+    let c = super::Committer::start_holding(&d.path().join("c.db"), 4000, Duration::from_secs(60))
+        .expect("committer");
+    c.write_later(Op::Audit(rec(42))).expect("queue audit");
+    let won = c
+        .write(Op::Advance {
+            token_id: tok,
+            counter: 1,
+            drift: 0,
+            now: 1,
+            activate: false,
         })
-        .expect("read");
-    assert_eq!(n, 1);
+        .expect("advance");
+    assert!(matches!(won, super::Answer::Advanced(true)));
+    assert_eq!(
+        audit_rows(&d, 42),
+        0,
+        "the audit record rode with the advance"
+    );
+    drop(c);
+    assert_eq!(
+        audit_rows(&d, 42),
+        1,
+        "the held record is committed on close"
+    );
+}
+
+#[test]
+fn a_held_audit_record_is_committed_once_due_with_nothing_to_share_it() {
+    let (d, s, _tok) = store();
+    s.append_audit(&rec(43)).expect("append");
+    // Due after AUDIT_HOLD (5 ms) and a linger of 2 ms; a second is far beyond that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while audit_rows(&d, 43) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(audit_rows(&d, 43), 1, "still held after a second");
 }
 
 #[test]

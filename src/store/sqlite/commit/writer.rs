@@ -1,7 +1,7 @@
 //! The writer thread: takes what is queued, commits it as one transaction, then answers.
 
 use super::ops::{apply, Answer, Op};
-use super::queue::{lock, Job, Queue, Reply, SLOT};
+use super::queue::{lock, Job, Queue, Reply, Taken, SLOT};
 use super::MAX_BATCH;
 use crate::store::ticket::{ticket, Ticket};
 use crate::store::{StoreError, StoreResult};
@@ -25,6 +25,15 @@ impl Committer {
     /// Opens the writer's own connection to `path` and starts its thread; it checkpoints
     /// every `wal_pages` WAL pages.
     pub(in crate::store) fn start(path: &Path, wal_pages: u32) -> StoreResult<Committer> {
+        Committer::start_holding(path, wal_pages, AUDIT_HOLD)
+    }
+
+    /// [`Committer::start`] with audit records held up to `hold` (tests hold them longer).
+    pub(in crate::store) fn start_holding(
+        path: &Path,
+        wal_pages: u32,
+        hold: Duration,
+    ) -> StoreResult<Committer> {
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             msg: e.to_string(),
@@ -43,7 +52,7 @@ impl Committer {
         let q = queue.clone();
         let thread = std::thread::Builder::new()
             .name("otpd-commit".into())
-            .spawn(move || writer(conn, &q))
+            .spawn(move || writer(conn, &q, hold))
             .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
         Ok(Committer {
             queue,
@@ -110,24 +119,102 @@ impl Drop for Committer {
     }
 }
 
-/// How long audit records alone wait for a write to share their commit with.
+/// How long audit records that are due wait for a write to share their commit with.
 pub(in crate::store) const AUDIT_LINGER: Duration = Duration::from_millis(2);
 
-fn writer(mut conn: Connection, queue: &Queue) {
+/// How long an audit record may wait for the commit that takes it. Records gathered over
+/// this long share one commit, and the commits of the counter updates in between carry no
+/// audit pages: at window 1 two of a commit's three WAL frames were the previous login's
+/// audit record and its index entry, each a page to write and flush (docs/performance.md).
+const AUDIT_HOLD: Duration = Duration::from_millis(5);
+/// Audit records held at most; more are committed at once.
+const AUDIT_HOLD_MAX: usize = 256;
+
+fn writer(mut conn: Connection, queue: &Queue, hold: Duration) {
     super::queue::IS_WRITER.with(|w| w.set(true));
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    // Sleeps until there is a write; takes whatever queued meanwhile, up to the cap. No timer:
-    // under load the batch fills while the previous commit waits for the disk.
-    while queue.take(&mut batch, MAX_BATCH) {
-        if batch.iter().all(|j| j.reply.is_none()) {
-            // Only audit records, which nobody waits for: the login that follows usually
-            // comes within a fraction of a millisecond and its counter update can share the
-            // fsync. A lone login thus costs one commit, not two, and whether a login waits
-            // for one fsync or two no longer depends on how long the login before it took
-            // (a timing signal, docs/security.md).
+    let mut held = Held {
+        hold,
+        jobs: Vec::new(),
+        since: None,
+        scratch: Vec::new(),
+    };
+    loop {
+        // Sleeps until there is a write or the held audit records are due. No timer for the
+        // batch itself: under load it fills while the previous commit waits for the disk.
+        if let Taken::Closed = queue.take_until(&mut batch, MAX_BATCH, held.due_at()) {
+            // A clean exit loses nothing: what is held is committed now.
+            held.release_into(&mut batch);
+            if !batch.is_empty() {
+                commit(&mut conn, &mut batch);
+            }
+            return;
+        }
+        held.hold_audit_records(&mut batch);
+        let due = held.is_due(Instant::now());
+        if batch.is_empty() {
+            if !due {
+                continue;
+            }
+            // Only audit records, which nobody waits for: a login that comes within the
+            // linger shares their fsync, so whether a login waits for one fsync or two
+            // depends less on when the logins before it came (a timing signal,
+            // docs/security.md).
             queue.take_within(&mut batch, MAX_BATCH, AUDIT_LINGER);
+            held.hold_audit_records(&mut batch);
+        }
+        if due {
+            held.release_into(&mut batch);
         }
         commit(&mut conn, &mut batch);
+    }
+}
+
+/// Audit records taken out of the batches until they are due.
+struct Held {
+    hold: Duration,
+    jobs: Vec<Job>,
+    since: Option<Instant>,
+    /// Reused to sort a batch without allocating.
+    scratch: Vec<Job>,
+}
+
+impl Held {
+    fn hold_audit_records(&mut self, batch: &mut Vec<Job>) {
+        let held = |j: &Job| j.reply.is_none() && matches!(j.op, Op::Audit(_));
+        if !batch.iter().any(held) {
+            return;
+        }
+        self.scratch.append(batch);
+        for job in self.scratch.drain(..) {
+            if held(&job) {
+                self.jobs.push(job);
+            } else {
+                batch.push(job);
+            }
+        }
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
+    }
+
+    fn due_at(&self) -> Option<Instant> {
+        self.since.map(|s| s + self.hold)
+    }
+
+    fn is_due(&self, now: Instant) -> bool {
+        self.jobs.len() >= AUDIT_HOLD_MAX || self.due_at().is_some_and(|d| now >= d)
+    }
+
+    /// The held records go first: they were queued before the batch.
+    fn release_into(&mut self, batch: &mut Vec<Job>) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        self.scratch.append(batch);
+        batch.append(&mut self.jobs);
+        batch.append(&mut self.scratch);
+        self.since = None;
     }
 }
 
