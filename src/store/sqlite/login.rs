@@ -28,7 +28,10 @@ impl LoginStore for SqliteStore {
     /// is compared with `(SELECT ?1)`: with `a.name = ?1` in a join SQLite re-prepares the
     /// statement at every use (2.5 times slower, measured).
     fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
-        let conn = self.conn();
+        let conn = match self.committer.as_ref().and_then(|c| c.idle_conn()) {
+            Some(c) => c,
+            None => self.conn(),
+        };
         let mut st = conn.prepare_cached(&ACCOUNT_WITH_TOKENS_SQL)?;
         let mut rows = st.query([name])?;
         let mut found: Option<(Account, Vec<Token>)> = None;

@@ -5,6 +5,7 @@ use super::QUEUE_BOUND;
 use crate::store::ticket::Resolver;
 use crate::store::StoreResult;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,12 @@ pub(in crate::store) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// spinning waiter takes the CPU the writer needs).
 pub(in crate::store) struct Queue {
     pub(in crate::store) state: Mutex<QueueState>,
+    /// `writer_sleeps` where a login can read it without taking the queue's lock: a hint
+    /// only (the writer may be waking), see `Committer::idle_conn`.
+    pub(in crate::store) writer_idle: AtomicBool,
+    /// Set by the writer after each commit: whether the batch was small enough that the
+    /// writer is not under load (then it may lend its connection while idle).
+    pub(in crate::store) writer_quiet: AtomicBool,
     pub(in crate::store) has_jobs: Condvar,
     pub(in crate::store) has_room: Condvar,
 }
@@ -101,6 +108,8 @@ impl Queue {
                 writer_sleeps: false,
                 senders_wait: 0,
             }),
+            writer_idle: AtomicBool::new(false),
+            writer_quiet: AtomicBool::new(false),
             has_jobs: Condvar::new(),
             has_room: Condvar::new(),
         }
@@ -139,8 +148,10 @@ impl Queue {
         let mut st = lock(&self.state);
         while st.jobs.is_empty() && !st.closed {
             st.writer_sleeps = true;
+            self.writer_idle.store(true, Ordering::Relaxed);
             st = self.has_jobs.wait(st).unwrap_or_else(|p| p.into_inner());
             st.writer_sleeps = false;
+            self.writer_idle.store(false, Ordering::Relaxed);
         }
         if st.jobs.is_empty() {
             return false;
@@ -176,11 +187,13 @@ impl Queue {
                 return Taken::Timeout;
             }
             st.writer_sleeps = true;
+            self.writer_idle.store(true, Ordering::Relaxed);
             st = match self.has_jobs.wait_timeout(st, deadline - now) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
             st.writer_sleeps = false;
+            self.writer_idle.store(false, Ordering::Relaxed);
         }
         if st.jobs.is_empty() {
             return Taken::Closed;
@@ -206,11 +219,13 @@ impl Queue {
                 return;
             }
             st.writer_sleeps = true;
+            self.writer_idle.store(true, Ordering::Relaxed);
             st = match self.has_jobs.wait_timeout(st, deadline - now) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
             st.writer_sleeps = false;
+            self.writer_idle.store(false, Ordering::Relaxed);
         }
         let n = st.jobs.len().min(max.saturating_sub(batch.len()));
         batch.extend(st.jobs.drain(..n));

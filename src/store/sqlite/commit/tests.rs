@@ -452,3 +452,34 @@ fn an_uncounted_answer_writes_to_the_account_row_it_names() {
     s.record_uncounted(Some(id + 1000), 100).expect("write");
     assert_ne!(version(), before);
 }
+
+#[test]
+fn the_idle_writer_lends_its_connection_and_a_read_there_sees_other_writers() {
+    let (d, s, tok) = store();
+    assert!(waited(&s, tok, 1).expect("advance"));
+    let committer = s.committer.as_ref().expect("a committer");
+    // One write in the last batch: the writer is quiet, and asleep once it has answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let lent = loop {
+        if let Some(conn) = committer.idle_conn() {
+            break Some(conn);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(lent.is_some(), "the idle writer never lent its connection");
+    drop(lent);
+    // Another process (the CLI) switches the token off: the next read, on the writer's
+    // connection or not, sees it.
+    Connection::open(d.path().join("c.db"))
+        .expect("open")
+        .execute("UPDATE tokens SET state = 'disabled' WHERE id = ?1", [tok])
+        .expect("disable");
+    let (_, tokens) = s
+        .account_with_tokens("alice")
+        .expect("read")
+        .expect("alice");
+    assert_eq!(tokens[0].state, crate::model::TokenState::Disabled);
+}

@@ -7,13 +7,17 @@ use crate::store::ticket::{ticket, Ticket};
 use crate::store::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The handle the store keeps: the queue and the writer thread.
 pub(in crate::store) struct Committer {
     queue: Arc<Queue>,
+    /// The writer's connection, lent to logins' reads while it is idle (SQLite only: the
+    /// PostgreSQL writer's session is its own).
+    conn: Option<Arc<Mutex<Connection>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -44,20 +48,40 @@ impl Committer {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "wal_autocheckpoint", wal_pages)?;
+        // Its own statements and the login's read (`idle_conn`): more than rusqlite's 16,
+        // and a statement pushed out is parsed again on its next use.
+        conn.set_prepared_statement_cache_capacity(32);
         // Checkpoints stay SQLite's automatic ones, in the writer's commit that crosses
         // `wal_pages`. (A checkpointer thread beside the writer was tried: it never catches up
         // with a writer that keeps appending, so the WAL was never restarted and grew to
         // gigabytes in a minute of load.)
         let queue = Arc::new(Queue::new(MAX_BATCH));
         let q = queue.clone();
+        let conn = Arc::new(Mutex::new(conn));
+        let c = conn.clone();
         let thread = std::thread::Builder::new()
             .name("otpd-commit".into())
-            .spawn(move || writer(conn, &q, hold))
+            .spawn(move || writer(&c, &q, hold))
             .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
         Ok(Committer {
             queue,
+            conn: Some(conn),
             thread: Some(thread),
         })
+    }
+
+    /// The writer's connection, while the writer sleeps, for a login's read. Its page cache
+    /// is current: the last commit was its own. A reader's cache was emptied by that commit
+    /// (SQLite drops a connection's whole cache when another connection has written), so a
+    /// login read there 9 pages again (`pread64`, docs/performance.md). Only while the
+    /// writer is idle, and never waited for: a busy writer is not held up by reads.
+    pub(in crate::store) fn idle_conn(&self) -> Option<MutexGuard<'_, Connection>> {
+        if !self.queue.writer_quiet.load(Ordering::Relaxed)
+            || !self.queue.writer_idle.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        self.conn.as_ref()?.try_lock().ok()
     }
 
     /// A committer whose writer thread (`thread`, already running) empties `queue`: the
@@ -65,6 +89,7 @@ impl Committer {
     pub(in crate::store) fn from_parts(queue: Arc<Queue>, thread: JoinHandle<()>) -> Committer {
         Committer {
             queue,
+            conn: None,
             thread: Some(thread),
         }
     }
@@ -127,10 +152,15 @@ pub(in crate::store) const AUDIT_LINGER: Duration = Duration::from_millis(2);
 /// audit pages: at window 1 two of a commit's three WAL frames were the previous login's
 /// audit record and its index entry, each a page to write and flush (docs/performance.md).
 const AUDIT_HOLD: Duration = Duration::from_millis(5);
+/// Batches of at most this many writes besides audit records mean the logins come one by one: only then does the
+/// idle writer lend its connection to a login's read. Under load the writer is idle only
+/// for moments, and a read on its connection then held up its next commit (window 128,
+/// docs/performance.md).
+const QUIET_BATCH: usize = 1;
 /// Audit records held at most; more are committed at once.
 const AUDIT_HOLD_MAX: usize = 256;
 
-fn writer(mut conn: Connection, queue: &Queue, hold: Duration) {
+fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
     super::queue::IS_WRITER.with(|w| w.set(true));
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut held = Held {
@@ -146,7 +176,7 @@ fn writer(mut conn: Connection, queue: &Queue, hold: Duration) {
             // A clean exit loses nothing: what is held is committed now.
             held.release_into(&mut batch);
             if !batch.is_empty() {
-                commit(&mut conn, &mut batch);
+                commit(&mut lock(conn), &mut batch);
             }
             return;
         }
@@ -166,7 +196,13 @@ fn writer(mut conn: Connection, queue: &Queue, hold: Duration) {
         if due {
             held.release_into(&mut batch);
         }
-        commit(&mut conn, &mut batch);
+        let logins = batch
+            .iter()
+            .filter(|j| !matches!(j.op, Op::Audit(_)))
+            .count();
+        let quiet = logins <= QUIET_BATCH;
+        commit(&mut lock(conn), &mut batch);
+        queue.writer_quiet.store(quiet, Ordering::Relaxed);
     }
 }
 
