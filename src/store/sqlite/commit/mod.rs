@@ -23,7 +23,8 @@
 //!   the transaction: of two advances to the same counter in one batch, the second sees the
 //!   first and changes nothing (`false`, "code already used").
 //! - A batch whose statements or commit fail is rolled back as a whole and every waiter in it
-//!   gets the error: the engine answers Reject, never Accept.
+//!   gets the error: the engine answers Reject, never Accept. Its audit records are kept for
+//!   the next commit when the disk failed (full, read-only, I/O error, locked), up to 4,096.
 //!
 //! What a crash can lose: audit records are queued without waiting and held, so a crash
 //! (SIGKILL, power cut) can lose the audit records of about the last 7 ms (held up to 5 ms,

@@ -483,3 +483,59 @@ fn the_idle_writer_lends_its_connection_and_a_read_there_sees_other_writers() {
         .expect("alice");
     assert_eq!(tokens[0].state, crate::model::TokenState::Disabled);
 }
+
+#[test]
+fn audit_records_of_a_commit_the_full_disk_failed_are_kept_for_the_next() {
+    let (d, _s, tok) = store();
+    let c = super::Committer::start_holding(&d.path().join("c.db"), 4000, Duration::ZERO)
+        .expect("committer");
+    // The database may not grow by a page: SQLite answers SQLITE_FULL, as on a full disk.
+    let pages: i64 = c
+        .with_conn(|conn| {
+            let n: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            conn.pragma_update(None, "max_page_count", n)?;
+            Ok::<_, rusqlite::Error>(n)
+        })
+        .expect("a file store's writer")
+        .expect("limit the pages");
+    assert!(pages > 0);
+    for i in 0..300 {
+        c.write_later(Op::Audit(rec(1_000 + i))).expect("queue");
+    }
+    // A waited write after them fails with the batch that cannot grow the file.
+    let full = c.write(Op::Advance {
+        token_id: tok,
+        counter: 1,
+        drift: 0,
+        now: 1,
+        activate: false,
+    });
+    assert!(
+        full.is_err(),
+        "the batch should fail on the page limit: {full:?}"
+    );
+    // Space is back: the next commit takes the records the failed one could not.
+    c.with_conn(|conn| conn.pragma_update(None, "max_page_count", 1_000_000))
+        .expect("a file store's writer")
+        .expect("lift the limit");
+    let won = c
+        .write(Op::Advance {
+            token_id: tok,
+            counter: 1,
+            drift: 0,
+            now: 1,
+            activate: false,
+        })
+        .expect("advance");
+    assert!(matches!(won, super::Answer::Advanced(true)));
+    drop(c);
+    let n: i64 = Connection::open(d.path().join("c.db"))
+        .expect("open")
+        .query_row(
+            "SELECT count(*) FROM audit WHERE ts_ms BETWEEN 1000 AND 1299",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(n, 300, "audit records lost with the failed commit");
+}

@@ -84,6 +84,12 @@ impl Committer {
         self.conn.as_ref()?.try_lock().ok()
     }
 
+    /// Runs `f` on the writer's connection (tests: to make its commits fail).
+    #[cfg(test)]
+    pub(in crate::store) fn with_conn<R>(&self, f: impl FnOnce(&Connection) -> R) -> Option<R> {
+        self.conn.as_ref().map(|c| f(&lock(c)))
+    }
+
     /// A committer whose writer thread (`thread`, already running) empties `queue`: the
     /// PostgreSQL store's writer shares this queue and its waiting rules.
     pub(in crate::store) fn from_parts(queue: Arc<Queue>, thread: JoinHandle<()>) -> Committer {
@@ -159,6 +165,8 @@ const AUDIT_HOLD: Duration = Duration::from_millis(5);
 const QUIET_BATCH: usize = 1;
 /// Audit records held at most; more are committed at once.
 const AUDIT_HOLD_MAX: usize = 256;
+/// Audit records kept for another try after failed commits at most.
+const AUDIT_RETRY_MAX: usize = super::QUEUE_BOUND;
 
 fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
     super::queue::IS_WRITER.with(|w| w.set(true));
@@ -176,7 +184,13 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
             // A clean exit loses nothing: what is held is committed now.
             held.release_into(&mut batch);
             if !batch.is_empty() {
-                commit(&mut lock(conn), &mut batch);
+                commit(&mut lock(conn), &mut batch, &mut held);
+            }
+            if !held.jobs.is_empty() {
+                tracing::error!(
+                    "{} audit records lost: the store closed while its disk failed",
+                    held.jobs.len()
+                );
             }
             return;
         }
@@ -201,7 +215,7 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
             .filter(|j| !matches!(j.op, Op::Audit(_)))
             .count();
         let quiet = logins <= QUIET_BATCH;
-        commit(&mut lock(conn), &mut batch);
+        commit(&mut lock(conn), &mut batch, &mut held);
         queue.writer_quiet.store(quiet, Ordering::Relaxed);
     }
 }
@@ -242,6 +256,23 @@ impl Held {
         self.jobs.len() >= AUDIT_HOLD_MAX || self.due_at().is_some_and(|d| now >= d)
     }
 
+    /// Holds `jobs`, audit records of a failed commit, again in front of those held since:
+    /// they are older. Beyond [`AUDIT_RETRY_MAX`] the oldest are dropped (a disk that stays
+    /// full must not grow memory); returns how many.
+    fn hold_again(&mut self, mut jobs: Vec<Job>) -> usize {
+        if jobs.is_empty() {
+            return 0;
+        }
+        jobs.append(&mut self.jobs);
+        let excess = jobs.len().saturating_sub(AUDIT_RETRY_MAX);
+        jobs.drain(..excess);
+        self.jobs = jobs;
+        // Due again after the hold, not at once: while the disk stays full, records
+        // alone are tried again every few milliseconds, not in a loop.
+        self.since = Some(Instant::now());
+        excess
+    }
+
     /// The held records go first: they were queued before the batch.
     fn release_into(&mut self, batch: &mut Vec<Job>) {
         if self.jobs.is_empty() {
@@ -255,7 +286,7 @@ impl Held {
 }
 
 /// One transaction for the whole batch, one commit, then the answers.
-fn commit(conn: &mut Connection, batch: &mut Vec<Job>) {
+fn commit(conn: &mut Connection, batch: &mut Vec<Job>, held: &mut Held) {
     let m = crate::metrics::get();
     let started = Instant::now();
     let cpu = crate::metrics::phase::maybe_start(crate::metrics::phase::Phase::Commit);
@@ -292,18 +323,39 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Job>) {
         }
         Err(e) => {
             // The transaction was rolled back (dropped uncommitted): nothing of this batch is
-            // on disk, and everyone who waits for it hears so.
-            let lost = batch.iter().filter(|j| j.reply.is_none()).count();
-            tracing::error!(
-                "store commit of {} writes failed: {e}; {lost} audit records lost",
-                batch.len()
-            );
+            // on disk, and everyone who waits for it hears so. Audit records, which nobody
+            // waits for, are held again when the disk is what failed (full, read-only, I/O
+            // errors, locked by another process): the next commit that succeeds takes them,
+            // so an Accept answered before the disk filled keeps its record.
+            let retry = is_transient(&e);
+            let writes = batch.len();
             let msg = e.to_string();
+            let mut again = Vec::new();
+            let mut lost = 0;
             for mut job in batch.drain(..) {
                 if let Some(reply) = job.reply.take() {
                     reply.put(Err(StoreError::Commit(msg.clone())));
+                } else if retry && matches!(job.op, Op::Audit(_)) {
+                    again.push(job);
+                } else {
+                    lost += 1;
                 }
             }
+            let kept = again.len();
+            lost += held.hold_again(again);
+            tracing::error!(
+                "store commit of {writes} writes failed: {msg}; {kept} audit records kept \
+                 for the next commit, {lost} writes lost"
+            );
         }
     }
+}
+
+/// Failures of the disk or the file rather than of a statement: worth trying again.
+fn is_transient(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::DatabaseBusy | C::DatabaseLocked)
+    )
 }
