@@ -145,25 +145,7 @@ impl Queue {
     /// Moves up to `max` jobs into `batch`, sleeping while there are none. `false`: closed
     /// and empty, the writer is done.
     pub(in crate::store) fn take(&self, batch: &mut Vec<Job>, max: usize) -> bool {
-        let mut st = lock(&self.state);
-        while st.jobs.is_empty() && !st.closed {
-            st.writer_sleeps = true;
-            self.writer_idle.store(true, Ordering::Relaxed);
-            st = self.has_jobs.wait(st).unwrap_or_else(|p| p.into_inner());
-            st.writer_sleeps = false;
-            self.writer_idle.store(false, Ordering::Relaxed);
-        }
-        if st.jobs.is_empty() {
-            return false;
-        }
-        let n = st.jobs.len().min(max);
-        batch.extend(st.jobs.drain(..n));
-        let room = st.senders_wait > 0;
-        drop(st);
-        if room {
-            self.has_room.notify_all();
-        }
-        true
+        !matches!(self.take_until(batch, max, None), Taken::Closed)
     }
 
     /// Like [`Queue::take`], but sleeps only until `deadline` when there is one.
@@ -173,38 +155,17 @@ impl Queue {
         max: usize,
         deadline: Option<Instant>,
     ) -> Taken {
-        let Some(deadline) = deadline else {
-            return if self.take(batch, max) {
-                Taken::Jobs
-            } else {
-                Taken::Closed
-            };
-        };
         let mut st = lock(&self.state);
         while st.jobs.is_empty() && !st.closed {
-            let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Taken::Timeout;
             }
-            st.writer_sleeps = true;
-            self.writer_idle.store(true, Ordering::Relaxed);
-            st = match self.has_jobs.wait_timeout(st, deadline - now) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
-            st.writer_sleeps = false;
-            self.writer_idle.store(false, Ordering::Relaxed);
+            st = self.wait_for_jobs(st, deadline);
         }
         if st.jobs.is_empty() {
             return Taken::Closed;
         }
-        let n = st.jobs.len().min(max);
-        batch.extend(st.jobs.drain(..n));
-        let room = st.senders_wait > 0;
-        drop(st);
-        if room {
-            self.has_room.notify_all();
-        }
+        self.move_jobs(st, batch, max);
         Taken::Jobs
     }
 
@@ -214,20 +175,41 @@ impl Queue {
         let deadline = Instant::now() + linger;
         let mut st = lock(&self.state);
         while st.jobs.is_empty() && !st.closed {
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return;
             }
-            st.writer_sleeps = true;
-            self.writer_idle.store(true, Ordering::Relaxed);
-            st = match self.has_jobs.wait_timeout(st, deadline - now) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
-            st.writer_sleeps = false;
-            self.writer_idle.store(false, Ordering::Relaxed);
+            st = self.wait_for_jobs(st, Some(deadline));
         }
-        let n = st.jobs.len().min(max.saturating_sub(batch.len()));
+        self.move_jobs(st, batch, max.saturating_sub(batch.len()));
+    }
+
+    /// The writer asleep until a job is pushed (or `deadline`, when there is one); while it
+    /// sleeps, pushes wake it and logins may borrow its connection.
+    fn wait_for_jobs<'a>(
+        &self,
+        mut st: MutexGuard<'a, QueueState>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, QueueState> {
+        st.writer_sleeps = true;
+        self.writer_idle.store(true, Ordering::Relaxed);
+        st = match deadline {
+            None => self.has_jobs.wait(st).unwrap_or_else(|p| p.into_inner()),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                match self.has_jobs.wait_timeout(st, left) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                }
+            }
+        };
+        st.writer_sleeps = false;
+        self.writer_idle.store(false, Ordering::Relaxed);
+        st
+    }
+
+    /// Moves up to `n` jobs into `batch` and wakes the senders waiting for room.
+    fn move_jobs(&self, mut st: MutexGuard<'_, QueueState>, batch: &mut Vec<Job>, n: usize) {
+        let n = st.jobs.len().min(n);
         batch.extend(st.jobs.drain(..n));
         let room = st.senders_wait > 0;
         drop(st);

@@ -150,6 +150,16 @@ fn audit_rows(d: &tempfile::TempDir, ts_ms: i64) -> i64 {
         .expect("read")
 }
 
+fn advance_to_1(c: &super::Committer, tok: i64) -> StoreResult<super::Answer> {
+    c.write(Op::Advance {
+        token_id: tok,
+        counter: 1,
+        drift: 0,
+        now: 1,
+        activate: false,
+    })
+}
+
 #[test]
 fn an_advance_leaves_the_audit_records_held_before_it_for_a_later_commit() {
     let (d, _s, tok) = store();
@@ -158,15 +168,7 @@ fn an_advance_leaves_the_audit_records_held_before_it_for_a_later_commit() {
     let c = super::Committer::start_holding(&d.path().join("c.db"), 4000, Duration::from_secs(60))
         .expect("committer");
     c.write_later(Op::Audit(rec(42))).expect("queue audit");
-    let won = c
-        .write(Op::Advance {
-            token_id: tok,
-            counter: 1,
-            drift: 0,
-            now: 1,
-            activate: false,
-        })
-        .expect("advance");
+    let won = advance_to_1(&c, tok).expect("advance");
     assert!(matches!(won, super::Answer::Advanced(true)));
     assert_eq!(
         audit_rows(&d, 42),
@@ -503,13 +505,7 @@ fn audit_records_of_a_commit_the_full_disk_failed_are_kept_for_the_next() {
         c.write_later(Op::Audit(rec(1_000 + i))).expect("queue");
     }
     // A waited write after them fails with the batch that cannot grow the file.
-    let full = c.write(Op::Advance {
-        token_id: tok,
-        counter: 1,
-        drift: 0,
-        now: 1,
-        activate: false,
-    });
+    let full = advance_to_1(&c, tok);
     assert!(
         full.is_err(),
         "the batch should fail on the page limit: {full:?}"
@@ -518,15 +514,7 @@ fn audit_records_of_a_commit_the_full_disk_failed_are_kept_for_the_next() {
     c.with_conn(|conn| conn.pragma_update(None, "max_page_count", 1_000_000))
         .expect("a file store's writer")
         .expect("lift the limit");
-    let won = c
-        .write(Op::Advance {
-            token_id: tok,
-            counter: 1,
-            drift: 0,
-            now: 1,
-            activate: false,
-        })
-        .expect("advance");
+    let won = advance_to_1(&c, tok).expect("advance");
     assert!(matches!(won, super::Answer::Advanced(true)));
     drop(c);
     let n: i64 = Connection::open(d.path().join("c.db"))
