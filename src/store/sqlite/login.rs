@@ -28,6 +28,7 @@ impl LoginStore for SqliteStore {
     /// is compared with `(SELECT ?1)`: with `a.name = ?1` in a join SQLite re-prepares the
     /// statement at every use (2.5 times slower, measured).
     fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+        // The idle writer's connection when it is lent: its page cache is current.
         let conn = match self.committer.as_ref().and_then(|c| c.idle_conn()) {
             Some(c) => c,
             None => self.conn(),

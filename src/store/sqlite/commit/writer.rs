@@ -158,10 +158,10 @@ pub(in crate::store) const AUDIT_LINGER: Duration = Duration::from_millis(2);
 /// audit pages: at window 1 two of a commit's three WAL frames were the previous login's
 /// audit record and its index entry, each a page to write and flush (docs/performance.md).
 const AUDIT_HOLD: Duration = Duration::from_millis(5);
-/// Batches of at most this many writes besides audit records mean the logins come one by one: only then does the
-/// idle writer lend its connection to a login's read. Under load the writer is idle only
-/// for moments, and a read on its connection then held up its next commit (window 128,
-/// docs/performance.md).
+/// Batches of at most this many writes besides audit records mean the logins come one by
+/// one: only then does the idle writer lend its connection to a login's read. Under load
+/// the writer is idle only for moments, and a read on its connection then held up its next
+/// commit (window 128, docs/performance.md).
 const QUIET_BATCH: usize = 1;
 /// Audit records held at most; more are committed at once.
 const AUDIT_HOLD_MAX: usize = 256;
@@ -175,6 +175,7 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
         hold,
         jobs: Vec::new(),
         since: None,
+        failed: false,
         scratch: Vec::new(),
     };
     loop {
@@ -225,6 +226,9 @@ struct Held {
     hold: Duration,
     jobs: Vec<Job>,
     since: Option<Instant>,
+    /// The last commit that took them failed: they wait for the time, not for the count,
+    /// so a disk that stays full is not retried with thousands of records at every batch.
+    failed: bool,
     /// Reused to sort a batch without allocating.
     scratch: Vec<Job>,
 }
@@ -253,7 +257,8 @@ impl Held {
     }
 
     fn is_due(&self, now: Instant) -> bool {
-        self.jobs.len() >= AUDIT_HOLD_MAX || self.due_at().is_some_and(|d| now >= d)
+        (!self.failed && self.jobs.len() >= AUDIT_HOLD_MAX)
+            || self.due_at().is_some_and(|d| now >= d)
     }
 
     /// Holds `jobs`, audit records of a failed commit, again in front of those held since:
@@ -267,9 +272,10 @@ impl Held {
         let excess = jobs.len().saturating_sub(AUDIT_RETRY_MAX);
         jobs.drain(..excess);
         self.jobs = jobs;
-        // Due again after the hold, not at once: while the disk stays full, records
-        // alone are tried again every few milliseconds, not in a loop.
+        // Due again after the hold, not at once: while the disk stays full, they are tried
+        // again every few milliseconds, not in a loop.
         self.since = Some(Instant::now());
+        self.failed = true;
         excess
     }
 
@@ -282,6 +288,7 @@ impl Held {
         batch.append(&mut self.jobs);
         batch.append(&mut self.scratch);
         self.since = None;
+        self.failed = false;
     }
 }
 
@@ -341,8 +348,11 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Job>, held: &mut Held) {
                     lost += 1;
                 }
             }
-            let kept = again.len();
-            lost += held.hold_again(again);
+            let retried = again.len();
+            // The oldest go first when too many are held, and these are the oldest.
+            let dropped = held.hold_again(again);
+            let kept = retried.saturating_sub(dropped);
+            lost += dropped;
             tracing::error!(
                 "store commit of {writes} writes failed: {msg}; {kept} audit records kept \
                  for the next commit, {lost} writes lost"
