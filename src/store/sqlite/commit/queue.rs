@@ -81,8 +81,9 @@ pub(in crate::store) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// spinning waiter takes the CPU the writer needs).
 pub(in crate::store) struct Queue {
     pub(in crate::store) state: Mutex<QueueState>,
-    /// `writer_sleeps` where a login can read it without taking the queue's lock: a hint
-    /// only (the writer may be waking), see `Committer::idle_conn`.
+    /// Whether the writer sleeps waiting for a job. Changed only under the state's lock, so
+    /// a push that holds it knows whether to wake the writer; read without the lock it is a
+    /// hint only (the writer may be waking), see `Committer::idle_conn`.
     pub(in crate::store) writer_idle: AtomicBool,
     /// Set by the writer after each commit: whether the batch was small enough that the
     /// writer is not under load (then it may lend its connection while idle).
@@ -94,7 +95,6 @@ pub(in crate::store) struct Queue {
 pub(in crate::store) struct QueueState {
     pub(in crate::store) jobs: VecDeque<Job>,
     pub(in crate::store) closed: bool,
-    pub(in crate::store) writer_sleeps: bool,
     pub(in crate::store) senders_wait: usize,
 }
 
@@ -105,7 +105,6 @@ impl Queue {
             state: Mutex::new(QueueState {
                 jobs: VecDeque::with_capacity(capacity),
                 closed: false,
-                writer_sleeps: false,
                 senders_wait: 0,
             }),
             writer_idle: AtomicBool::new(false),
@@ -134,7 +133,7 @@ impl Queue {
             return Err(super::writer::stopped());
         }
         st.jobs.push_back(job);
-        let wake = st.writer_sleeps;
+        let wake = self.writer_idle.load(Ordering::Relaxed);
         drop(st);
         if wake {
             self.has_jobs.notify_one();
@@ -190,7 +189,6 @@ impl Queue {
         mut st: MutexGuard<'a, QueueState>,
         deadline: Option<Instant>,
     ) -> MutexGuard<'a, QueueState> {
-        st.writer_sleeps = true;
         self.writer_idle.store(true, Ordering::Relaxed);
         st = match deadline {
             None => self.has_jobs.wait(st).unwrap_or_else(|p| p.into_inner()),
@@ -202,7 +200,6 @@ impl Queue {
                 }
             }
         };
-        st.writer_sleeps = false;
         self.writer_idle.store(false, Ordering::Relaxed);
         st
     }

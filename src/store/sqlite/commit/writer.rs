@@ -221,6 +221,12 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
     }
 }
 
+/// An audit record nobody waits for: what the writer holds back, and keeps when the disk
+/// failed its commit.
+fn is_audit_record(j: &Job) -> bool {
+    j.reply.is_none() && matches!(j.op, Op::Audit(_))
+}
+
 /// Audit records taken out of the batches until they are due.
 struct Held {
     hold: Duration,
@@ -235,13 +241,12 @@ struct Held {
 
 impl Held {
     fn hold_audit_records(&mut self, batch: &mut Vec<Job>) {
-        let held = |j: &Job| j.reply.is_none() && matches!(j.op, Op::Audit(_));
-        if !batch.iter().any(held) {
+        if !batch.iter().any(is_audit_record) {
             return;
         }
         self.scratch.append(batch);
         for job in self.scratch.drain(..) {
-            if held(&job) {
+            if is_audit_record(&job) {
                 self.jobs.push(job);
             } else {
                 batch.push(job);
@@ -342,7 +347,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Job>, held: &mut Held) {
             for mut job in batch.drain(..) {
                 if let Some(reply) = job.reply.take() {
                     reply.put(Err(StoreError::Commit(msg.clone())));
-                } else if retry && matches!(job.op, Op::Audit(_)) {
+                } else if retry && is_audit_record(&job) {
                     again.push(job);
                 } else {
                     lost += 1;
