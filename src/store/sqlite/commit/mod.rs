@@ -14,6 +14,10 @@
 //!   disk. An advance asked for with `CommitMode::Defer` returns a ticket at once instead,
 //!   and its answer (run on the writer thread, see [`crate::store::Completion`]) leaves only
 //!   once the ticket resolves, after the commit.
+//! - When logins come one by one (the writer asleep after a batch of one login, nothing but
+//!   audit records queued), a login's write is committed on the login's own thread, on the
+//!   writer's connection (`Committer::commit_here`): the same transaction and fsync, without
+//!   waking the writer. A write queued after that check waits for the connection.
 //! - All writes go through one FIFO queue and one connection, in order, except audit
 //!   records: the writer holds them back up to 5 ms (or 256 records) and commits them
 //!   together, so the commits of the counter updates in between carry no audit pages. An

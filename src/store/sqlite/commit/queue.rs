@@ -61,6 +61,14 @@ pub(in crate::store) struct Job {
     pub(in crate::store) reply: Option<Reply>,
 }
 
+impl Job {
+    /// An audit record nobody waits for: what the writer holds back, and keeps when the disk
+    /// failed its commit.
+    pub(in crate::store) fn is_audit_record(&self) -> bool {
+        self.reply.is_none() && matches!(self.op, Op::Audit(_))
+    }
+}
+
 impl Drop for Job {
     /// A job dropped unanswered (the writer panicked) must not leave its waiter asleep for
     /// ever: it hears that the write failed.
@@ -94,8 +102,17 @@ pub(in crate::store) struct Queue {
 
 pub(in crate::store) struct QueueState {
     pub(in crate::store) jobs: VecDeque<Job>,
+    /// Jobs in `jobs` that are not audit records: the writes a write must not overtake.
+    pub(in crate::store) writes: usize,
     pub(in crate::store) closed: bool,
     pub(in crate::store) senders_wait: usize,
+    /// The writer sleeps until a deadline: it holds audit records and wakes to commit them
+    /// anyway, so another audit record need not wake it sooner (at window 1 that was a
+    /// wake-up of the writer per login, for a record it only puts aside).
+    wakes_by_itself: bool,
+    /// The writer waits a moment for a login to share the commit of the audit records that
+    /// are due (`take_within`): a login then queues rather than commit on its own thread.
+    pub(in crate::store) lingering: bool,
 }
 
 impl Queue {
@@ -104,8 +121,11 @@ impl Queue {
         Queue {
             state: Mutex::new(QueueState {
                 jobs: VecDeque::with_capacity(capacity),
+                writes: 0,
                 closed: false,
                 senders_wait: 0,
+                wakes_by_itself: false,
+                lingering: false,
             }),
             writer_idle: AtomicBool::new(false),
             writer_quiet: AtomicBool::new(false),
@@ -132,8 +152,12 @@ impl Queue {
         if st.closed {
             return Err(super::writer::stopped());
         }
+        let audit = job.is_audit_record();
+        let wake = self.writer_idle.load(Ordering::Relaxed) && !(st.wakes_by_itself && audit);
+        if !audit {
+            st.writes += 1;
+        }
         st.jobs.push_back(job);
-        let wake = self.writer_idle.load(Ordering::Relaxed);
         drop(st);
         if wake {
             self.has_jobs.notify_one();
@@ -173,12 +197,15 @@ impl Queue {
     pub(in crate::store) fn take_within(&self, batch: &mut Vec<Job>, max: usize, linger: Duration) {
         let deadline = Instant::now() + linger;
         let mut st = lock(&self.state);
+        st.lingering = true;
         while st.jobs.is_empty() && !st.closed {
             if Instant::now() >= deadline {
+                st.lingering = false;
                 return;
             }
             st = self.wait_for_jobs(st, Some(deadline));
         }
+        st.lingering = false;
         self.move_jobs(st, batch, max.saturating_sub(batch.len()));
     }
 
@@ -190,6 +217,7 @@ impl Queue {
         deadline: Option<Instant>,
     ) -> MutexGuard<'a, QueueState> {
         self.writer_idle.store(true, Ordering::Relaxed);
+        st.wakes_by_itself = deadline.is_some();
         st = match deadline {
             None => self.has_jobs.wait(st).unwrap_or_else(|p| p.into_inner()),
             Some(d) => {
@@ -201,13 +229,20 @@ impl Queue {
             }
         };
         self.writer_idle.store(false, Ordering::Relaxed);
+        st.wakes_by_itself = false;
         st
     }
 
     /// Moves up to `n` jobs into `batch` and wakes the senders waiting for room.
     fn move_jobs(&self, mut st: MutexGuard<'_, QueueState>, batch: &mut Vec<Job>, n: usize) {
         let n = st.jobs.len().min(n);
+        let from = batch.len();
         batch.extend(st.jobs.drain(..n));
+        let writes = batch[from..]
+            .iter()
+            .filter(|j| !j.is_audit_record())
+            .count();
+        st.writes = st.writes.saturating_sub(writes);
         let room = st.senders_wait > 0;
         drop(st);
         if room {

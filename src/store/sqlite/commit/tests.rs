@@ -487,6 +487,48 @@ fn the_idle_writer_lends_its_connection_and_a_read_there_sees_other_writers() {
 }
 
 #[test]
+fn a_login_while_the_writer_sleeps_commits_on_its_own_thread_before_it_is_answered() {
+    let (d, s, tok) = store();
+    let path = d.path().join("c.db");
+    assert!(waited(&s, tok, 1).expect("advance"));
+    let committer = s.committer.as_ref().expect("a committer");
+    // The writer's last batch was one login: once it sleeps, the next login is its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while committer.idle_conn().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never slept"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let Ok(Advance::Pending(ticket)) = deferred(&s, tok, 2) else {
+        panic!("deferred");
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    ticket.then(Box::new(ToChannel {
+        tx,
+        probe: Box::new(move || -> (std::thread::ThreadId, i64) {
+            let on_disk = Connection::open(&path)
+                .expect("open")
+                .query_row("SELECT last_counter FROM tokens", [], |r| r.get(0))
+                .expect("read");
+            (std::thread::current().id(), on_disk)
+        }),
+    }));
+    let (outcome, (answered_on, on_disk)) =
+        rx.recv_timeout(Duration::from_secs(10)).expect("outcome");
+    assert!(matches!(outcome, Ok(true)), "{outcome:?}");
+    assert_eq!(on_disk, 2, "committed before the outcome was delivered");
+    assert_eq!(
+        answered_on,
+        std::thread::current().id(),
+        "handed to the writer's thread although it slept"
+    );
+    // A second login of the same code loses, wherever it is committed.
+    assert!(!waited(&s, tok, 2).expect("again"));
+}
+
+#[test]
 fn audit_records_of_a_commit_the_full_disk_failed_are_kept_for_the_next() {
     let (d, _s, tok) = store();
     let c = super::Committer::start_holding(&d.path().join("c.db"), 4000, Duration::ZERO)

@@ -100,8 +100,49 @@ impl Committer {
         }
     }
 
+    /// Commits `op` on the calling thread when the writer sleeps with nothing queued and its
+    /// last batch was a single login: logins that come one by one. Handing such a login to
+    /// the writer cost a wake-up of the writer's thread, on two cores mostly the other core's
+    /// (window 1, docs/performance.md); here the login's thread, which is running already,
+    /// pays the commit and answers itself. The connection is taken with `try_lock` and the
+    /// queue is checked while it is held, so the commit neither overtakes a queued write (a
+    /// write queued after the check waits for this commit: the writer needs the connection
+    /// too) nor waits for anyone. Queued audit records may be overtaken: the writer holds
+    /// them back anyway, and each was queued after its own login's commit. Not while the writer lingers for a login to
+    /// share its audit records' commit: the login then queues and shares it. `None`: queue
+    /// it.
+    fn commit_here(&self, op: &Op) -> Option<StoreResult<Answer>> {
+        let q = &self.queue;
+        if !q.writer_quiet.load(Ordering::Relaxed) || !q.writer_idle.load(Ordering::Relaxed) {
+            return None;
+        }
+        let conn = self.conn.as_ref().and_then(|c| c.try_lock().ok())?;
+        {
+            let st = lock(&q.state);
+            if st.writes > 0 || st.closed || st.lingering || !q.writer_idle.load(Ordering::Relaxed)
+            {
+                return None;
+            }
+        }
+        let result = transact(&conn, std::iter::once(op));
+        drop(conn);
+        Some(match result {
+            Ok(mut answers) => answers
+                .pop()
+                .unwrap_or_else(|| Err(StoreError::Commit("a write without an answer".into()))),
+            Err(e) => {
+                // As a failed batch: rolled back, its one waiter hears so (Reject).
+                tracing::error!("store commit of 1 write failed: {e}; 1 write lost");
+                Err(StoreError::Commit(e.to_string()))
+            }
+        })
+    }
+
     /// Queues `op` and waits until the batch that holds it is committed (or failed).
     pub(in crate::store) fn write(&self, op: Op) -> StoreResult<Answer> {
+        if let Some(answer) = self.commit_here(&op) {
+            return answer;
+        }
         SLOT.with(|slot| {
             *lock(&slot.answer) = None;
             self.queue.push(Job {
@@ -124,6 +165,11 @@ impl Committer {
     /// ticket once the batch that holds it is committed (or failed).
     pub(in crate::store) fn write_deferred(&self, op: Op) -> StoreResult<Ticket> {
         let (ticket, resolver) = ticket();
+        if let Some(answer) = self.commit_here(&op) {
+            // Resolved before the caller leaves its completion: it runs at once, here.
+            resolver.resolve(answer.and_then(Answer::won));
+            return Ok(ticket);
+        }
         self.queue.push(Job {
             op,
             reply: Some(Reply::Ticket(resolver)),
@@ -185,7 +231,7 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
             // A clean exit loses nothing: what is held is committed now.
             held.release_into(&mut batch);
             if !batch.is_empty() {
-                commit(&mut lock(conn), &mut batch, &mut held);
+                commit(&lock(conn), &mut batch, &mut held);
             }
             if !held.jobs.is_empty() {
                 tracing::error!(
@@ -216,15 +262,9 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
             .filter(|j| !matches!(j.op, Op::Audit(_)))
             .count();
         let quiet = logins <= QUIET_BATCH;
-        commit(&mut lock(conn), &mut batch, &mut held);
+        commit(&lock(conn), &mut batch, &mut held);
         queue.writer_quiet.store(quiet, Ordering::Relaxed);
     }
-}
-
-/// An audit record nobody waits for: what the writer holds back, and keeps when the disk
-/// failed its commit.
-fn is_audit_record(j: &Job) -> bool {
-    j.reply.is_none() && matches!(j.op, Op::Audit(_))
 }
 
 /// Audit records taken out of the batches until they are due.
@@ -241,12 +281,12 @@ struct Held {
 
 impl Held {
     fn hold_audit_records(&mut self, batch: &mut Vec<Job>) {
-        if !batch.iter().any(is_audit_record) {
+        if !batch.iter().any(Job::is_audit_record) {
             return;
         }
         self.scratch.append(batch);
         for job in self.scratch.drain(..) {
-            if is_audit_record(&job) {
+            if job.is_audit_record() {
                 self.jobs.push(job);
             } else {
                 batch.push(job);
@@ -298,33 +338,8 @@ impl Held {
 }
 
 /// One transaction for the whole batch, one commit, then the answers.
-fn commit(conn: &mut Connection, batch: &mut Vec<Job>, held: &mut Held) {
-    let m = crate::metrics::get();
-    let started = Instant::now();
-    let cpu = crate::metrics::phase::maybe_start(crate::metrics::phase::Phase::Commit);
-    // BEGIN and COMMIT as cached statements: thousands of commits a second would otherwise
-    // parse them anew each time.
-    let result = (|| -> rusqlite::Result<Vec<StoreResult<Answer>>> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let run = || -> rusqlite::Result<Vec<StoreResult<Answer>>> {
-            let mut answers = Vec::with_capacity(batch.len());
-            for job in batch.iter() {
-                answers.push(apply(conn, &job.op)?);
-            }
-            conn.prepare_cached("COMMIT")?.execute([])?;
-            Ok(answers)
-        };
-        run().inspect_err(|_| {
-            // Whatever the batch did is undone; if SQLite already rolled back, this fails
-            // harmlessly.
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-        })
-    })();
-    m.store_commit.observe_duration(started.elapsed());
-    crate::metrics::phase::lap(cpu, crate::metrics::phase::Phase::Commit);
-    m.store_batch.observe(batch.len() as f64);
+fn commit(conn: &Connection, batch: &mut Vec<Job>, held: &mut Held) {
+    let result = transact(conn, batch.iter().map(|j| &j.op));
     match result {
         Ok(answers) => {
             for (mut job, answer) in batch.drain(..).zip(answers) {
@@ -347,7 +362,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Job>, held: &mut Held) {
             for mut job in batch.drain(..) {
                 if let Some(reply) = job.reply.take() {
                     reply.put(Err(StoreError::Commit(msg.clone())));
-                } else if retry && is_audit_record(&job) {
+                } else if retry && job.is_audit_record() {
                     again.push(job);
                 } else {
                     lost += 1;
@@ -364,6 +379,42 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Job>, held: &mut Held) {
             );
         }
     }
+}
+
+/// Runs `ops` in one transaction and commits it: each write's answer, or the error that
+/// rolled the whole transaction back.
+fn transact<'a>(
+    conn: &Connection,
+    ops: impl ExactSizeIterator<Item = &'a Op>,
+) -> rusqlite::Result<Vec<StoreResult<Answer>>> {
+    let m = crate::metrics::get();
+    let started = Instant::now();
+    let cpu = crate::metrics::phase::maybe_start(crate::metrics::phase::Phase::Commit);
+    let n = ops.len();
+    // BEGIN and COMMIT as cached statements: thousands of commits a second would otherwise
+    // parse them anew each time.
+    let result = (|| -> rusqlite::Result<Vec<StoreResult<Answer>>> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let run = || -> rusqlite::Result<Vec<StoreResult<Answer>>> {
+            let mut answers = Vec::with_capacity(n);
+            for op in ops {
+                answers.push(apply(conn, op)?);
+            }
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(answers)
+        };
+        run().inspect_err(|_| {
+            // Whatever the batch did is undone; if SQLite already rolled back, this fails
+            // harmlessly.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        })
+    })();
+    m.store_commit.observe_duration(started.elapsed());
+    crate::metrics::phase::lap(cpu, crate::metrics::phase::Phase::Commit);
+    m.store_batch.observe(n as f64);
+    result
 }
 
 /// Failures of the disk or the file rather than of a statement: worth trying again.
