@@ -18,10 +18,11 @@ pub const SAMPLE_EVERY: u32 = 32;
 pub enum Phase {
     /// `recvfrom` to a parsed, authenticated request (the duplicate check included).
     Receive,
-    /// The engine's decision: the account's read, the gate, the code, the write queued.
+    /// The engine's decision: the account's read, the gate, the code, the write queued (a
+    /// write the login commits on its own thread is not counted here but as a commit).
     Decide,
-    /// One commit of the store's writer (`BEGIN` to `COMMIT`, the fsync's system call
-    /// included): per commit, not per login.
+    /// One commit of the store's writer, or of a login on its own thread (`BEGIN` to
+    /// `COMMIT`, the fsync's system call included): per commit, not per login.
     Commit,
     /// Encoding, signing and sending the answer, on whichever thread sends it.
     Send,
@@ -88,32 +89,123 @@ thread_local! {
     /// One count per phase that starts a sample: the store's writer both commits and sends,
     /// in alternation at window 1, and one shared count would then time only one of the two.
     static TICKS: [Cell<u32>; 4] = const { [const { Cell::new(0) }; 4] };
+    /// Whether the sample [`maybe_start`] last decided about on this thread is being timed.
+    static OPEN: Cell<bool> = const { Cell::new(false) };
+    /// CPU of work nested in another phase on this thread ([`nested`]): a login that commits
+    /// on its own thread does so inside its decision, and the commit is not the decision's.
+    static NESTED_NS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The thread's CPU clock now for one call in [`SAMPLE_EVERY`] per `first` phase on this
-/// thread, else `None`.
-pub fn maybe_start(first: Phase) -> Option<u64> {
+/// Where a timed sample stands: the thread's clock and the nested work charged so far.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    cpu: u64,
+    nested: u64,
+}
+
+impl Mark {
+    fn now() -> Mark {
+        Mark {
+            cpu: thread_cpu_ns(),
+            nested: NESTED_NS.get(),
+        }
+    }
+}
+
+fn tick(first: Phase) -> bool {
     TICKS.with(|t| {
         let t = &t[first as usize];
         let n = t.get().wrapping_add(1);
         t.set(n);
-        (n % SAMPLE_EVERY == 0).then(thread_cpu_ns)
+        n % SAMPLE_EVERY == 0
     })
 }
 
-/// Charges the CPU since `since` (from [`maybe_start`] or an earlier `lap`) to `phase` and
-/// returns the clock now, for the next phase.
-pub fn lap(since: Option<u64>, phase: Phase) -> Option<u64> {
-    since.map(|t0| {
-        let now = thread_cpu_ns();
-        super::get().phase_cpu.add(phase, now.saturating_sub(t0));
+/// The thread's CPU clock now for one call in [`SAMPLE_EVERY`] per `first` phase on this
+/// thread, else `None`.
+pub fn maybe_start(first: Phase) -> Option<Mark> {
+    let timed = tick(first);
+    OPEN.set(timed);
+    timed.then(Mark::now)
+}
+
+/// Charges the CPU since `since` (from [`maybe_start`] or an earlier `lap`) to `phase`,
+/// less what work nested in it charged elsewhere, and returns the mark now, for the next
+/// phase.
+pub fn lap(since: Option<Mark>, phase: Phase) -> Option<Mark> {
+    since.map(|m| {
+        let now = Mark::now();
+        super::get().phase_cpu.add(phase, own_ns(m, now));
         now
     })
+}
+
+/// The CPU between two marks that nested work did not charge elsewhere.
+fn own_ns(since: Mark, now: Mark) -> u64 {
+    now.cpu
+        .saturating_sub(since.cpu)
+        .saturating_sub(now.nested.wrapping_sub(since.nested))
+}
+
+/// Runs `f`, work of `phase` that may run inside another phase's sample on this thread (a
+/// commit inside a login's decision). Sampled on its own like any `phase`; and while this
+/// thread's sample is open, timed anyway so that the open phase is not charged for it.
+pub fn nested<R>(phase: Phase, f: impl FnOnce() -> R) -> R {
+    let own = tick(phase);
+    if !own && !OPEN.get() {
+        return f();
+    }
+    let t0 = thread_cpu_ns();
+    let r = f();
+    let ns = thread_cpu_ns().saturating_sub(t0);
+    NESTED_NS.set(NESTED_NS.get().wrapping_add(ns));
+    if own {
+        super::get().phase_cpu.add(phase, ns);
+    }
+    r
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spin() {
+        let mut x = 0u64;
+        for i in 0..200_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+    }
+
+    #[test]
+    fn work_nested_in_an_open_sample_is_timed_and_not_charged_to_it() {
+        let since = loop {
+            if let Some(m) = maybe_start(Phase::Receive) {
+                break m;
+            }
+        };
+        nested(Phase::Commit, spin);
+        let now = Mark::now();
+        let nested_ns = now.nested - since.nested;
+        assert!(nested_ns > 0, "nested work in an open sample is timed");
+        assert_eq!(
+            own_ns(since, now),
+            (now.cpu - since.cpu).saturating_sub(nested_ns),
+            "the open phase is charged without it"
+        );
+        // No sample open and not its own turn: not timed at all (the common case).
+        while maybe_start(Phase::Receive).is_some() {}
+        let before = NESTED_NS.get();
+        let untimed = (0..SAMPLE_EVERY - 1)
+            .filter(|_| {
+                let n = NESTED_NS.get();
+                nested(Phase::Decide, || ());
+                NESTED_NS.get() == n
+            })
+            .count();
+        assert!(untimed as u32 >= SAMPLE_EVERY - 2, "{untimed}");
+        assert!(NESTED_NS.get() >= before);
+    }
 
     #[test]
     fn one_call_in_sample_every_is_timed_and_laps_add_up() {

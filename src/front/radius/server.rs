@@ -356,7 +356,7 @@ impl Shared {
         sock: &Arc<UdpSocket>,
         data: &[u8],
         src: SocketAddr,
-        cpu: Option<u64>,
+        cpu: Option<phase::Mark>,
     ) {
         let received = Instant::now();
         inc(&self.stats.received);
@@ -411,7 +411,7 @@ impl Shared {
         client: Arc<Client>,
         p: Pending,
         src: SocketAddr,
-        (received, cpu): (Instant, Option<u64>),
+        (received, cpu): (Instant, Option<phase::Mark>),
     ) {
         let key = Key {
             src,

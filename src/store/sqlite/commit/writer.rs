@@ -387,9 +387,17 @@ fn transact<'a>(
     conn: &Connection,
     ops: impl ExactSizeIterator<Item = &'a Op>,
 ) -> rusqlite::Result<Vec<StoreResult<Answer>>> {
+    crate::metrics::phase::nested(crate::metrics::phase::Phase::Commit, || {
+        transact_timed(conn, ops)
+    })
+}
+
+fn transact_timed<'a>(
+    conn: &Connection,
+    ops: impl ExactSizeIterator<Item = &'a Op>,
+) -> rusqlite::Result<Vec<StoreResult<Answer>>> {
     let m = crate::metrics::get();
     let started = Instant::now();
-    let cpu = crate::metrics::phase::maybe_start(crate::metrics::phase::Phase::Commit);
     let n = ops.len();
     // BEGIN and COMMIT as cached statements: thousands of commits a second would otherwise
     // parse them anew each time.
@@ -412,7 +420,6 @@ fn transact<'a>(
         })
     })();
     m.store_commit.observe_duration(started.elapsed());
-    crate::metrics::phase::lap(cpu, crate::metrics::phase::Phase::Commit);
     m.store_batch.observe(n as f64);
     result
 }
