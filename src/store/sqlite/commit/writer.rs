@@ -109,8 +109,12 @@ impl Committer {
     /// write queued after the check waits for this commit: the writer needs the connection
     /// too) nor waits for anyone. Queued audit records may be overtaken: the writer holds
     /// them back anyway, and each was queued after its own login's commit. Not while the writer lingers for a login to
-    /// share its audit records' commit: the login then queues and shares it. `None`: queue
-    /// it.
+    /// share its audit records' commit: the login then queues and shares it. On a tokio
+    /// worker (the socket front-end) the fsync holds up the worker's other tasks for its
+    /// duration, which only happens at this low load and which the other workers may steal
+    /// meanwhile; moving them away first (`block_in_place`) wakes a thread, the cost this
+    /// saves, and without the commit here the socket fell to 0.83-0.96 of RADIUS at window 1
+    /// (bench/socket.sh, 2026-12-06). `None`: queue it.
     fn commit_here(&self, op: &Op) -> Option<StoreResult<Answer>> {
         let q = &self.queue;
         if !q.writer_quiet.load(Ordering::Relaxed) || !q.writer_idle.load(Ordering::Relaxed) {
