@@ -529,6 +529,54 @@ fn a_login_while_the_writer_sleeps_commits_on_its_own_thread_before_it_is_answer
 }
 
 #[test]
+fn a_login_while_another_process_writes_is_queued_not_stuck_on_its_own_thread() {
+    let (d, s, tok) = store();
+    assert!(waited(&s, tok, 1).expect("advance"));
+    let committer = s.committer.as_ref().expect("a committer");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while committer.idle_conn().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never slept"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The CLI holds the write lock (an import): the login must not wait in SQLite's busy
+    // handler on its own thread, but go to the writer, which waits for the lock.
+    let other = Connection::open(d.path().join("c.db")).expect("open");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let started = std::time::Instant::now();
+    let Ok(Advance::Pending(ticket)) = deferred(&s, tok, 2) else {
+        panic!("deferred");
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the login waited for the other process on its own thread: {:?}",
+        started.elapsed()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    ticket.then(Box::new(ToChannel {
+        tx,
+        probe: Box::new(|| std::thread::current().id()),
+    }));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(rx.try_recv().is_err(), "answered while the lock was held");
+    other.execute_batch("COMMIT").expect("unlock");
+    let (outcome, answered_on) = rx.recv_timeout(Duration::from_secs(10)).expect("outcome");
+    assert!(matches!(outcome, Ok(true)), "{outcome:?}");
+    assert_ne!(answered_on, std::thread::current().id());
+    // The writer's own wait for other processes is whole again.
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock again");
+    let late = std::thread::spawn({
+        let s = s.clone();
+        move || waited(&s, tok, 3)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    other.execute_batch("COMMIT").expect("unlock again");
+    assert!(late.join().expect("join").expect("waited out the lock"));
+}
+
+#[test]
 fn audit_records_of_a_commit_the_full_disk_failed_are_kept_for_the_next() {
     let (d, _s, tok) = store();
     let c = super::Committer::start_holding(&d.path().join("c.db"), 4000, Duration::ZERO)

@@ -42,7 +42,7 @@ impl Committer {
             path: path.display().to_string(),
             msg: e.to_string(),
         })?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: the commit that answers an advance must be on disk, not just in the OS cache.
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -107,9 +107,11 @@ impl Committer {
     /// pays the commit and answers itself. The connection is taken with `try_lock` and the
     /// queue is checked while it is held, so the commit neither overtakes a queued write (a
     /// write queued after the check waits for this commit: the writer needs the connection
-    /// too) nor waits for anyone. Queued audit records may be overtaken: the writer holds
-    /// them back anyway, and each was queued after its own login's commit. Not while the writer lingers for a login to
-    /// share its audit records' commit: the login then queues and shares it. On a tokio
+    /// too) nor waits for anyone: not for another process's write lock either (the writer
+    /// waits for that). Queued audit records may be overtaken: the writer holds them back
+    /// anyway, and each was queued after its own login's commit. Not while the writer
+    /// lingers for a login to share its audit records' commit: the login then queues and
+    /// shares it. On a tokio
     /// worker (the socket front-end) the fsync holds up the worker's other tasks for its
     /// duration, which only happens at this low load and which the other workers may steal
     /// meanwhile; moving them away first (`block_in_place`) wakes a thread, the cost this
@@ -128,7 +130,16 @@ impl Committer {
                 return None;
             }
         }
-        let result = transact(&conn, std::iter::once(op));
+        // Another process writing (an import, a backup) would keep this thread in SQLite's
+        // busy handler, up to seconds on a tokio worker: only begin when the write lock is
+        // free at once; otherwise the writer waits for it, as for any batch.
+        let began = with_busy_timeout(&conn, Duration::ZERO, |c| {
+            c.prepare_cached("BEGIN IMMEDIATE")?.execute([])
+        });
+        if began.is_err() {
+            return None;
+        }
+        let result = transact(&conn, std::iter::once(op), true);
         drop(conn);
         Some(match result {
             Ok(mut answers) => answers
@@ -199,6 +210,9 @@ impl Drop for Committer {
         }
     }
 }
+
+/// How long the writer waits for another process's write (the CLI's) before its batch fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long audit records that are due wait for a write to share their commit with.
 pub(in crate::store) const AUDIT_LINGER: Duration = Duration::from_millis(2);
@@ -343,7 +357,7 @@ impl Held {
 
 /// One transaction for the whole batch, one commit, then the answers.
 fn commit(conn: &Connection, batch: &mut Vec<Job>, held: &mut Held) {
-    let result = transact(conn, batch.iter().map(|j| &j.op));
+    let result = transact(conn, batch.iter().map(|j| &j.op), false);
     match result {
         Ok(answers) => {
             for (mut job, answer) in batch.drain(..).zip(answers) {
@@ -385,20 +399,36 @@ fn commit(conn: &Connection, batch: &mut Vec<Job>, held: &mut Held) {
     }
 }
 
-/// Runs `ops` in one transaction and commits it: each write's answer, or the error that
-/// rolled the whole transaction back.
+/// Runs `f` on `conn` with SQLite's busy timeout set to `wait`, then sets the writer's back.
+fn with_busy_timeout<R>(
+    conn: &Connection,
+    wait: Duration,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+) -> rusqlite::Result<R> {
+    conn.busy_timeout(wait)?;
+    let r = f(conn);
+    if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
+        tracing::error!("cannot set the writer's busy timeout back: {e}");
+    }
+    r
+}
+
+/// Runs `ops` in one transaction (begun here unless `begun`) and commits it: each write's
+/// answer, or the error that rolled the whole transaction back.
 fn transact<'a>(
     conn: &Connection,
     ops: impl ExactSizeIterator<Item = &'a Op>,
+    begun: bool,
 ) -> rusqlite::Result<Vec<StoreResult<Answer>>> {
     crate::metrics::phase::nested(crate::metrics::phase::Phase::Commit, || {
-        transact_timed(conn, ops)
+        transact_timed(conn, ops, begun)
     })
 }
 
 fn transact_timed<'a>(
     conn: &Connection,
     ops: impl ExactSizeIterator<Item = &'a Op>,
+    begun: bool,
 ) -> rusqlite::Result<Vec<StoreResult<Answer>>> {
     let m = crate::metrics::get();
     let started = Instant::now();
@@ -406,7 +436,9 @@ fn transact_timed<'a>(
     // BEGIN and COMMIT as cached statements: thousands of commits a second would otherwise
     // parse them anew each time.
     let result = (|| -> rusqlite::Result<Vec<StoreResult<Answer>>> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        if !begun {
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        }
         let run = || -> rusqlite::Result<Vec<StoreResult<Answer>>> {
             let mut answers = Vec::with_capacity(n);
             for op in ops {
