@@ -325,24 +325,38 @@ fn deferred(s: &SqliteStore, tok: i64, counter: i64) -> StoreResult<Advance> {
     s.advance_counter(tok, counter, 0, 1, false, CommitMode::Defer)
 }
 
-#[test]
-fn a_deferred_advance_hears_won_once_it_is_on_disk() {
-    let (d, s, tok) = store();
-    let path = d.path().join("c.db");
-    let Ok(Advance::Pending(ticket)) = deferred(&s, tok, 5) else {
-        panic!("deferred");
+/// A deferred advance to `counter`: its outcome arrives on the channel with what `probe`
+/// saw on the thread that delivered it, at that moment.
+fn deferred_probed<T: Send + 'static>(
+    s: &SqliteStore,
+    tok: i64,
+    counter: i64,
+    probe: impl FnOnce() -> T + Send + 'static,
+) -> std::sync::mpsc::Receiver<(Outcome, T)> {
+    let Ok(Advance::Pending(ticket)) = deferred(s, tok, counter) else {
+        panic!("a deferred advance returns a ticket");
     };
     let (tx, rx) = std::sync::mpsc::channel();
     ticket.then(Box::new(ToChannel {
         tx,
-        // What a fresh connection sees while the outcome is being delivered.
-        probe: Box::new(move || -> i64 {
-            Connection::open(&path)
-                .expect("open")
-                .query_row("SELECT last_counter FROM tokens", [], |r| r.get(0))
-                .expect("read")
-        }),
+        probe: Box::new(probe),
     }));
+    rx
+}
+
+/// The last counter on disk, as a fresh connection sees it.
+fn counter_on_disk(path: &std::path::Path) -> i64 {
+    Connection::open(path)
+        .expect("open")
+        .query_row("SELECT last_counter FROM tokens", [], |r| r.get(0))
+        .expect("read")
+}
+
+#[test]
+fn a_deferred_advance_hears_won_once_it_is_on_disk() {
+    let (d, s, tok) = store();
+    let path = d.path().join("c.db");
+    let rx = deferred_probed(&s, tok, 5, move || counter_on_disk(&path));
     let (outcome, on_disk) = rx.recv_timeout(Duration::from_secs(10)).expect("outcome");
     assert!(matches!(outcome, Ok(true)), "{outcome:?}");
     assert_eq!(on_disk, 5, "committed before the outcome was delivered");
@@ -486,13 +500,12 @@ fn the_idle_writer_lends_its_connection_and_a_read_there_sees_other_writers() {
     assert_eq!(tokens[0].state, crate::model::TokenState::Disabled);
 }
 
-#[test]
-fn a_login_while_the_writer_sleeps_commits_on_its_own_thread_before_it_is_answered() {
+/// A store whose writer's last batch was one login and which now sleeps: the next login
+/// commits on its own thread.
+fn store_after_one_login() -> (tempfile::TempDir, Arc<SqliteStore>, i64) {
     let (d, s, tok) = store();
-    let path = d.path().join("c.db");
     assert!(waited(&s, tok, 1).expect("advance"));
     let committer = s.committer.as_ref().expect("a committer");
-    // The writer's last batch was one login: once it sleeps, the next login is its own.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while committer.idle_conn().is_none() {
         assert!(
@@ -501,20 +514,16 @@ fn a_login_while_the_writer_sleeps_commits_on_its_own_thread_before_it_is_answer
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let Ok(Advance::Pending(ticket)) = deferred(&s, tok, 2) else {
-        panic!("deferred");
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    ticket.then(Box::new(ToChannel {
-        tx,
-        probe: Box::new(move || -> (std::thread::ThreadId, i64) {
-            let on_disk = Connection::open(&path)
-                .expect("open")
-                .query_row("SELECT last_counter FROM tokens", [], |r| r.get(0))
-                .expect("read");
-            (std::thread::current().id(), on_disk)
-        }),
-    }));
+    (d, s, tok)
+}
+
+#[test]
+fn a_login_while_the_writer_sleeps_commits_on_its_own_thread_before_it_is_answered() {
+    let (d, s, tok) = store_after_one_login();
+    let path = d.path().join("c.db");
+    let rx = deferred_probed(&s, tok, 2, move || {
+        (std::thread::current().id(), counter_on_disk(&path))
+    });
     let (outcome, (answered_on, on_disk)) =
         rx.recv_timeout(Duration::from_secs(10)).expect("outcome");
     assert!(matches!(outcome, Ok(true)), "{outcome:?}");
@@ -530,35 +539,18 @@ fn a_login_while_the_writer_sleeps_commits_on_its_own_thread_before_it_is_answer
 
 #[test]
 fn a_login_while_another_process_writes_is_queued_not_stuck_on_its_own_thread() {
-    let (d, s, tok) = store();
-    assert!(waited(&s, tok, 1).expect("advance"));
-    let committer = s.committer.as_ref().expect("a committer");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while committer.idle_conn().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the writer never slept"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let (d, s, tok) = store_after_one_login();
     // The CLI holds the write lock (an import): the login must not wait in SQLite's busy
     // handler on its own thread, but go to the writer, which waits for the lock.
     let other = Connection::open(d.path().join("c.db")).expect("open");
     other.execute_batch("BEGIN IMMEDIATE").expect("lock");
     let started = std::time::Instant::now();
-    let Ok(Advance::Pending(ticket)) = deferred(&s, tok, 2) else {
-        panic!("deferred");
-    };
+    let rx = deferred_probed(&s, tok, 2, || std::thread::current().id());
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "the login waited for the other process on its own thread: {:?}",
         started.elapsed()
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    ticket.then(Box::new(ToChannel {
-        tx,
-        probe: Box::new(|| std::thread::current().id()),
-    }));
     std::thread::sleep(Duration::from_millis(100));
     assert!(rx.try_recv().is_err(), "answered while the lock was held");
     other.execute_batch("COMMIT").expect("unlock");
