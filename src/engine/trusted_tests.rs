@@ -176,8 +176,23 @@ fn a_wrong_pin_or_token_is_a_counted_failure_and_guessing_locks() {
         "wrong PIN with a good device: {d:?}"
     );
     // Guessed device tokens with the right PIN: each one counted, then the lock.
-    for i in 0..4 {
-        let guess = format!("{token:.40}{i:03}");
+    for i in 0..4u8 {
+        // The real token's first 40 characters and three that each differ from its own: a
+        // suffix like "000" was the token itself once in 65,536 runs (a CI run of
+        // 2026-12-06 accepted it).
+        let tail: String = token[40..]
+            .chars()
+            .map(|c| {
+                let alt = char::from(b'A' + i);
+                if c == alt {
+                    char::from(b'a' + i)
+                } else {
+                    alt
+                }
+            })
+            .collect();
+        let guess = format!("{}{tail}", &token[..40]);
+        assert_ne!(guess, token);
         let d = w.with_device("alice", "web", "portal", "1234", &guess);
         assert_eq!(d.verdict, Verdict::Reject, "{d:?}");
         assert!(d.reason.contains("not recognised"), "{d:?}");
