@@ -111,18 +111,15 @@ impl Committer {
     /// waits for that). Queued audit records may be overtaken: the writer holds them back
     /// anyway, and each was queued after its own login's commit. Not while the writer
     /// lingers for a login to share its audit records' commit: the login then queues and
-    /// shares it. On a tokio
-    /// worker (the socket front-end) the fsync holds up the worker's other tasks for its
-    /// duration, which only happens at this low load and which the other workers may steal
-    /// meanwhile; moving them away first (`block_in_place`) wakes a thread, the cost this
-    /// saves, and without the commit here the socket fell to 0.83-0.96 of RADIUS at window 1
-    /// (bench/socket.sh, 2026-12-06). `None`: queue it.
+    /// shares it. On a tokio worker (the socket front-end) the fsync holds up the worker's
+    /// other tasks for its duration, which only happens at this low load and which the other
+    /// workers may steal meanwhile; moving them away first (`block_in_place`) wakes a
+    /// thread, the cost this saves, and without the commit here the socket fell to
+    /// 0.83-0.96 of RADIUS at window 1 (bench/socket.sh, 2026-12-06). `None`: queue it.
     fn commit_here(&self, op: &Op) -> Option<StoreResult<Answer>> {
+        // The same moments as a lent read: the writer quiet and asleep.
+        let conn = self.idle_conn()?;
         let q = &self.queue;
-        if !q.writer_quiet.load(Ordering::Relaxed) || !q.writer_idle.load(Ordering::Relaxed) {
-            return None;
-        }
-        let conn = self.conn.as_ref().and_then(|c| c.try_lock().ok())?;
         {
             let st = lock(&q.state);
             if st.writes > 0 || st.closed || st.lingering || !q.writer_idle.load(Ordering::Relaxed)
@@ -275,10 +272,7 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
         if due {
             held.release_into(&mut batch);
         }
-        let logins = batch
-            .iter()
-            .filter(|j| !matches!(j.op, Op::Audit(_)))
-            .count();
+        let logins = batch.iter().filter(|j| !j.is_audit_record()).count();
         let quiet = logins <= QUIET_BATCH;
         commit(&lock(conn), &mut batch, &mut held);
         queue.writer_quiet.store(quiet, Ordering::Relaxed);
