@@ -62,7 +62,11 @@ pub fn verify(packet: &[u8], offset: usize, secret: &[u8]) -> bool {
     // The packet with the value zeroed, without copying it.
     let expected = hmac_md5(
         secret,
-        &[&packet[..value.start], &[0u8; 16], &packet[value.end..]],
+        &[
+            &packet[..value.start],
+            &[0u8; MESSAGE_AUTHENTICATOR_LEN - 2],
+            &packet[value.end..],
+        ],
     );
     crate::crypto::ct_eq(sent, &expected)
 }
