@@ -624,7 +624,15 @@ fn login(env: &Env, password: &str, remember: Option<&str>, token: Option<&str>)
         args.extend(["--device-token", t]);
     }
     let out = env.run(&args, Some(&format!("{password}\n")));
-    serde_json::from_slice(&out.stdout).expect("check json")
+    // A run that printed no decision says why (once seen in CI with an empty stdout).
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "otpd check printed no JSON ({e}); {}; stdout: {}; stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 #[test]

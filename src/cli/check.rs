@@ -15,8 +15,8 @@ pub struct CheckArgs {
     #[arg(long)]
     rhost: Option<String>,
     /// The password (PIN followed by the code) on the command line; otherwise it is read from
-    /// standard input. Visible to other local users in `ps`.
-    #[arg(long)]
+    /// standard input. Visible to other local users in `ps`. May begin with `-`.
+    #[arg(long, allow_hyphen_values = true)]
     password: Option<String>,
     /// The front-end client the login comes through (trusted devices are bound to it).
     #[arg(long, default_value = "cli")]
@@ -25,8 +25,9 @@ pub struct CheckArgs {
     /// printed once (the class needs `trusted_device_ttl`).
     #[arg(long, value_name = "LABEL")]
     remember_device: Option<String>,
-    /// Log in with the PIN alone and this trusted device's token. Visible in `ps`.
-    #[arg(long, value_name = "TOKEN")]
+    /// Log in with the PIN alone and this trusted device's token. Visible in `ps`. A token
+    /// is base64url and begins with `-` once in 64.
+    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
     device_token: Option<String>,
     #[arg(long)]
     json: bool,
@@ -98,4 +99,33 @@ pub fn run(a: &Admin, args: CheckArgs) -> Result<Outcome, CliError> {
     } else {
         Outcome::Fail
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
+        crate::cli::Cli::try_parse_from(args)
+    }
+
+    /// A device token is base64url, and a password is anything: either may begin with `-`
+    /// (a flaky test found a token that did, and `otpd check` refused it as a flag).
+    #[test]
+    fn a_device_token_or_password_may_begin_with_a_dash() {
+        for (flag, value) in [("--device-token", "-ZqT0abc_def"), ("--password", "-1234")] {
+            let cli = parse(&["otpd", "check", "bob", flag, value]).expect("parses");
+            let crate::cli::Command::Check(a) = cli.command else {
+                panic!("not check");
+            };
+            let got = if flag == "--password" {
+                a.password
+            } else {
+                a.device_token
+            };
+            assert_eq!(got.as_deref(), Some(value));
+        }
+        // A flag with no value still says so instead of taking the next flag as its value.
+        assert!(parse(&["otpd", "check", "bob", "--device-token"]).is_err());
+    }
 }
