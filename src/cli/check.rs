@@ -125,7 +125,8 @@ mod tests {
             };
             assert_eq!(got.as_deref(), Some(value));
         }
-        // A flag with no value still says so instead of taking the next flag as its value.
+        // A value is still required: the option at the end of the line is an error. (Followed
+        // by another option, that option is now taken as the value and the login fails.)
         assert!(parse(&["otpd", "check", "bob", "--device-token"]).is_err());
     }
 }
