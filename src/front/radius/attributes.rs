@@ -208,11 +208,11 @@ fn fit_attribute(s: &str) -> &str {
 pub fn encode_answer(
     code: Code,
     req: &RequestInfo,
-    secret: &[u8],
+    secret: &super::message_authenticator::Secret,
     reply_message: Option<&str>,
     state: Option<&[u8]>,
 ) -> Result<Vec<u8>, Dropped> {
-    let mut p = Packet::new_with_identifier(code, secret, req.identifier);
+    let mut p = Packet::new_with_identifier(code, secret.as_slice(), req.identifier);
     p.add(AVP::from_bytes(
         rfc2869::MESSAGE_AUTHENTICATOR_TYPE,
         &[0u8; 16],

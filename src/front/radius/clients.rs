@@ -1,15 +1,15 @@
 //! `[[radius.clients]]`: who may ask, with which shared secret, and what their logins count as.
 
+use super::message_authenticator::Secret;
 use crate::config::RadiusClientConfig;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::sync::Arc;
-use zeroize::Zeroizing;
 
 pub struct Client {
     pub name: String,
     pub net: IpNet,
-    pub secret: Zeroizing<Vec<u8>>,
+    pub secret: Secret,
     /// The service class of every login from this client.
     pub service: String,
     pub require_message_authenticator: bool,
@@ -22,7 +22,7 @@ impl Client {
         Client {
             name: name.to_string(),
             net,
-            secret: Zeroizing::new(secret.to_vec()),
+            secret: Secret::new(secret),
             service: service.to_string(),
             require_message_authenticator: require_ma,
             source_attribute: crate::config::CALLING_STATION_ID,

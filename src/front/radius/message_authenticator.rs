@@ -11,47 +11,47 @@
 use super::wire::{HEADER_LEN, MESSAGE_AUTHENTICATOR, MESSAGE_AUTHENTICATOR_LEN};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
-use std::cell::RefCell;
+use zeroize::Zeroizing;
 
 type HmacMd5 = Hmac<Md5>;
 
-thread_local! {
-    /// The secret this thread last keyed HMAC-MD5 with, and the keyed state. Keying costs two
-    /// of the five MD5 blocks of a request's HMAC and two of an answer's four; a receiving
-    /// thread serves few clients, mostly one, so the state is cloned, not keyed again.
-    static KEYED: RefCell<Option<(Vec<u8>, HmacMd5)>> = const { RefCell::new(None) };
+/// A client's shared secret, with HMAC-MD5 keyed with it once, when the client is
+/// configured: keying is two of the five MD5 blocks of a request's check and two of the four
+/// of an answer's signature. The keyed state is as good as the secret; like the secret it
+/// lives as long as the client (only the secret's bytes are wiped on drop).
+pub struct Secret {
+    bytes: Zeroizing<Vec<u8>>,
+    /// HMAC takes keys of any length, so `None` cannot happen.
+    keyed: Option<HmacMd5>,
 }
 
-/// HMAC-MD5 keyed with `secret`, ready for the message. HMAC takes keys of any length, so
-/// `None` cannot happen.
-fn keyed(secret: &[u8]) -> Option<HmacMd5> {
-    KEYED.with(|k| {
-        let mut k = k.borrow_mut();
-        if let Some((s, mac)) = k.as_ref() {
-            if s.as_slice() == secret {
-                return Some(mac.clone());
-            }
+impl Secret {
+    pub fn new(bytes: &[u8]) -> Secret {
+        Secret {
+            bytes: Zeroizing::new(bytes.to_vec()),
+            keyed: HmacMd5::new_from_slice(bytes).ok(),
         }
-        let mac = HmacMd5::new_from_slice(secret).ok()?;
-        *k = Some((secret.to_vec(), mac.clone()));
-        Some(mac)
-    })
-}
-
-/// HMAC-MD5 over `parts` one after the other; all zeros (which fails every comparison rather
-/// than pass one) in the case that cannot happen.
-fn hmac_md5(secret: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-    let Some(mut mac) = keyed(secret) else {
-        return [0u8; 16];
-    };
-    for p in parts {
-        mac.update(p);
     }
-    mac.finalize().into_bytes().into()
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// HMAC-MD5 over `parts` one after the other; all zeros (which fails every comparison
+    /// rather than pass one) in the case that cannot happen.
+    fn hmac_md5(&self, parts: &[&[u8]]) -> [u8; 16] {
+        let Some(mut mac) = self.keyed.clone() else {
+            return [0u8; 16];
+        };
+        for p in parts {
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
 }
 
 /// Checks the Message-Authenticator at `offset` (as found by `wire::check`) in constant time.
-pub fn verify(packet: &[u8], offset: usize, secret: &[u8]) -> bool {
+pub fn verify(packet: &[u8], offset: usize, secret: &Secret) -> bool {
     let value = offset + 2..offset + MESSAGE_AUTHENTICATOR_LEN;
     let Some(sent) = packet.get(value.clone()) else {
         return false;
@@ -60,14 +60,11 @@ pub fn verify(packet: &[u8], offset: usize, secret: &[u8]) -> bool {
         return false;
     }
     // The packet with the value zeroed, without copying it.
-    let expected = hmac_md5(
-        secret,
-        &[
-            &packet[..value.start],
-            &[0u8; MESSAGE_AUTHENTICATOR_LEN - 2],
-            &packet[value.end..],
-        ],
-    );
+    let expected = secret.hmac_md5(&[
+        &packet[..value.start],
+        &[0u8; MESSAGE_AUTHENTICATOR_LEN - 2],
+        &packet[value.end..],
+    ]);
     crate::crypto::ct_eq(sent, &expected)
 }
 
@@ -83,7 +80,7 @@ pub fn response_authenticator(packet: &[u8], secret: &[u8]) -> [u8; 16] {
 /// Signs an encoded response in place: `packet` must carry a Message-Authenticator as its
 /// first attribute. Writes the Message-Authenticator, then the Response Authenticator.
 /// Returns false (and leaves the packet unusable) if the packet has no such first attribute.
-pub fn sign_response(packet: &mut [u8], request_authenticator: &[u8; 16], secret: &[u8]) -> bool {
+pub fn sign_response(packet: &mut [u8], request_authenticator: &[u8; 16], secret: &Secret) -> bool {
     let value = HEADER_LEN + 2..HEADER_LEN + MESSAGE_AUTHENTICATOR_LEN;
     if packet.len() < HEADER_LEN + MESSAGE_AUTHENTICATOR_LEN
         || packet[HEADER_LEN] != MESSAGE_AUTHENTICATOR
@@ -93,9 +90,9 @@ pub fn sign_response(packet: &mut [u8], request_authenticator: &[u8; 16], secret
     }
     packet[4..HEADER_LEN].copy_from_slice(request_authenticator);
     packet[value.clone()].fill(0);
-    let ma = hmac_md5(secret, &[packet]);
+    let ma = secret.hmac_md5(&[packet]);
     packet[value].copy_from_slice(&ma);
-    let ra = response_authenticator(packet, secret);
+    let ra = response_authenticator(packet, secret.as_slice());
     packet[4..HEADER_LEN].copy_from_slice(&ra);
     true
 }
@@ -127,31 +124,30 @@ mod tests {
     #[test]
     fn hmac_md5_rfc2202_vectors() {
         assert_eq!(
-            hmac_md5(&[0x0b; 16], &[b"Hi There"]).to_vec(),
+            Secret::new(&[0x0b; 16]).hmac_md5(&[b"Hi There"]).to_vec(),
             hex("9294727a3638bb1c13f48ef8158bfc9d")
         );
         assert_eq!(
-            hmac_md5(b"Jefe", &[b"what do ya ", b"want for nothing?"]).to_vec(),
+            Secret::new(b"Jefe")
+                .hmac_md5(&[b"what do ya ", b"want for nothing?"])
+                .to_vec(),
             hex("750c783e6ab0b503eaa86e310a5db738")
         );
     }
 
-    /// The keyed state a thread keeps is the one of the secret asked for, also when clients
-    /// with different secrets (one longer than a block) take turns on one thread.
+    /// Each secret's keyed state is its own, also for one longer than a block (hashed first).
     #[test]
-    fn hmac_md5_with_secrets_taking_turns_on_one_thread() {
+    fn hmac_md5_with_secrets_of_different_lengths() {
         let long = [0x61u8; 80];
-        let secrets: [&[u8]; 4] = [b"alpha-secret", &long, b"alpha-secret", b"beta"];
-        for _ in 0..2 {
-            for secret in secrets {
-                let msg = b"Access-Request bytes";
-                assert_eq!(
-                    hmac_md5(secret, &[msg]),
-                    rfc2104_hmac_md5(secret, msg),
-                    "secret of {} bytes",
-                    secret.len()
-                );
-            }
+        let secrets: [&[u8]; 3] = [b"alpha-secret", &long, b"beta"];
+        for secret in secrets {
+            let msg = b"Access-Request bytes";
+            assert_eq!(
+                Secret::new(secret).hmac_md5(&[msg]),
+                rfc2104_hmac_md5(secret, msg),
+                "secret of {} bytes",
+                secret.len()
+            );
         }
     }
 
@@ -180,7 +176,7 @@ mod tests {
         p.extend_from_slice(&[0x55; 16]); // garbage value: must be replaced
         p.extend_from_slice(&[18, 4, b'n', b'o']);
         assert_eq!(p.len(), 42);
-        assert!(sign_response(&mut p, &req_auth, secret));
+        assert!(sign_response(&mut p, &req_auth, &Secret::new(secret)));
 
         let mut expect = p.clone();
         expect[4..20].copy_from_slice(&req_auth);
@@ -201,12 +197,15 @@ mod tests {
         p.extend_from_slice(&[0; 16]);
         let ma = rfc2104_hmac_md5(secret, &p);
         p[22..38].copy_from_slice(&ma);
-        assert!(verify(&p, 20, secret));
-        assert!(!verify(&p, 20, b"other-secret"));
+        assert!(verify(&p, 20, &Secret::new(secret)));
+        assert!(!verify(&p, 20, &Secret::new(b"other-secret")));
         p[5] ^= 1;
-        assert!(!verify(&p, 20, secret), "authenticator is covered");
         assert!(
-            !verify(&p, 30, secret),
+            !verify(&p, 20, &Secret::new(secret)),
+            "authenticator is covered"
+        );
+        assert!(
+            !verify(&p, 30, &Secret::new(secret)),
             "offset must point at the attribute"
         );
     }
@@ -216,6 +215,6 @@ mod tests {
         let mut p = vec![2u8, 1, 0, 24];
         p.resize(20, 0);
         p.extend_from_slice(&[18, 4, b'o', b'k']);
-        assert!(!sign_response(&mut p, &[0; 16], b"secret12"));
+        assert!(!sign_response(&mut p, &[0; 16], &Secret::new(b"secret12")));
     }
 }

@@ -62,7 +62,7 @@ pub fn handle_datagram_bytes(datagram: &[u8], client: &Client) -> Result<Step, D
     if checked.code != ACCESS_REQUEST && checked.code != STATUS_SERVER {
         return Err(Dropped::UnknownCode(checked.code));
     }
-    let secret = client.secret.as_slice();
+    let secret = &client.secret;
     match checked.message_authenticator {
         Some(at) if !message_authenticator::verify(checked.packet, at, secret) => {
             return Err(Dropped::BadMessageAuthenticator);
@@ -75,12 +75,13 @@ pub fn handle_datagram_bytes(datagram: &[u8], client: &Client) -> Result<Step, D
         None => {}
     }
     if checked.code == STATUS_SERVER {
-        let info = attributes::read_status_server(&checked, secret)?;
+        let info = attributes::read_status_server(&checked, secret.as_slice())?;
         let answer =
             attributes::encode_answer(Code::AccessAccept, &info, secret, Some(STATUS_REPLY), None)?;
         return Ok(Step::Status(answer));
     }
-    let (info, login) = attributes::read_access_request(&checked, secret, client.source_attribute)?;
+    let (info, login) =
+        attributes::read_access_request(&checked, secret.as_slice(), client.source_attribute)?;
     match login {
         Ok(login) => Ok(Step::Check(Box::new(Pending { info, login }))),
         Err(why) => {
@@ -99,7 +100,7 @@ pub fn handle_datagram_bytes(datagram: &[u8], client: &Client) -> Result<Step, D
 /// The engine's decision as a signed answer. RADIUS has no password stack behind it, so
 /// Defer is an Access-Reject like Reject and Deny.
 pub fn answer(info: &RequestInfo, d: &Decision, client: &Client) -> Result<Vec<u8>, Dropped> {
-    let secret = client.secret.as_slice();
+    let secret = &client.secret;
     let reject = |message: &str| {
         attributes::encode_answer(Code::AccessReject, info, secret, Some(message), None)
     };
