@@ -156,7 +156,8 @@ pub fn open(cfg: &Config) -> Result<(Arc<dyn AdminStore>, Arc<Keys>), AdminError
             key.display()
         )));
     }
-    let store = store::open(&db)?;
+    // Configured: the daemon's store keeps its account cache (`[store] cache_accounts`).
+    let store = store::open_configured(cfg)?;
     let sealed_hash = store.meta(HASH_KEY_META)?;
     let keys = Arc::new(Keys::load(&key, sealed_hash.as_deref())?);
     check_key_fits(store.as_ref(), &keys, &key, &db)?;

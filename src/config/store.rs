@@ -37,8 +37,9 @@ pub struct StoreConfig {
     pub allow_async_replication: bool,
     /// This node's name in the audit; default: the host name.
     pub node_name: Option<String>,
-    /// PostgreSQL only: accounts (with their tokens) each node keeps in memory, kept true by
-    /// the database's change announcements; 0 reads every login from the database.
+    /// Accounts (with their tokens) the daemon keeps in memory, kept true by the database's
+    /// change announcements (PostgreSQL: NOTIFY; SQLite: the `changes` table its triggers
+    /// fill); 0 reads every login from the database.
     pub cache_accounts: usize,
 }
 

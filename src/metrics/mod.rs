@@ -157,6 +157,8 @@ pub struct Metrics {
     radius_duplicates: AtomicU64,
     radius_status_server: AtomicU64,
     relogin_hits: AtomicU64,
+    account_cache_hits: AtomicU64,
+    account_cache_misses: AtomicU64,
     lockouts: AtomicU64,
     socket_refused: AtomicU64,
     reloads: AtomicU64,
@@ -183,6 +185,8 @@ pub fn get() -> &'static Metrics {
         radius_duplicates: AtomicU64::new(0),
         radius_status_server: AtomicU64::new(0),
         relogin_hits: AtomicU64::new(0),
+        account_cache_hits: AtomicU64::new(0),
+        account_cache_misses: AtomicU64::new(0),
         lockouts: AtomicU64::new(0),
         socket_refused: AtomicU64::new(0),
         reloads: AtomicU64::new(0),
@@ -215,6 +219,16 @@ impl Metrics {
 
     pub fn relogin_hit(&self) {
         self.relogin_hits.fetch_add(1, Relaxed);
+    }
+
+    /// A login's account found in the account cache (`hit`) or read from the database
+    /// while the cache is on.
+    pub fn account_cache(&self, hit: bool) {
+        if hit {
+            self.account_cache_hits.fetch_add(1, Relaxed);
+        } else {
+            self.account_cache_misses.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn lockout(&self) {
@@ -306,7 +320,7 @@ impl Metrics {
                 self.radius_dropped[d as usize].load(Relaxed)
             );
         }
-        let simple: [(&str, &str, &AtomicU64); 7] = [
+        let simple: [(&str, &str, &AtomicU64); 9] = [
             (
                 "otpd_radius_duplicates_total",
                 "RADIUS retransmissions answered from the duplicate cache.",
@@ -321,6 +335,16 @@ impl Metrics {
                 "otpd_relogin_cache_hits_total",
                 "Logins accepted from the re-login cache.",
                 &self.relogin_hits,
+            ),
+            (
+                "otpd_account_cache_hits_total",
+                "Logins whose account and tokens came from the account cache.",
+                &self.account_cache_hits,
+            ),
+            (
+                "otpd_account_cache_misses_total",
+                "Logins that read their account from the database while the cache was on.",
+                &self.account_cache_misses,
             ),
             (
                 "otpd_lockouts_total",
@@ -402,6 +426,8 @@ mod tests {
             "otpd_radius_dropped_total",
             "otpd_radius_duplicates_total",
             "otpd_relogin_cache_hits_total",
+            "otpd_account_cache_hits_total",
+            "otpd_account_cache_misses_total",
             "otpd_lockouts_total",
             "otpd_store_commit_duration_seconds",
             "otpd_store_commit_batch_size",

@@ -23,6 +23,8 @@
 //! advance is conditional (`last_counter < new`) and a code already used loses there.
 
 use crate::model::{Account, Token};
+use crate::store::sqlite::commit::{Answer, Op};
+use crate::store::StoreResult;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -107,6 +109,10 @@ impl AccountCache {
         self.lock().by_name.get(name).cloned()
     }
 
+    fn holds(&self, name: &str) -> bool {
+        self.lock().by_name.contains_key(name)
+    }
+
     /// To be taken before reading `name` from the database.
     pub fn stamp(&self) -> ReadStamp {
         ReadStamp(self.epoch.load(Ordering::SeqCst))
@@ -183,6 +189,44 @@ impl AccountCache {
         }
     }
 
+    /// What a login reads: from the cache when the account is held and `barrier` (the
+    /// owner's change feed applies everything committed before the login began) succeeds,
+    /// else from `read`, whose find is kept unless a change overtook it.
+    ///
+    /// A name not held goes to the database without the barrier: a read sees every commit
+    /// made before it, and one made after it evicts the account's slot, so the find is then
+    /// not kept (or is removed) whether or not the feed was current. So unknown names, and
+    /// an account whose failures keep evicting it, pay no feed read (a flood of them made
+    /// every login wait for one).
+    pub fn get_or_read(
+        &self,
+        name: &str,
+        barrier: impl FnOnce() -> bool,
+        read: impl FnOnce() -> StoreResult<Option<(Account, Vec<Token>)>>,
+    ) -> StoreResult<Option<(Account, Vec<Token>)>> {
+        if !self.is_on() {
+            return read();
+        }
+        let m = crate::metrics::get();
+        if self.holds(name) {
+            if !barrier() {
+                return read();
+            }
+            // The barrier may have evicted it.
+            if let Some(hit) = self.get(name) {
+                m.account_cache(true);
+                return Ok(Some(hit));
+            }
+        }
+        m.account_cache(false);
+        let stamp = self.stamp();
+        let found = read()?;
+        if let Some((a, t)) = &found {
+            self.put(stamp, a, t);
+        }
+        Ok(found)
+    }
+
     /// Accounts held now (for the metrics and tests).
     pub fn len(&self) -> usize {
         self.lock().by_name.len()
@@ -190,6 +234,30 @@ impl AccountCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The counters a committed batch advanced, into this process's cache. An activation changes
+/// the token's state: the database announces that, and the account is read again instead.
+pub(in crate::store) fn write_through<'a>(
+    cache: &AccountCache,
+    ops: impl Iterator<Item = &'a Op>,
+    answers: &[StoreResult<Answer>],
+) {
+    for (op, a) in ops.zip(answers) {
+        if let (
+            Op::Advance {
+                token_id,
+                counter,
+                drift,
+                now,
+                activate: false,
+            },
+            Ok(Answer::Advanced(true)),
+        ) = (op, a)
+        {
+            cache.advanced(*token_id, *counter, *drift, *now);
+        }
     }
 }
 

@@ -55,7 +55,10 @@ pub fn open(path: &Path) -> StoreResult<Arc<dyn AdminStore>> {
 /// place outside the implementations that names them.
 pub fn open_configured(cfg: &Config) -> StoreResult<Arc<dyn AdminStore>> {
     match cfg.store.kind {
-        StoreKind::Sqlite => open(&cfg.database_path()),
+        StoreKind::Sqlite => Ok(Arc::new(SqliteStore::open_cached(
+            &cfg.database_path(),
+            cfg.store.cache_accounts,
+        )?)),
         StoreKind::Postgres => Ok(Arc::new(PgStore::open(&cfg.store)?)),
     }
 }

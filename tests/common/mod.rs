@@ -2,6 +2,7 @@
 //! binary for admin commands, and the real daemon started and stopped by pid.
 #![allow(dead_code)]
 
+pub mod cache_attacks;
 pub mod http;
 
 use std::io::{BufRead, BufReader, Write};

@@ -9,6 +9,11 @@ use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// What only the SQLite daemon's account cache uses (`sqlite/feed.rs`): its change rows and
+/// the count of its own advances. PostgreSQL announces changes its own way, so these stay.
+const CACHE_TABLES: [&str; 1] = ["changes"];
+const CACHE_COLUMNS: [(&str, &str); 1] = [("tokens", "advances")];
+
 /// One table of the source as the copy sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct Table {
@@ -107,6 +112,10 @@ impl Source {
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(|e| self.err(e))?;
+        let names: Vec<String> = names
+            .into_iter()
+            .filter(|n| !CACHE_TABLES.contains(&n.as_str()))
+            .collect();
         let mut parents: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for name in &names {
             let p: Vec<String> = self
@@ -161,7 +170,10 @@ impl Source {
                         st.query_map([&name], |r| r.get::<_, String>(0))?
                             .collect::<Result<Vec<_>, _>>()
                     })
-                    .map_err(|e| self.err(e))?;
+                    .map_err(|e| self.err(e))?
+                    .into_iter()
+                    .filter(|c| !CACHE_COLUMNS.contains(&(name.as_str(), c.as_str())))
+                    .collect();
                 let rows = self
                     .conn
                     .query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| {

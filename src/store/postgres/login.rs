@@ -53,18 +53,11 @@ impl LoginStore for PgStore {
         let Some((cache, feed)) = &self.cached else {
             return self.read_account_with_tokens(name);
         };
-        if !feed.barrier() {
-            return self.read_account_with_tokens(name);
-        }
-        if let Some(hit) = cache.get(name) {
-            return Ok(Some(hit));
-        }
-        let stamp = cache.stamp();
-        let found = self.read_account_with_tokens(name)?;
-        if let Some((a, t)) = &found {
-            cache.put(stamp, a, t);
-        }
-        Ok(found)
+        cache.get_or_read(
+            name,
+            || feed.barrier(),
+            || self.read_account_with_tokens(name),
+        )
     }
 
     fn record_failure(

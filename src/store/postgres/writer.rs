@@ -166,7 +166,7 @@ async fn commit(
                     return Err(super::pool::sync_wait_cancelled());
                 }
                 if let Some(cache) = &link.cache {
-                    write_through(cache, &ops, &answers);
+                    crate::store::cache::write_through(cache, ops.iter().copied(), &answers);
                 }
                 return Ok(answers);
             }
@@ -189,26 +189,6 @@ async fn commit(
                 }
                 return Err(e.into());
             }
-        }
-    }
-}
-
-/// The counters this batch advanced, into this node's cache. An activation changes the
-/// token's state: its trigger announces it and the account is read again instead.
-fn write_through(cache: &AccountCache, ops: &[&Op], answers: &[StoreResult<Answer>]) {
-    for (op, a) in ops.iter().zip(answers) {
-        if let (
-            Op::Advance {
-                token_id,
-                counter,
-                drift,
-                now,
-                activate: false,
-            },
-            Ok(Answer::Advanced(true)),
-        ) = (op, a)
-        {
-            cache.advanced(*token_id, *counter, *drift, *now);
         }
     }
 }

@@ -23,30 +23,15 @@ impl LoginStore for SqliteStore {
         Ok(st.query_row([name], account_from_row).optional()?)
     }
 
-    /// One statement, so one read transaction: its file locks and the page reads after the
-    /// last commit are paid once per login instead of twice (docs/performance.md). The name
-    /// is compared with `(SELECT ?1)`: with `a.name = ?1` in a join SQLite re-prepares the
-    /// statement at every use (2.5 times slower, measured).
     fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
-        // The idle writer's connection when it is lent: its page cache is current.
-        let conn = match self.committer.as_ref().and_then(|c| c.idle_conn()) {
-            Some(c) => c,
-            None => self.conn(),
-        };
-        let mut st = conn.prepare_cached(&ACCOUNT_WITH_TOKENS_SQL)?;
-        let mut rows = st.query([name])?;
-        let mut found: Option<(Account, Vec<Token>)> = None;
-        while let Some(r) = rows.next()? {
-            let (_, tokens) = match &mut found {
-                Some(f) => f,
-                None => found.insert((account_from_row(r)?, Vec::new())),
-            };
-            // An account without tokens comes as one row with NULL token columns.
-            if r.get::<_, Option<i64>>(ACCOUNT_NCOLS)?.is_some() {
-                tokens.push(token_from_row_at(r, ACCOUNT_NCOLS)?);
-            }
+        match &self.feed {
+            Some(f) => f.cache.get_or_read(
+                name,
+                || f.barrier(|| self.committer.as_ref().and_then(|c| c.idle_conn())),
+                || self.read_account_with_tokens(name),
+            ),
+            None => self.read_account_with_tokens(name),
         }
-        Ok(found)
     }
 
     fn record_failure(
@@ -288,5 +273,33 @@ impl LoginStore for SqliteStore {
             Some(c) => c.write_later(Op::Audit(r.clone())),
             None => commit::apply(&self.conn(), &Op::Audit(r.clone()))?.map(|_| ()),
         }
+    }
+}
+
+impl SqliteStore {
+    /// One statement, so one read transaction: its file locks and the page reads after the
+    /// last commit are paid once per login instead of twice (docs/performance.md). The name
+    /// is compared with `(SELECT ?1)`: with `a.name = ?1` in a join SQLite re-prepares the
+    /// statement at every use (2.5 times slower, measured).
+    fn read_account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+        // The idle writer's connection when it is lent: its page cache is current.
+        let conn = match self.committer.as_ref().and_then(|c| c.idle_conn()) {
+            Some(c) => c,
+            None => self.conn(),
+        };
+        let mut st = conn.prepare_cached(&ACCOUNT_WITH_TOKENS_SQL)?;
+        let mut rows = st.query([name])?;
+        let mut found: Option<(Account, Vec<Token>)> = None;
+        while let Some(r) = rows.next()? {
+            let (_, tokens) = match &mut found {
+                Some(f) => f,
+                None => found.insert((account_from_row(r)?, Vec::new())),
+            };
+            // An account without tokens comes as one row with NULL token columns.
+            if r.get::<_, Option<i64>>(ACCOUNT_NCOLS)?.is_some() {
+                tokens.push(token_from_row_at(r, ACCOUNT_NCOLS)?);
+            }
+        }
+        Ok(found)
     }
 }

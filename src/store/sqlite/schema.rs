@@ -146,4 +146,61 @@ pub const MIGRATIONS: &[&str] = &[
         created_at    INTEGER NOT NULL,
         last_used_at  INTEGER
     );",
+    // 13 (issue 19, the account cache): every change of what a login reads about an account
+    // or its tokens, whoever makes it (the daemon, the CLI in another process, an admin's
+    // own SQL), leaves a row here; the daemon's cache reads them before it serves
+    // (sqlite/feed.rs) and its writer deletes those read. AUTOINCREMENT: a number is never
+    // used twice, also after the rows were deleted. A NULL account names nobody (the write of
+    // an unknown user's answer on a database without accounts, so that it costs what a
+    // known account's failure costs).
+    // Not announced: a new account (the cache never holds a name it did not find) and the
+    // daemon's own advance of a token's counter (its drift and time of use may change
+    // with it).
+    // Only the daemon's own advances go unannounced, which it writes through into its cache:
+    // they count `advances` (commit/ops.rs); a counter moved by another process (`otpd
+    // check`, `otpd token resync`) is announced, or the daemon's cache would keep a counter
+    // too far behind for the user's next code to be in its window.
+    // Every column of `tokens` is compared here but those of an advance: a column added
+    // later must be added too (`feed::tests::every_column_a_login_reads_is_announced`).
+    "ALTER TABLE tokens ADD COLUMN advances INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE changes (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id  INTEGER
+    );
+    CREATE TRIGGER accounts_changed AFTER UPDATE OF id, name, level, pin_salt, pin_hash,
+        failures, last_failure, locked_until, created_at, familiar, unlocks, probes
+        ON accounts
+    BEGIN
+        INSERT INTO changes (account_id) VALUES (OLD.id);
+    END;
+    CREATE TRIGGER accounts_deleted AFTER DELETE ON accounts
+    BEGIN
+        INSERT INTO changes (account_id) VALUES (OLD.id);
+    END;
+    CREATE TRIGGER tokens_added AFTER INSERT ON tokens
+    BEGIN
+        INSERT INTO changes (account_id) VALUES (NEW.account_id);
+    END;
+    CREATE TRIGGER tokens_deleted AFTER DELETE ON tokens
+    BEGIN
+        INSERT INTO changes (account_id) VALUES (OLD.account_id);
+    END;
+    CREATE TRIGGER tokens_changed AFTER UPDATE ON tokens
+    WHEN NOT (NEW.last_counter > OLD.last_counter AND NEW.advances = OLD.advances + 1
+        AND NEW.id = OLD.id AND NEW.serial IS OLD.serial AND NEW.account_id = OLD.account_id
+        AND NEW.kind IS OLD.kind AND NEW.state IS OLD.state
+        AND NEW.algorithm IS OLD.algorithm AND NEW.digits IS OLD.digits
+        AND NEW.period IS OLD.period AND NEW.secret IS OLD.secret AND NEW.label IS OLD.label
+        AND NEW.created_at IS OLD.created_at AND NEW.public_id IS OLD.public_id
+        AND NEW.address IS OLD.address)
+    BEGIN
+        INSERT INTO changes (account_id) VALUES (OLD.account_id);
+        INSERT INTO changes (account_id) SELECT NEW.account_id
+            WHERE NEW.account_id != OLD.account_id;
+    END;
+    CREATE TRIGGER unknown_user_failure AFTER UPDATE ON meta
+        WHEN NEW.name = 'unknown_user_failures'
+    BEGIN
+        INSERT INTO changes (account_id) VALUES (NULL);
+    END;",
 ];

@@ -43,6 +43,8 @@ pub(in crate::store) mod queue;
 mod tests;
 mod writer;
 
+#[cfg(test)]
+pub(in crate::store) use ops::apply_with;
 pub(in crate::store) use ops::{apply, Answer, Op};
 pub(in crate::store) use writer::{Committer, AUDIT_LINGER};
 

@@ -8,6 +8,14 @@ pub(in crate::store) const SQL_ADVANCE: &str =
     "UPDATE tokens SET last_counter = ?2, drift = ?3, last_used_at = ?4,
          state = CASE WHEN ?5 THEN 'active' ELSE state END
      WHERE id = ?1 AND last_counter < ?2";
+/// The same advance by a daemon that keeps the account cache: it counts `advances`, which
+/// tells the `tokens_changed` trigger (schema step 13) that this process writes the counter
+/// through into its own cache and nobody else needs to hear of it. Any other process's
+/// advance (`otpd check`, `otpd token resync`) leaves `advances` alone and is announced.
+pub(in crate::store) const SQL_ADVANCE_CACHED: &str =
+    "UPDATE tokens SET last_counter = ?2, drift = ?3, last_used_at = ?4,
+         state = CASE WHEN ?5 THEN 'active' ELSE state END, advances = advances + 1
+     WHERE id = ?1 AND last_counter < ?2";
 /// A lock that has ended is forgotten with the failures that made it, so the next guess
 /// starts a fresh count (engine/gate.rs): one guess per lock duration cannot keep the
 /// account locked for good.
@@ -139,6 +147,16 @@ impl Answer {
 /// mode). `Ok(Err(_))` is this write's own answer (the account vanished); `Err(_)` is a
 /// database error that must fail the whole batch.
 pub(in crate::store) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<Answer>> {
+    apply_with(conn, op, false)
+}
+
+/// [`apply`] by a process that keeps the account cache (`cached`): its advances are its own
+/// to write through ([`SQL_ADVANCE_CACHED`]).
+pub(in crate::store) fn apply_with(
+    conn: &Connection,
+    op: &Op,
+    cached: bool,
+) -> rusqlite::Result<StoreResult<Answer>> {
     Ok(Ok(match op {
         Op::Advance {
             token_id,
@@ -147,7 +165,11 @@ pub(in crate::store) fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<St
             now,
             activate,
         } => {
-            let mut st = conn.prepare_cached(SQL_ADVANCE)?;
+            let mut st = conn.prepare_cached(if cached {
+                SQL_ADVANCE_CACHED
+            } else {
+                SQL_ADVANCE
+            })?;
             Answer::Advanced(st.execute(params![token_id, counter, drift, now, activate])? == 1)
         }
         Op::Failure {

@@ -165,8 +165,13 @@ fn an_advance_leaves_the_audit_records_held_before_it_for_a_later_commit() {
     let (d, _s, tok) = store();
     // A second writer on the same file that holds audit records for a minute: the advance
     // queued after one must commit without it, and a clean close must still commit it.
-    let c = super::Committer::start_holding(&d.path().join("c.db"), 4000, Duration::from_secs(60))
-        .expect("committer");
+    let c = super::Committer::start_holding(
+        &d.path().join("c.db"),
+        4000,
+        Duration::from_secs(60),
+        None,
+    )
+    .expect("committer");
     c.write_later(Op::Audit(rec(42))).expect("queue audit");
     let won = advance_to_1(&c, tok).expect("advance");
     assert!(matches!(won, super::Answer::Advanced(true)));
@@ -571,7 +576,7 @@ fn a_login_while_another_process_writes_is_queued_not_stuck_on_its_own_thread() 
 #[test]
 fn audit_records_of_a_commit_the_full_disk_failed_are_kept_for_the_next() {
     let (d, _s, tok) = store();
-    let c = super::Committer::start_holding(&d.path().join("c.db"), 4000, Duration::ZERO)
+    let c = super::Committer::start_holding(&d.path().join("c.db"), 4000, Duration::ZERO, None)
         .expect("committer");
     // The database may not grow by a page: SQLite answers SQLITE_FULL, as on a full disk.
     let pages: i64 = c

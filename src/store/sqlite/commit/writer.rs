@@ -1,8 +1,9 @@
 //! The writer thread: takes what is queued, commits it as one transaction, then answers.
 
-use super::ops::{apply, Answer, Op};
+use super::ops::{apply_with, Answer, Op};
 use super::queue::{lock, Job, Queue, Reply, Taken, SLOT};
 use super::MAX_BATCH;
+use crate::store::sqlite::feed::Feed;
 use crate::store::ticket::{ticket, Ticket};
 use crate::store::{StoreError, StoreResult};
 use rusqlite::Connection;
@@ -18,6 +19,9 @@ pub(in crate::store) struct Committer {
     /// The writer's connection, lent to logins' reads while it is idle (SQLite only: the
     /// PostgreSQL writer's session is its own).
     conn: Option<Arc<Mutex<Connection>>>,
+    /// The account cache's feed, when the store has a cache: the writer writes its won
+    /// advances through and deletes the changes the feed has read.
+    feed: Option<Arc<Feed>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -28,8 +32,12 @@ pub(in crate::store) fn stopped() -> StoreError {
 impl Committer {
     /// Opens the writer's own connection to `path` and starts its thread; it checkpoints
     /// every `wal_pages` WAL pages.
-    pub(in crate::store) fn start(path: &Path, wal_pages: u32) -> StoreResult<Committer> {
-        Committer::start_holding(path, wal_pages, AUDIT_HOLD)
+    pub(in crate::store) fn start(
+        path: &Path,
+        wal_pages: u32,
+        feed: Option<Arc<Feed>>,
+    ) -> StoreResult<Committer> {
+        Committer::start_holding(path, wal_pages, AUDIT_HOLD, feed)
     }
 
     /// [`Committer::start`] with audit records held up to `hold` (tests hold them longer).
@@ -37,6 +45,7 @@ impl Committer {
         path: &Path,
         wal_pages: u32,
         hold: Duration,
+        feed: Option<Arc<Feed>>,
     ) -> StoreResult<Committer> {
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
@@ -59,13 +68,15 @@ impl Committer {
         let q = queue.clone();
         let conn = Arc::new(Mutex::new(conn));
         let c = conn.clone();
+        let f = feed.clone();
         let thread = std::thread::Builder::new()
             .name("otpd-commit".into())
-            .spawn(move || writer(&c, &q, hold))
+            .spawn(move || writer(&c, &q, hold, f.as_deref()))
             .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
         Ok(Committer {
             queue,
             conn: Some(conn),
+            feed,
             thread: Some(thread),
         })
     }
@@ -96,6 +107,7 @@ impl Committer {
         Committer {
             queue,
             conn: None,
+            feed: None,
             thread: Some(thread),
         }
     }
@@ -136,7 +148,7 @@ impl Committer {
         if began.is_err() {
             return None;
         }
-        let result = transact(&conn, std::iter::once(op), true);
+        let result = transact(&conn, std::iter::once(op), true, self.feed.as_deref());
         drop(conn);
         Some(match result {
             Ok(mut answers) => answers
@@ -229,7 +241,7 @@ const AUDIT_HOLD_MAX: usize = 256;
 /// Audit records kept for another try after failed commits at most.
 const AUDIT_RETRY_MAX: usize = super::QUEUE_BOUND;
 
-fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
+fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration, feed: Option<&Feed>) {
     super::queue::IS_WRITER.with(|w| w.set(true));
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut held = Held {
@@ -246,7 +258,7 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
             // A clean exit loses nothing: what is held is committed now.
             held.release_into(&mut batch);
             if !batch.is_empty() {
-                commit(&lock(conn), &mut batch, &mut held);
+                commit(&lock(conn), &mut batch, &mut held, feed);
             }
             if !held.jobs.is_empty() {
                 tracing::error!(
@@ -274,7 +286,7 @@ fn writer(conn: &Mutex<Connection>, queue: &Queue, hold: Duration) {
         }
         let logins = batch.iter().filter(|j| !j.is_audit_record()).count();
         let quiet = logins <= QUIET_BATCH;
-        commit(&lock(conn), &mut batch, &mut held);
+        commit(&lock(conn), &mut batch, &mut held, feed);
         queue.writer_quiet.store(quiet, Ordering::Relaxed);
     }
 }
@@ -350,8 +362,8 @@ impl Held {
 }
 
 /// One transaction for the whole batch, one commit, then the answers.
-fn commit(conn: &Connection, batch: &mut Vec<Job>, held: &mut Held) {
-    let result = transact(conn, batch.iter().map(|j| &j.op), false);
+fn commit(conn: &Connection, batch: &mut Vec<Job>, held: &mut Held, feed: Option<&Feed>) {
+    let result = transact(conn, batch.iter().map(|j| &j.op), false, feed);
     match result {
         Ok(answers) => {
             for (mut job, answer) in batch.drain(..).zip(answers) {
@@ -411,22 +423,25 @@ fn with_busy_timeout<R>(
 /// answer, or the error that rolled the whole transaction back.
 fn transact<'a>(
     conn: &Connection,
-    ops: impl ExactSizeIterator<Item = &'a Op>,
+    ops: impl ExactSizeIterator<Item = &'a Op> + Clone,
     begun: bool,
+    feed: Option<&Feed>,
 ) -> rusqlite::Result<Vec<StoreResult<Answer>>> {
     crate::metrics::phase::nested(crate::metrics::phase::Phase::Commit, || {
-        transact_timed(conn, ops, begun)
+        transact_timed(conn, ops, begun, feed)
     })
 }
 
 fn transact_timed<'a>(
     conn: &Connection,
-    ops: impl ExactSizeIterator<Item = &'a Op>,
+    ops: impl ExactSizeIterator<Item = &'a Op> + Clone,
     begun: bool,
+    feed: Option<&Feed>,
 ) -> rusqlite::Result<Vec<StoreResult<Answer>>> {
     let m = crate::metrics::get();
     let started = Instant::now();
     let n = ops.len();
+    let forget = feed.and_then(Feed::to_forget);
     // BEGIN and COMMIT as cached statements: thousands of commits a second would otherwise
     // parse them anew each time.
     let result = (|| -> rusqlite::Result<Vec<StoreResult<Answer>>> {
@@ -435,8 +450,13 @@ fn transact_timed<'a>(
         }
         let run = || -> rusqlite::Result<Vec<StoreResult<Answer>>> {
             let mut answers = Vec::with_capacity(n);
-            for op in ops {
-                answers.push(apply(conn, op)?);
+            for op in ops.clone() {
+                answers.push(apply_with(conn, op, feed.is_some())?);
+            }
+            if let Some(upto) = forget {
+                // Read by the feed already; in this transaction, so it costs no flush.
+                conn.prepare_cached("DELETE FROM changes WHERE seq <= ?1")?
+                    .execute([upto])?;
             }
             conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(answers)
@@ -449,6 +469,14 @@ fn transact_timed<'a>(
             }
         })
     })();
+    if let (Some(f), Ok(answers)) = (feed, &result) {
+        // Before the answers leave: the user's next login finds the counter moved on.
+        crate::store::cache::write_through(&f.cache, ops, answers);
+        if let Some(upto) = forget {
+            f.forgot(upto);
+        }
+        f.refresh_if_stale();
+    }
     m.store_commit.observe_duration(started.elapsed());
     m.store_batch.observe(n as f64);
     result
