@@ -174,7 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
     if !is_serve {
         // A one-shot command reads an account once or not at all: a cache would only cost it
         // one more PostgreSQL session (the change feed) and a thread.
-        cfg.store.cache_accounts = 0;
+        cfg.store.cache_accounts = Some(0);
     }
     crate::logging::init(&cfg.log, is_serve);
     let res = match cli.command {

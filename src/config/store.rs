@@ -39,8 +39,8 @@ pub struct StoreConfig {
     pub node_name: Option<String>,
     /// Accounts (with their tokens) the daemon keeps in memory, kept true by the database's
     /// change announcements (PostgreSQL: NOTIFY; SQLite: the `changes` table its triggers
-    /// fill); 0 reads every login from the database.
-    pub cache_accounts: usize,
+    /// fill); 0 reads every login from the database. Unset: [`StoreConfig::cache_accounts`].
+    pub cache_accounts: Option<usize>,
 }
 
 /// Without the url, which may hold a password.
@@ -71,19 +71,38 @@ impl Default for StoreConfig {
             statement_timeout: Duration::from_secs(10),
             allow_async_replication: false,
             node_name: None,
-            cache_accounts: 100_000,
+            cache_accounts: None,
         }
     }
 }
 
 /// About 1 KiB each: ten million would be 10 GiB.
 const MAX_CACHE_ACCOUNTS: usize = 10_000_000;
+/// The default on SQLite: one host's daemon, whose whole memory (with 100,000 accounts in
+/// the database) stays under 64 MiB with it (issue 19; docs/performance.md). On PostgreSQL a
+/// miss is a round trip, so a node keeps more.
+const SQLITE_CACHE_ACCOUNTS: usize = 16_384;
+const POSTGRES_CACHE_ACCOUNTS: usize = 100_000;
 
 /// Longest node name: it is written with every audit record.
 const MAX_NODE_NAME: usize = 64;
 
 impl StoreConfig {
+    /// How many accounts the daemon's cache holds: as set, or the store's default.
+    pub fn cache_accounts(&self) -> usize {
+        self.cache_accounts.unwrap_or(match self.kind {
+            StoreKind::Sqlite => SQLITE_CACHE_ACCOUNTS,
+            StoreKind::Postgres => POSTGRES_CACHE_ACCOUNTS,
+        })
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.cache_accounts() > MAX_CACHE_ACCOUNTS {
+            return Err(invalid(
+                "store.cache_accounts",
+                format!("allowed: 0 (off) to {MAX_CACHE_ACCOUNTS}"),
+            ));
+        }
         if let Some(n) = &self.node_name {
             if n.is_empty()
                 || n.len() > MAX_NODE_NAME
@@ -142,12 +161,6 @@ impl StoreConfig {
         }
         if !(1..=256).contains(&self.connections) {
             return Err(invalid("store.connections", "allowed: 1 to 256"));
-        }
-        if self.cache_accounts > MAX_CACHE_ACCOUNTS {
-            return Err(invalid(
-                "store.cache_accounts",
-                format!("allowed: 0 (off) to {MAX_CACHE_ACCOUNTS}"),
-            ));
         }
         if self.connect_timeout < Duration::from_millis(100)
             || self.connect_timeout > Duration::from_secs(300)
@@ -246,5 +259,23 @@ mod tests {
         .expect("valid");
         assert_eq!(c.store.node(), "n1");
         assert_eq!(c.store.postgres_config().expect("url").get_hosts().len(), 2);
+    }
+
+    #[test]
+    fn the_account_cache_defaults_by_store_and_is_bounded_on_both() {
+        let c = Config::from_toml_str("").expect("defaults");
+        assert_eq!(c.store.cache_accounts(), 16_384);
+        let c = Config::from_toml_str("[store]\ncache_accounts = 0\n").expect("off");
+        assert_eq!(c.store.cache_accounts(), 0);
+        let pg = "[store]\nkind = \"postgres\"\nurl = \"host=db dbname=otpd\"\n";
+        let c = Config::from_toml_str(pg).expect("postgres");
+        assert_eq!(c.store.cache_accounts(), 100_000);
+        for text in [
+            "[store]\ncache_accounts = 10000001\n".to_string(),
+            format!("{pg}cache_accounts = 10000001\n"),
+        ] {
+            assert!(err(&text).contains("store.cache_accounts"), "{text}");
+        }
+        assert!(err("[store]\ncache_accounts = -1\n").contains("cache_accounts"));
     }
 }

@@ -57,7 +57,7 @@ pub fn open_configured(cfg: &Config) -> StoreResult<Arc<dyn AdminStore>> {
     match cfg.store.kind {
         StoreKind::Sqlite => Ok(Arc::new(SqliteStore::open_cached(
             &cfg.database_path(),
-            cfg.store.cache_accounts,
+            cfg.store.cache_accounts(),
         )?)),
         StoreKind::Postgres => Ok(Arc::new(PgStore::open(&cfg.store)?)),
     }

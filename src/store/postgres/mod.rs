@@ -63,7 +63,7 @@ impl PgStore {
             backfill_skeletons(&mut conn)?;
         }
         let origin = origin()?;
-        let cached = match cfg.cache_accounts {
+        let cached = match cfg.cache_accounts() {
             0 => None,
             n => {
                 let cache = Arc::new(AccountCache::new(n));
