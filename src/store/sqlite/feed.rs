@@ -10,9 +10,10 @@
 //! arrived before it began; the first login that finds no read on its way makes the next one
 //! on its own thread, the others wait for it (as PostgreSQL's feed does with its round trip).
 //!
-//! Counter advances are not announced (schema step 13 says why); the writer writes its own
-//! through into the cache after each commit, and deletes the rows the feed has applied
-//! (`commit/writer.rs`), inside a batch's transaction, so that costs no flush of its own.
+//! The daemon's own counter advances are not announced (schema step 13 says how the trigger
+//! knows them); its writer writes them through into the cache after each commit, and
+//! deletes the rows the feed has applied (`commit/writer.rs`) inside a batch's transaction,
+//! so that costs no flush of its own.
 
 use crate::store::cache::AccountCache;
 use crate::store::{StoreError, StoreResult};
