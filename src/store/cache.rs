@@ -1,13 +1,14 @@
-//! Accounts and their tokens kept in memory, so that a login need not read them from a
-//! database server on another host (PostgreSQL: a round trip and the server's work for every
-//! login, the largest part of a login's cost there).
+//! Accounts and their tokens kept in memory, so that a login need not read them from the
+//! database: on PostgreSQL a round trip and the server's work for every login, the largest
+//! part of a login's cost there; on SQLite about a quarter of the daemon's CPU at high load.
 //!
-//! The cache is only as good as what tells it about changes. Its owner (the PostgreSQL
-//! store's change feed, `store/postgres/feed.rs`) evicts an account whenever any writer
-//! changed it (a trigger in the database announces every change, whoever made it: another
-//! node, the CLI, the management API, an admin's own SQL), and asks the feed for a barrier
-//! before every lookup: everything announced before the login began has been applied. A
-//! hit is therefore never older than a read made when the login began.
+//! The cache is only as good as what tells it about changes. Its owner's change feed
+//! (`store/postgres/feed.rs`: NOTIFY; `store/sqlite/feed.rs`: a table that triggers fill)
+//! evicts an account whenever any writer changed it (whoever made the change: another node,
+//! the CLI, the management API, an admin's own SQL), and a login that finds its account held
+//! passes the feed's barrier first: everything announced before the login began has been
+//! applied. A hit is therefore never older than a read made when the login began. A login
+//! whose account is not held reads the database without the barrier ([`AccountCache::get_or_read`]).
 //!
 //! Two races are closed here rather than by the feed:
 //! - a read that began before a change and is stored after the change was announced would

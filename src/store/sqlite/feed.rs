@@ -30,7 +30,7 @@ const WAIT: Duration = Duration::from_secs(2);
 /// The longest the feed goes unread while the writer commits.
 const REFRESH: Duration = Duration::from_secs(1);
 /// Rows applied before the writer deletes them: one `DELETE` per so many changes.
-pub(in crate::store) const FORGET_EVERY: i64 = 1024;
+const FORGET_EVERY: i64 = 1024;
 
 pub(in crate::store) struct Feed {
     pub(in crate::store) cache: Arc<AccountCache>,
