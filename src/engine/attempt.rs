@@ -10,7 +10,7 @@ pub(super) struct Attempt<'a> {
     pub(super) user: String,
     pub(super) account: &'a Account,
     /// The account's tokens, read with it.
-    pub(super) tokens: Vec<Token>,
+    pub(super) tokens: &'a [Token],
     pub(super) class: &'a str,
     pub(super) req: &'a CheckRequest,
     pub(super) pass: gate::Pass<'a>,

@@ -29,7 +29,7 @@ impl Engine {
             serial = rec.serial.as_deref().unwrap_or("-"),
             "login"
         );
-        if let Err(e) = self.store.append_audit(&rec) {
+        if let Err(e) = self.store.append_audit(rec) {
             tracing::error!("audit record not written: {e}");
         }
     }

@@ -128,7 +128,7 @@ impl Engine {
             .is_some_and(|s| s.challenge_on_pin_only);
         // The PIN alone is the only way to ask for an e-mailed code, so an account with an
         // e-mail token gets the two-step login in every class that asks for OTP.
-        let email = active_email_token(&a.tokens);
+        let email = active_email_token(a.tokens);
         // A code-only client's empty password asks for a challenge in every OTP class (the
         // HTTP front-end's /validate/triggerchallenge, privacyIDEA's way to start a login).
         let trigger = a.req.code_only && a.req.password.is_empty();

@@ -86,8 +86,9 @@ impl Engine {
                             .store
                             .account_with_tokens(probe.as_deref().unwrap_or(&user));
                         let paid_to = match found {
-                            Ok(Some((a, t))) => {
-                                self.imitate(Some(&a), &t, password, now);
+                            Ok(Some(f)) => {
+                                let (a, t) = &*f;
+                                self.imitate(Some(a), t, password, now);
                                 Some(a.id)
                             }
                             _ => {
@@ -161,8 +162,9 @@ impl Engine {
                     .store
                     .account_with_tokens(probe.as_deref().unwrap_or(""))
                 {
-                    Ok(Some((a, t))) => {
-                        self.imitate(Some(&a), &t, password, now);
+                    Ok(Some(f)) => {
+                        let (a, t) = &*f;
+                        self.imitate(Some(a), t, password, now);
                         Some(a.id)
                     }
                     _ => {

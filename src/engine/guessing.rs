@@ -19,9 +19,9 @@ impl Engine {
         &self,
         user: String,
         account: &Account,
-        tokens: Vec<Token>,
+        tokens: &[Token],
         req: &CheckRequest,
-        f: impl FnOnce(String, gate::Pass<'_>, Vec<Token>) -> Decision,
+        f: impl FnOnce(String, gate::Pass<'_>, &[Token]) -> Decision,
     ) -> Decision {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
@@ -48,7 +48,7 @@ impl Engine {
         let seen = match seen {
             Ok(seen) => seen,
             Err(why) => {
-                let own = Some((account, tokens.as_slice()));
+                let own = Some((account, tokens));
                 return self.reject_as_unknown_users_are(user, &req.password, &why, own);
             }
         };
@@ -57,7 +57,7 @@ impl Engine {
             .enter(account, familiar, seen.familiar, now_ms, &self.cfg.lockout)
         {
             Err(refusal) => {
-                let own = Some((account, tokens.as_slice()));
+                let own = Some((account, tokens));
                 return self.reject_as_unknown_users_are(
                     user,
                     &req.password,

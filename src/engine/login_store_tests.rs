@@ -7,9 +7,9 @@
 use super::testkit::{self, oath_token, SECRET};
 use super::{CheckRequest, Checked, Decision, Engine, Responder, Verdict};
 use crate::config::Config;
-use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode, Token, TokenKind};
+use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode, TokenKind};
 use crate::store::ticket::{ticket, Resolver};
-use crate::store::{AdminStore, Advance, CommitMode, LoginStore, StoreResult};
+use crate::store::{AdminStore, Advance, CommitMode, Found, LoginStore, StoreResult};
 use crate::tokens::oath::{hotp, Algorithm};
 use std::sync::{Arc, Mutex};
 
@@ -51,7 +51,7 @@ impl LoginStore for LoginOnly {
     fn account(&self, name: &str) -> StoreResult<Option<Account>> {
         self.rows.account(name)
     }
-    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<Found>> {
         self.rows.account_with_tokens(name)
     }
     fn record_failure(&self, id: i64, now: i64, lock_at: u32, until: i64) -> StoreResult<u32> {
@@ -125,7 +125,7 @@ impl LoginStore for LoginOnly {
     fn touch_app_password(&self, id: i64, now: i64, from: Option<&str>) -> StoreResult<()> {
         self.rows.touch_app_password(id, now, from)
     }
-    fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()> {
+    fn append_audit(&self, rec: AuditRecord) -> StoreResult<()> {
         self.rows.append_audit(rec)
     }
 }

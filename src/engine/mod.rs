@@ -239,9 +239,10 @@ impl Engine {
             Ok(f) => f,
             Err(e) => return Decision::reject(user, format!("store error: {e}")).class(class),
         };
-        let Some((account, tokens)) = found else {
+        let Some(found) = found else {
             return self.unknown_user(user, class, req);
         };
+        let (account, tokens) = &*found;
         self.remember_account(&account.name);
         let Some(req_kind) = self.cfg.requirement(&account.level, &class) else {
             return Decision::reject(
@@ -263,7 +264,7 @@ impl Engine {
                     user,
                     &req.password,
                     "password holds control characters (a client's filler, not a guess); not counted",
-                    Some((&account, &tokens)),
+                    Some((account, tokens.as_slice())),
                 )
             }
             Requirement::Password => self.not_ours(
@@ -272,7 +273,7 @@ impl Engine {
                     format!("level {}: {class} uses the normal password", account.level),
                 ),
                 req,
-                Some((&account, &tokens)),
+                Some((account, tokens.as_slice())),
             ),
             Requirement::Deny => self.not_ours(
                 Decision::deny(
@@ -280,16 +281,16 @@ impl Engine {
                     format!("level {}: {class} is switched off", account.level),
                 ),
                 req,
-                Some((&account, &tokens)),
+                Some((account, tokens.as_slice())),
             ),
-            Requirement::AppPassword => self.gated(user, &account, tokens, req, |user, pass, _| {
-                self.check_app_password(user, &account, &class, req, pass)
+            Requirement::AppPassword => self.gated(user, account, tokens, req, |user, pass, _| {
+                self.check_app_password(user, account, &class, req, pass)
             }),
-            Requirement::Otp => self.gated(user, &account, tokens, req, |user, pass, tokens| {
+            Requirement::Otp => self.gated(user, account, tokens, req, |user, pass, tokens| {
                 self.otp_or_trusted(
                     Attempt {
                         user,
-                        account: &account,
+                        account,
                         tokens,
                         class: &class,
                         req,

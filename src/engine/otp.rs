@@ -2,7 +2,7 @@
 //! part was wrong), then the winner's code made to stick.
 
 use super::{Attempt, Commit, Decision, Engine};
-use crate::model::TokenState;
+use crate::model::{Token, TokenState};
 use crate::store::CommitMode;
 use crate::tokens::{self, Matcher, Redeemed};
 
@@ -21,8 +21,8 @@ impl Engine {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         let rhost = req.rhost.as_deref();
-        let active: Vec<_> = tokens
-            .into_iter()
+        let active: Vec<&Token> = tokens
+            .iter()
             .filter(|t| t.state == TokenState::Active)
             .collect();
         if active.is_empty() {

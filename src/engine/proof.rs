@@ -40,17 +40,18 @@ impl Engine {
         if req.password.chars().any(char::is_control) {
             return Decision::reject(user, "password holds control characters; not counted");
         }
-        let (account, tokens) = match self.store.account_with_tokens(&user) {
+        let found = match self.store.account_with_tokens(&user) {
             Ok(Some(found)) => found,
             // The API names accounts it has found; no guessing of names happens here.
             Ok(None) => return Decision::reject(user, "unknown user"),
             Err(e) => return Decision::reject(user, format!("store error: {e}")),
         };
-        self.gated(user, &account, tokens, req, |user, pass, tokens| {
+        let (account, tokens) = &*found;
+        self.gated(user, account, tokens, req, |user, pass, tokens| {
             self.check_otp(
                 Attempt {
                     user,
-                    account: &account,
+                    account,
                     tokens,
                     class: PROOF_SERVICE,
                     req,

@@ -72,7 +72,7 @@ impl Engine {
             return self.otp_with_relogin(a, commit);
         };
         let (account, class) = (a.account, a.class);
-        let binding = self.binding(account, &a.tokens);
+        let binding = self.binding(account, a.tokens);
         // The device token goes out with the Accept, so the Accept must be final first: no
         // deferred answer, and no re-login cache hit (that is not a PIN+code).
         let commit = &mut Commit::new(CommitMode::Wait);
@@ -107,8 +107,8 @@ impl Engine {
         let rhost = req.rhost.as_deref();
         // What checking a wrong PIN+code costs, thrown away: a refused device must answer no
         // sooner than a wrong code, or the time would tell that the PIN was right.
-        self.imitate(Some(account), &tokens, &req.password, now);
-        let binding = self.binding(account, &tokens);
+        self.imitate(Some(account), tokens, &req.password, now);
+        let binding = self.binding(account, tokens);
         let device = match found {
             Ok(Some(d)) => {
                 self.device_fits(d, account, class, req.client.as_deref(), &binding, now)

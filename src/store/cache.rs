@@ -23,12 +23,11 @@
 //! than the database's (another node's advance whose announcement is on its way) is safe: the
 //! advance is conditional (`last_counter < new`) and a code already used loses there.
 
-use crate::model::{Account, Token};
 use crate::store::sqlite::commit::{Answer, Op};
-use crate::store::StoreResult;
+use crate::store::{Found, StoreResult};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Slots of eviction stamps: accounts share a slot by id modulo this; a shared slot only
 /// means a read is not stored now and then.
@@ -48,9 +47,10 @@ pub struct AccountCache {
 
 #[derive(Default)]
 struct Inner {
-    /// Boxed: the table holds a pointer per slot, not the rows (about 200 bytes), and has
-    /// twice as many slots as entries.
-    by_name: HashMap<String, Box<(Account, Vec<Token>)>>,
+    /// Behind a pointer: the table holds one per slot, not the rows (about 200 bytes), and
+    /// has twice as many slots as entries. Shared with the logins that use them: a hit
+    /// copies nothing, and a write-through copies only a row a login holds at that moment.
+    by_name: HashMap<String, Found>,
     name_of: HashMap<i64, String>,
     account_of_token: HashMap<i64, i64>,
     /// Account ids in the order they were stored, the oldest evicted first when full; ids
@@ -120,11 +120,11 @@ impl AccountCache {
     }
 
     /// What a hit gives: the account and its tokens as last read or written through.
-    pub fn get(&self, name: &str) -> Option<(Account, Vec<Token>)> {
+    pub fn get(&self, name: &str) -> Option<Found> {
         if !self.is_on() {
             return None;
         }
-        self.lock().by_name.get(name).map(|b| (**b).clone())
+        self.lock().by_name.get(name).cloned()
     }
 
     fn holds(&self, name: &str) -> bool {
@@ -138,10 +138,11 @@ impl AccountCache {
 
     /// Keeps what a read begun at `stamp` found, unless the account (or everything) was
     /// evicted since: then the read may be older than the database and is not kept.
-    pub fn put(&self, stamp: ReadStamp, account: &Account, tokens: &[Token]) {
+    pub fn put(&self, stamp: ReadStamp, found: &Found) {
         if !self.is_on() || self.capacity == 0 {
             return;
         }
+        let (account, tokens) = &**found;
         let mut g = self.lock();
         // Checked under the lock that evictions take too: an eviction is either seen here
         // or comes after the insert and removes it.
@@ -175,10 +176,7 @@ impl AccountCache {
         for t in tokens {
             g.account_of_token.insert(t.id, account.id);
         }
-        g.by_name.insert(
-            account.name.clone(),
-            Box::new((account.clone(), tokens.to_vec())),
-        );
+        g.by_name.insert(account.name.clone(), found.clone());
     }
 
     /// Forgets one account: something of it or its tokens changed.
@@ -198,20 +196,33 @@ impl AccountCache {
     /// token follows (never backwards).
     pub fn advanced(&self, token_id: i64, counter: i64, drift: i64, now: i64) {
         let mut g = self.lock();
-        let Some(account_id) = g.account_of_token.get(&token_id).copied() else {
+        let Inner {
+            by_name,
+            name_of,
+            account_of_token,
+            ..
+        } = &mut *g;
+        let Some(name) = account_of_token
+            .get(&token_id)
+            .and_then(|id| name_of.get(id))
+        else {
             return;
         };
-        let Some(name) = g.name_of.get(&account_id).cloned() else {
+        let Some(entry) = by_name.get_mut(name) else {
             return;
         };
-        if let Some((_, tokens)) = g.by_name.get_mut(&name).map(|b| &mut **b) {
-            if let Some(t) = tokens.iter_mut().find(|t| t.id == token_id) {
-                if counter > t.last_counter {
-                    t.last_counter = counter;
-                    t.drift = drift;
-                    t.last_used_at = Some(now);
-                }
-            }
+        if !entry
+            .1
+            .iter()
+            .any(|t| t.id == token_id && counter > t.last_counter)
+        {
+            return;
+        }
+        // A login still holding the old rows keeps them; the cache takes a copy then.
+        if let Some(t) = Arc::make_mut(entry).1.iter_mut().find(|t| t.id == token_id) {
+            t.last_counter = counter;
+            t.drift = drift;
+            t.last_used_at = Some(now);
         }
     }
 
@@ -228,8 +239,8 @@ impl AccountCache {
         &self,
         name: &str,
         barrier: impl FnOnce() -> bool,
-        read: impl FnOnce() -> StoreResult<Option<(Account, Vec<Token>)>>,
-    ) -> StoreResult<Option<(Account, Vec<Token>)>> {
+        read: impl FnOnce() -> StoreResult<Option<Found>>,
+    ) -> StoreResult<Option<Found>> {
         if !self.is_on() {
             return read();
         }
@@ -247,8 +258,8 @@ impl AccountCache {
         m.account_cache(false);
         let stamp = self.stamp();
         let found = read()?;
-        if let Some((a, t)) = &found {
-            self.put(stamp, a, t);
+        if let Some(f) = &found {
+            self.put(stamp, f);
         }
         Ok(found)
     }
@@ -290,7 +301,7 @@ pub(in crate::store) fn write_through<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Algorithm, TokenKind, TokenState};
+    use crate::model::{Account, Algorithm, Token, TokenKind, TokenState};
 
     fn account(id: i64, name: &str) -> Account {
         Account {
@@ -307,6 +318,22 @@ mod tests {
             familiar_sources: vec![],
             unlocks: 0,
         }
+    }
+
+    fn found(a: Account, t: Vec<Token>) -> Found {
+        Arc::new((a, t))
+    }
+
+    /// The rows a login was handed stay as they were when the cache writes an advance
+    /// through: the cache copies them rather than change what a login is deciding on.
+    #[test]
+    fn a_write_through_leaves_the_rows_a_login_holds_alone() {
+        let c = started(10);
+        c.put(c.stamp(), &found(account(1, "a"), vec![token(7, 1)]));
+        let held = c.get("a").expect("cached");
+        c.advanced(7, 9, 0, 100);
+        assert_eq!(held.1[0].last_counter, 5, "the login's rows are unchanged");
+        assert_eq!(c.get("a").expect("cached").1[0].last_counter, 9);
     }
 
     fn token(id: i64, account_id: i64) -> Token {
@@ -341,11 +368,11 @@ mod tests {
     fn serves_nothing_until_started_and_after_stopped() {
         let c = AccountCache::new(10);
         let s = c.stamp();
-        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        c.put(s, &found(account(1, "a"), vec![token(1, 1)]));
         assert!(c.get("a").is_none());
         c.start();
         let s = c.stamp();
-        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        c.put(s, &found(account(1, "a"), vec![token(1, 1)]));
         assert!(c.get("a").is_some());
         c.stop();
         assert!(c.get("a").is_none());
@@ -359,14 +386,14 @@ mod tests {
         let s = c.stamp();
         // The change is announced while the read is on its way.
         c.evict_account(1);
-        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        c.put(s, &found(account(1, "a"), vec![token(1, 1)]));
         assert!(c.get("a").is_none());
         // Another account in another slot is not affected.
-        c.put(s, &account(2, "b"), &[token(2, 2)]);
+        c.put(s, &found(account(2, "b"), vec![token(2, 2)]));
         assert!(c.get("b").is_some());
         // A read begun after the eviction is kept.
         let s = c.stamp();
-        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        c.put(s, &found(account(1, "a"), vec![token(1, 1)]));
         assert!(c.get("a").is_some());
     }
 
@@ -375,14 +402,14 @@ mod tests {
         let c = started(10);
         let s = c.stamp();
         c.clear();
-        c.put(s, &account(1, "a"), &[token(1, 1)]);
+        c.put(s, &found(account(1, "a"), vec![token(1, 1)]));
         assert!(c.get("a").is_none());
     }
 
     #[test]
     fn eviction_forgets_the_account_and_its_tokens() {
         let c = started(10);
-        c.put(c.stamp(), &account(1, "a"), &[token(7, 1)]);
+        c.put(c.stamp(), &found(account(1, "a"), vec![token(7, 1)]));
         c.evict_account(1);
         assert!(c.get("a").is_none());
         // A later advance of its token finds nothing to write through.
@@ -393,16 +420,21 @@ mod tests {
     #[test]
     fn advances_are_written_through_and_never_go_back() {
         let c = started(10);
-        c.put(c.stamp(), &account(1, "a"), &[token(7, 1), token(8, 1)]);
+        c.put(
+            c.stamp(),
+            &found(account(1, "a"), vec![token(7, 1), token(8, 1)]),
+        );
         c.advanced(7, 9, 1, 100);
-        let (_, t) = c.get("a").expect("cached");
+        let hit = c.get("a").expect("cached");
+        let t = &hit.1;
         assert_eq!(
             (t[0].last_counter, t[0].drift, t[0].last_used_at),
             (9, 1, Some(100))
         );
         assert_eq!(t[1].last_counter, 5);
         c.advanced(7, 8, 0, 200);
-        let (_, t) = c.get("a").expect("cached");
+        let hit = c.get("a").expect("cached");
+        let t = &hit.1;
         assert_eq!(t[0].last_counter, 9);
     }
 
@@ -412,8 +444,7 @@ mod tests {
         for i in 0..10 {
             c.put(
                 c.stamp(),
-                &account(i, &format!("u{i}")),
-                &[token(100 + i, i)],
+                &found(account(i, &format!("u{i}")), vec![token(100 + i, i)]),
             );
             assert!(c.len() <= 3);
         }
@@ -428,8 +459,7 @@ mod tests {
         for i in 10..1000 {
             c.put(
                 c.stamp(),
-                &account(i, &format!("u{i}")),
-                &[token(100 + i, i)],
+                &found(account(i, &format!("u{i}")), vec![token(100 + i, i)]),
             );
             c.evict_account(i);
         }
@@ -443,7 +473,7 @@ mod tests {
     #[test]
     fn capacity_zero_keeps_nothing() {
         let c = started(0);
-        c.put(c.stamp(), &account(1, "a"), &[token(1, 1)]);
+        c.put(c.stamp(), &found(account(1, "a"), vec![token(1, 1)]));
         assert!(c.is_empty());
     }
 }

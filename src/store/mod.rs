@@ -34,7 +34,7 @@ pub use admin::{AdminStore, ImportAccount, ImportToken};
 pub use api_keys::ApiKeyStore;
 pub use audit::{AuditStore, Counts, DaemonStore, StatusStore};
 pub use devices::{DeviceStore, NewDevice, TrustedDevice};
-pub use login::{Advance, CommitMode, LoginStore};
+pub use login::{Advance, CommitMode, Found, LoginStore};
 pub use postgres::PgStore;
 pub use shared::{MemoryShared, SharedStateStore};
 pub use sqlite::SqliteStore;

@@ -78,7 +78,7 @@ impl Portal {
             reason = rec.reason.as_str(),
             "api"
         );
-        if let Err(e) = self.admin.store.append_audit(&rec) {
+        if let Err(e) = self.admin.store.append_audit(rec) {
             tracing::error!("audit record not written: {e}");
         }
     }

@@ -5,9 +5,11 @@
 use super::rows::{self, ACCOUNT_COLS, ACCOUNT_NCOLS, TOKEN_COLS};
 use super::shared::PgShared;
 use super::PgStore;
-use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode, Token};
+use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode};
 use crate::store::sqlite::commit::{Answer, Op};
-use crate::store::{Advance, CommitMode, LoginStore, SharedStateStore, StoreError, StoreResult};
+use crate::store::{
+    Advance, CommitMode, Found, LoginStore, SharedStateStore, StoreError, StoreResult,
+};
 use std::sync::{Arc, LazyLock};
 
 static ACCOUNT_SQL: LazyLock<String> =
@@ -23,7 +25,7 @@ static ACCOUNT_WITH_TOKENS_SQL: LazyLock<String> = LazyLock::new(|| {
 
 impl PgStore {
     /// The account and its tokens from the database itself.
-    fn read_account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+    fn read_account_with_tokens(&self, name: &str) -> StoreResult<Option<Found>> {
         let mut c = self.pool.get()?;
         let found = c.query(&ACCOUNT_WITH_TOKENS_SQL, &[&name])?;
         let Some(first) = found.first() else {
@@ -37,7 +39,7 @@ impl PgStore {
                 tokens.push(rows::token_at(r, ACCOUNT_NCOLS)?);
             }
         }
-        Ok(Some((account, tokens)))
+        Ok(Some(Arc::new((account, tokens))))
     }
 }
 
@@ -49,7 +51,7 @@ impl LoginStore for PgStore {
             .transpose()
     }
 
-    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<Found>> {
         let Some((cache, feed)) = &self.cached else {
             return self.read_account_with_tokens(name);
         };
@@ -297,7 +299,7 @@ impl LoginStore for PgStore {
         Some(Arc::new(PgShared::new(self.pool().clone())))
     }
 
-    fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {
-        self.committer.write_later(Op::Audit(r.clone()))
+    fn append_audit(&self, r: AuditRecord) -> StoreResult<()> {
+        self.committer.write_later(Op::Audit(r))
     }
 }

@@ -7,8 +7,9 @@ use super::{
     ACCOUNT_WITH_TOKENS_SQL,
 };
 use crate::model::{Account, AppPassword, AuditRecord, BackupCode, EmailCode, Token};
-use crate::store::{Advance, CommitMode, LoginStore, StoreError, StoreResult};
+use crate::store::{Advance, CommitMode, Found, LoginStore, StoreError, StoreResult};
 use rusqlite::{params, OptionalExtension};
+use std::sync::Arc;
 
 impl LoginStore for SqliteStore {
     fn devices(&self) -> Option<&dyn crate::store::DeviceStore> {
@@ -23,7 +24,7 @@ impl LoginStore for SqliteStore {
         Ok(st.query_row([name], account_from_row).optional()?)
     }
 
-    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+    fn account_with_tokens(&self, name: &str) -> StoreResult<Option<Found>> {
         match &self.feed {
             Some(f) => f.cache.get_or_read(
                 name,
@@ -266,12 +267,12 @@ impl LoginStore for SqliteStore {
         })
     }
 
-    fn append_audit(&self, r: &AuditRecord) -> StoreResult<()> {
+    fn append_audit(&self, r: AuditRecord) -> StoreResult<()> {
         // Queued, not waited for: committed in order with the writes around it, at the
         // latest with the next batch. A crash can lose the last batch's records (commit.rs).
         match &self.committer {
-            Some(c) => c.write_later(Op::Audit(r.clone())),
-            None => commit::apply(&self.conn(), &Op::Audit(r.clone()))?.map(|_| ()),
+            Some(c) => c.write_later(Op::Audit(r)),
+            None => commit::apply(&self.conn(), &Op::Audit(r))?.map(|_| ()),
         }
     }
 }
@@ -281,7 +282,7 @@ impl SqliteStore {
     /// last commit are paid once per login instead of twice (docs/performance.md). The name
     /// is compared with `(SELECT ?1)`: with `a.name = ?1` in a join SQLite re-prepares the
     /// statement at every use (2.5 times slower, measured).
-    fn read_account_with_tokens(&self, name: &str) -> StoreResult<Option<(Account, Vec<Token>)>> {
+    fn read_account_with_tokens(&self, name: &str) -> StoreResult<Option<Found>> {
         // The idle writer's connection when it is lent: its page cache is current.
         let conn = match self.committer.as_ref().and_then(|c| c.idle_conn()) {
             Some(c) => c,
@@ -300,6 +301,6 @@ impl SqliteStore {
                 tokens.push(token_from_row_at(r, ACCOUNT_NCOLS)?);
             }
         }
-        Ok(found)
+        Ok(found.map(Arc::new))
     }
 }

@@ -117,7 +117,8 @@ fn an_account_and_its_tokens_in_one_read() {
     }
     for i in 0..3 {
         let name = format!("u{i}");
-        let (a, t) = s.account_with_tokens(&name).expect("read").expect("found");
+        let found = s.account_with_tokens(&name).expect("read").expect("found");
+        let (a, t) = &*found;
         let a2 = s.account(&name).expect("read").expect("found");
         assert_eq!(format!("{a:?}"), format!("{a2:?}"));
         let t2 = s.tokens(Some(&name)).expect("tokens");
@@ -132,7 +133,7 @@ fn an_account_and_its_tokens_in_one_read() {
 fn prune_audit_drops_only_old_records() {
     let s = SqliteStore::open_in_memory().expect("store");
     for ts in [1_000, 2_000, 3_000] {
-        s.append_audit(&rec(ts)).expect("append");
+        s.append_audit(rec(ts)).expect("append");
     }
     assert_eq!(s.prune_audit(2_500).expect("prune"), 2);
     let left = s.audit(&AuditFilter::default()).expect("audit");

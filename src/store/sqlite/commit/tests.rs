@@ -112,7 +112,7 @@ fn audit_records_keep_their_order_across_threads_and_batches() {
             let s = s.clone();
             std::thread::spawn(move || {
                 for i in 0..500i64 {
-                    s.append_audit(&rec(t * 1_000_000 + i)).expect("append");
+                    s.append_audit(rec(t * 1_000_000 + i)).expect("append");
                     if i % 50 == 0 {
                         waited(&s, tok, t * 1000 + i).expect("advance");
                     }
@@ -191,7 +191,7 @@ fn an_advance_leaves_the_audit_records_held_before_it_for_a_later_commit() {
 #[test]
 fn a_held_audit_record_is_committed_once_due_with_nothing_to_share_it() {
     let (d, s, _tok) = store();
-    s.append_audit(&rec(43)).expect("append");
+    s.append_audit(rec(43)).expect("append");
     // Due after AUDIT_HOLD (5 ms) and a linger of 2 ms; a second is far beyond that.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     while audit_rows(&d, 43) == 0 && std::time::Instant::now() < deadline {
@@ -498,10 +498,11 @@ fn the_idle_writer_lends_its_connection_and_a_read_there_sees_other_writers() {
         .expect("open")
         .execute("UPDATE tokens SET state = 'disabled' WHERE id = ?1", [tok])
         .expect("disable");
-    let (_, tokens) = s
+    let found = s
         .account_with_tokens("alice")
         .expect("read")
         .expect("alice");
+    let tokens = &found.1;
     assert_eq!(tokens[0].state, crate::model::TokenState::Disabled);
 }
 
