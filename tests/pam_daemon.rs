@@ -257,7 +257,7 @@ fn every_verdict_becomes_the_right_pam_code() {
     // ignore (unknown user) → PAM_IGNORE, the next account module decides.
     expect(&w.acct("imap", "mallory"), true, SUCCESS_ACCT);
 
-    let audit = w.env.ok(&["audit", "--json"], None);
+    let audit = common::audit_settled(&w.env, &["audit", "--json"]);
     assert!(audit.contains("\"client\":\"pam\""), "{audit}");
     assert!(!audit.contains("normal-pw"), "{audit}");
     d.stop();

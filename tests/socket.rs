@@ -123,7 +123,7 @@ fn ping_check_and_account_answer_as_documented() {
         assert_eq!(c.call(&json!({"op":"ping"}))["pong"], true);
     }
     drop(c);
-    let audit = env.ok(&["audit", "--user", "alice", "--json"], None);
+    let audit = common::audit_settled(&env, &["audit", "--user", "alice", "--json"]);
     assert!(audit.contains("\"client\":\"pam\""), "{audit}");
     assert!(!audit.contains(&code), "no code in the audit: {audit}");
     d.stop();

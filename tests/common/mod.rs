@@ -323,9 +323,10 @@ pub fn yubiotp(
     )
 }
 
-/// The newest audit records of a user, as JSON objects.
+/// The newest audit records of a user, as JSON objects, once the audit has settled
+/// ([`audit_settled`]).
 pub fn audit_of(env: &Env, user: &str) -> Vec<serde_json::Value> {
-    env.ok(&["audit", "--user", user, "--json"], None)
+    audit_settled(env, &["audit", "--user", user, "--json"])
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("audit json line"))
