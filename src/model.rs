@@ -1,7 +1,9 @@
 //! Plain data shared by the store, the engine and the admin commands.
 
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
 
 /// A token kind, by the name stored in the `kind` column and typed after `token add`.
 ///
@@ -120,6 +122,39 @@ pub struct Token {
     /// it masked (the kind's `describe`).
     #[serde(skip)]
     pub address: Option<String>,
+    /// The secret once a login has opened it (`tokens::Matcher::check`).
+    #[serde(skip)]
+    pub opened: Opened,
+}
+
+/// A token's secret, opened once for as long as the token's row is kept: the account cache
+/// (`store/cache.rs`) hands the same rows to every login of the account, and opening the
+/// sealed secret for each was about 6 % of the daemon's CPU at window 128
+/// (docs/performance.md). It holds nothing the key file in the same memory does not already
+/// open; it is wiped when the row goes, and never printed.
+#[derive(Clone, Default)]
+pub struct Opened(OnceLock<Zeroizing<Vec<u8>>>);
+
+impl Opened {
+    pub fn get(&self) -> Option<&[u8]> {
+        self.0.get().map(|s| s.as_slice())
+    }
+
+    /// Keeps `secret` unless another login kept one first (the same secret), and returns
+    /// the one kept.
+    pub fn keep(&self, secret: Zeroizing<Vec<u8>>) -> &[u8] {
+        self.0.get_or_init(|| secret).as_slice()
+    }
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Opened(..)"
+        } else {
+            "Opened(-)"
+        })
+    }
 }
 
 #[derive(Debug, Clone)]

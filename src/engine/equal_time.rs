@@ -253,5 +253,6 @@ pub(super) fn decoy_token(keys: &Keys) -> Token {
         last_used_at: None,
         public_id: None,
         address: None,
+        opened: Default::default(),
     }
 }

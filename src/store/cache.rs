@@ -355,6 +355,7 @@ mod tests {
             last_used_at: None,
             public_id: None,
             address: None,
+            opened: Default::default(),
         }
     }
 

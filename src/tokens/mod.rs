@@ -130,20 +130,24 @@ impl<'a> Matcher<'a> {
     }
 
     /// Does `code` match `token` now? Opens the secret (every kind, also those that keep
-    /// none, so the time is alike) and asks the token's class. Never writes.
+    /// none, so the time is alike) unless this row was opened before, and asks the token's
+    /// class. Never writes.
     pub fn check(&self, token: &Token, code: &str, now: i64) -> Result<Claim, Miss> {
-        let secret = match self
-            .sv
-            .keys
-            .open(token.serial.as_bytes(), &token.sealed_secret)
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(serial = %token.serial, "token secret: {e}");
-                return Err(Some(format!("token {}: {e}", token.serial)));
-            }
+        let secret = match token.opened.get() {
+            Some(s) => s,
+            None => match self
+                .sv
+                .keys
+                .open(token.serial.as_bytes(), &token.sealed_secret)
+            {
+                Ok(s) => token.opened.keep(s),
+                Err(e) => {
+                    tracing::error!(serial = %token.serial, "token secret: {e}");
+                    return Err(Some(format!("token {}: {e}", token.serial)));
+                }
+            },
         };
-        class(token.kind).check(&self.sv, token, &secret, code, now)
+        class(token.kind).check(&self.sv, token, secret, code, now)
     }
 
     /// Makes a claim stick with one conditional, durable write. `activate` turns a pending

@@ -74,6 +74,7 @@ pub(super) fn token_at(r: &Row, at: usize) -> StoreResult<Token> {
         last_used_at: r.try_get(at + 14)?,
         public_id: r.try_get(at + 15)?,
         address: r.try_get(at + 16)?,
+        opened: Default::default(),
     })
 }
 

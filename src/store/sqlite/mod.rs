@@ -306,6 +306,7 @@ fn token_from_row_at(r: &Row, at: usize) -> rusqlite::Result<Token> {
         last_used_at: r.get(at + 14)?,
         public_id: r.get(at + 15)?,
         address: r.get(at + 16)?,
+        opened: Default::default(),
     })
 }
 

@@ -25,6 +25,7 @@ fn token(kind: TokenKind) -> Token {
         last_used_at: None,
         public_id: Some("cbcdcecfcgch".into()),
         address: Some("alice@example.org".into()),
+        opened: Default::default(),
     }
 }
 
@@ -308,4 +309,39 @@ fn the_validation_server_is_a_port() {
             assert!(why.contains("REPLAYED_OTP"), "{why}");
         }
     }
+}
+
+/// A row's secret is opened once and kept with the row: the account cache hands the same
+/// rows to every login. A row read again (after any change, the cache re-reads it) starts
+/// without it, and the kept secret is never printed.
+#[test]
+fn a_secret_is_opened_once_per_row_and_never_printed() {
+    use crate::config::Config;
+    use crate::crypto::{Keys, MasterKey};
+    use crate::store::SqliteStore;
+    use crate::tokens::{oath, Matcher, Ports};
+
+    let cfg = Config::default().finish().expect("config");
+    let store = SqliteStore::open_in_memory().expect("store");
+    let keys = Keys::new(&MasterKey::from_bytes([4u8; 32]));
+    let secret = b"12345678901234567890";
+    let mut t = token(TokenKind::Hotp);
+    t.digits = 6;
+    t.last_counter = -1;
+    t.sealed_secret = keys.seal(b"S", secret).expect("seal");
+    let ports = Ports::real();
+    let m = Matcher::new(&cfg, &store, &keys, &ports);
+    let code = |c: u64| oath::hotp(Algorithm::Sha1, secret, c, 6);
+    assert!(t.opened.get().is_none());
+    assert!(m.check(&t, &code(0), 1).is_ok(), "RFC 4226 secret, counter 0");
+    assert_eq!(t.opened.get(), Some(&secret[..]), "kept with the row");
+    assert!(!format!("{t:?}").contains("1234567890"), "{t:?}");
+    // Kept: the sealed bytes are not looked at again.
+    let mut kept = t.clone();
+    kept.sealed_secret = b"not a sealed secret".to_vec();
+    assert!(m.check(&kept, &code(1), 1).is_ok());
+    // A row read again comes without it and opens what it holds.
+    let mut fresh = kept.clone();
+    fresh.opened = Default::default();
+    assert!(m.check(&fresh, &code(1), 1).is_err(), "its sealed bytes open to nothing");
 }
