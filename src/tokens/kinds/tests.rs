@@ -333,7 +333,10 @@ fn a_secret_is_opened_once_per_row_and_never_printed() {
     let m = Matcher::new(&cfg, &store, &keys, &ports);
     let code = |c: u64| oath::hotp(Algorithm::Sha1, secret, c, 6);
     assert!(t.opened.get().is_none());
-    assert!(m.check(&t, &code(0), 1).is_ok(), "RFC 4226 secret, counter 0");
+    assert!(
+        m.check(&t, &code(0), 1).is_ok(),
+        "RFC 4226 secret, counter 0"
+    );
     assert_eq!(t.opened.get(), Some(&secret[..]), "kept with the row");
     assert!(!format!("{t:?}").contains("1234567890"), "{t:?}");
     // Kept: the sealed bytes are not looked at again.
@@ -343,5 +346,8 @@ fn a_secret_is_opened_once_per_row_and_never_printed() {
     // A row read again comes without it and opens what it holds.
     let mut fresh = kept.clone();
     fresh.opened = Default::default();
-    assert!(m.check(&fresh, &code(1), 1).is_err(), "its sealed bytes open to nothing");
+    assert!(
+        m.check(&fresh, &code(1), 1).is_err(),
+        "its sealed bytes open to nothing"
+    );
 }
