@@ -218,15 +218,15 @@ impl AccountCache {
         let Some(entry) = by_name.get_mut(name) else {
             return;
         };
-        if !entry
+        let Some(i) = entry
             .1
             .iter()
-            .any(|t| t.id == token_id && counter > t.last_counter)
-        {
+            .position(|t| t.id == token_id && counter > t.last_counter)
+        else {
             return;
-        }
+        };
         // A login still holding the old rows keeps them; the cache takes a copy then.
-        if let Some(t) = Arc::make_mut(entry).1.iter_mut().find(|t| t.id == token_id) {
+        if let Some(t) = Arc::make_mut(entry).1.get_mut(i) {
             t.last_counter = counter;
             t.drift = drift;
             t.last_used_at = Some(now);
