@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 
 mod common;
+mod harden;
 mod products;
 
 use common::cache_attacks::{self, verdict, NO_LOCKOUT};
@@ -44,6 +45,26 @@ fn a_token_disabled_elsewhere_is_refused_at_once() {
     cache_attacks::disabled_token(&a, &b, &|s| {
         c.primary.sql_in("otpd", s);
     });
+}
+
+/// The same attack over node A's RADIUS port, where requests that wait on the socket together
+/// are decided after one round trip of the feed: ann's request comes among 15 others at once,
+/// right after node B's CLI disabled her token.
+#[test]
+fn a_token_disabled_elsewhere_is_refused_in_a_burst_of_radius_requests() {
+    let c = Cluster::primary();
+    let port = common::free_udp_port();
+    let radius = format!("{NO_LOCKOUT}{}", harden::bursts::radius_tables(port));
+    let a = node(&c.url(), "A", None, &radius);
+    let b = node(
+        &c.url(),
+        "B",
+        Some(&a.path().join("data/otpd.key")),
+        NO_LOCKOUT,
+    );
+    let (_da, _db) = (a.start(), b.start());
+    let bursts = harden::bursts::disabled_token_in_bursts(port, &b);
+    println!("{bursts} bursts of {} requests", harden::bursts::BURST);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate: failing loudly is its job
 
 mod common;
+mod harden;
 
 use common::cache_attacks::{self, verdict, NO_LOCKOUT};
 use common::Env;
@@ -46,6 +47,20 @@ fn a_token_disabled_or_deleted_by_another_process_is_refused_at_once() {
     let env = Env::new(NO_LOCKOUT);
     let _d = env.start();
     cache_attacks::disabled_token(&env, &env, &|s| sql(&env, s));
+}
+
+/// The same attack over RADIUS, where requests that wait on the socket together are decided
+/// after one pass of the feed's barrier: ann's request comes among 15 others at once.
+#[test]
+fn a_token_disabled_by_another_process_is_refused_in_a_burst_of_radius_requests() {
+    let port = common::free_udp_port();
+    let env = Env::with_tables(
+        "",
+        &format!("{NO_LOCKOUT}{}", harden::bursts::radius_tables(port)),
+    );
+    let _d = env.start();
+    let bursts = harden::bursts::disabled_token_in_bursts(port, &env);
+    println!("{bursts} bursts of {} requests", harden::bursts::BURST);
 }
 
 #[test]

@@ -183,6 +183,13 @@ impl Engine {
             .map(|(name, _)| name.clone())
     }
 
+    /// Runs `run`, which checks requests a front-end had all received before this call, with
+    /// the store's account cache brought up to date once for all of them
+    /// ([`LoginStore::for_received`]).
+    pub fn for_received(&self, run: &mut dyn FnMut()) {
+        self.store.for_received(run)
+    }
+
     /// Decides a login, writes the audit record and the log line.
     pub fn check(&self, req: &CheckRequest) -> Decision {
         let d = self.decide(req, &mut Commit::new(CommitMode::Wait));

@@ -25,6 +25,7 @@
 
 use crate::store::sqlite::commit::{Answer, Op};
 use crate::store::{Found, StoreResult};
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,6 +69,12 @@ impl Inner {
             }
         }
     }
+}
+
+thread_local! {
+    /// The cache (by address; 0: none) whose barrier this thread passed after every login it
+    /// is running now had arrived ([`AccountCache::for_received`]).
+    static PASSED: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Taken before a read from the database: whether the read may be stored afterwards.
@@ -253,7 +260,7 @@ impl AccountCache {
         }
         let m = crate::metrics::get();
         if self.holds(name) {
-            if !barrier() {
+            if !self.passed() && !barrier() {
                 return read();
             }
             // The barrier may have evicted it.
@@ -269,6 +276,34 @@ impl AccountCache {
             self.put(stamp, f);
         }
         Ok(found)
+    }
+
+    /// Runs `run`, which decides logins that had all arrived before this call, after one
+    /// pass of `barrier` for all of them instead of one each: a front-end that has received
+    /// several requests at once pays the feed's read or round trip once (on PostgreSQL,
+    /// waiting for it per login was over half of the receiving threads' CPU at window 128).
+    /// A barrier that fails leaves each login to its own.
+    pub fn for_received(&self, barrier: impl FnOnce() -> bool, run: &mut dyn FnMut()) {
+        if !self.is_on() || !barrier() {
+            return run();
+        }
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                PASSED.set(self.0);
+            }
+        }
+        let _restore = Restore(PASSED.replace(self.id()));
+        run()
+    }
+
+    fn id(&self) -> usize {
+        self as *const AccountCache as usize
+    }
+
+    /// Whether the running login is inside [`AccountCache::for_received`] of this cache.
+    fn passed(&self) -> bool {
+        PASSED.get() == self.id()
     }
 
     /// Accounts held now (for the metrics and tests).
@@ -483,5 +518,54 @@ mod tests {
         let c = started(0);
         c.put(c.stamp(), &found(account(1, "a"), vec![token(1, 1)]));
         assert!(c.is_empty());
+    }
+
+    /// Logins run inside `for_received` use the one barrier passed for all of them; before
+    /// and after it, and for another cache, each login passes its own; a failed barrier
+    /// leaves each login to its own too.
+    #[test]
+    fn a_group_passes_one_barrier_and_only_its_own_cache_counts_it() {
+        use std::cell::Cell;
+        let (c, other) = (started(10), started(10));
+        for cache in [&c, &other] {
+            cache.put(cache.stamp(), &found(account(1, "a"), vec![token(1, 1)]));
+        }
+        let barriers = Cell::new(0);
+        let hit = |cache: &AccountCache| {
+            let r = cache.get_or_read(
+                "a",
+                || {
+                    barriers.set(barriers.get() + 1);
+                    true
+                },
+                || panic!("held: no read"),
+            );
+            assert!(r.expect("hit").is_some());
+        };
+        hit(&c);
+        assert_eq!(barriers.get(), 1, "alone: its own barrier");
+        let group = Cell::new(0);
+        c.for_received(
+            || {
+                group.set(group.get() + 1);
+                true
+            },
+            &mut || {
+                for _ in 0..5 {
+                    hit(&c);
+                }
+                hit(&other);
+            },
+        );
+        assert_eq!(group.get(), 1, "one barrier for the group");
+        assert_eq!(
+            barriers.get(),
+            2,
+            "only the other cache's login passed its own"
+        );
+        hit(&c);
+        assert_eq!(barriers.get(), 3, "after the group: its own again");
+        c.for_received(|| false, &mut || hit(&c));
+        assert_eq!(barriers.get(), 4, "a failed group barrier: its own");
     }
 }

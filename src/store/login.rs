@@ -58,6 +58,13 @@ pub trait LoginStore: Send + Sync {
     /// login reads. One read of both, as a login's reads are a good part of its cost.
     fn account_with_tokens(&self, name: &str) -> StoreResult<Option<Found>>;
 
+    /// Runs `run`, which decides logins that had all arrived before this call, with the
+    /// account cache brought up to date once for all of them (a front-end that received
+    /// several requests at once). Without a cache it only runs them.
+    fn for_received(&self, run: &mut dyn FnMut()) {
+        run()
+    }
+
     /// Counts one failed login and, at `lock_at` failures (0 = never), locks the account
     /// until `lock_until`; a lock that has ended (`locked_until <= now`) is forgotten with
     /// its failures first. Returns the new failure count. Atomic and durable before it

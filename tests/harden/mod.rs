@@ -3,6 +3,8 @@
 //! loopback address, socket-protocol calls with a deadline, and the daemon's log.
 #![allow(dead_code)]
 
+pub mod bursts;
+
 use crate::common::{self, Daemon, Env};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};

@@ -13,6 +13,7 @@
 //! | `server` | sockets, worker threads, bounded in-flight work |
 //! | `per_source` | each source address's share of the validations in flight |
 //! | `stats` | counters of what happened to datagrams, rate-limited log lines |
+//! | `waiting` | the socket's receive buffer; datagrams already waiting, taken without sleeping |
 
 pub mod attributes;
 pub mod clients;
@@ -22,6 +23,7 @@ mod per_source;
 mod receivers;
 pub mod server;
 mod stats;
+mod waiting;
 pub mod wire;
 
 pub use attributes::{Login, RequestInfo, Unusable};

@@ -13,6 +13,7 @@ use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
 use super::per_source::{PerSource, SourceSlot};
 use super::receivers::Receivers;
 use super::stats::{inc, DropLogs, LogPerInterval, Stats};
+use super::waiting;
 use super::wire::MAX_PACKET_LEN;
 use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo, Step};
 use crate::config::Config;
@@ -47,6 +48,10 @@ const RECEIVERS_PER_CPU: usize = 1;
 /// Stack of a worker: the engine and SQLite need little; the default 2 MiB is address space
 /// wasted 64 times over.
 const WORKER_STACK: usize = 512 * 1024;
+/// Datagrams a receiving thread takes at most from what is waiting, to decide after one pass
+/// of the account cache's barrier; the last of them waits for the others' decisions (about
+/// 10 to 40 µs each at high load) before its own.
+const TOGETHER: usize = 16;
 
 struct Shared {
     handle: Arc<EngineHandle>,
@@ -143,7 +148,7 @@ pub async fn start(
         sock.set_read_timeout(Some(STOP_POLL))
             .map_err(|e| format!("RADIUS socket {addr}: {e}"))?;
         if r.receive_buffer > 0 {
-            receive_buffer(&sock, *addr, r.receive_buffer)?;
+            waiting::receive_buffer(&sock, *addr, r.receive_buffer)?;
         }
         let bound = sock.local_addr().unwrap_or(*addr);
         tracing::info!(
@@ -204,65 +209,6 @@ impl RadiusServer {
     }
 }
 
-/// Asks the kernel to queue up to `bytes` of datagrams for `sock` while every receiving
-/// thread is busy: with the default (about 256 small requests) a burst after a NAS restart,
-/// or a flood during one slow flush, made the kernel drop real logins before otpd saw them
-/// (tests/flood.rs). The kernel caps the size at `net.core.rmem_max` without an error, so
-/// what it granted is read back and a shortfall is logged.
-fn receive_buffer(sock: &UdpSocket, addr: SocketAddr, bytes: usize) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let fd = sock.as_raw_fd();
-    // A kernel whose default is already larger keeps it: the setting never shrinks the queue.
-    if granted_receive_buffer(fd).is_some_and(|now| now >= bytes) {
-        return Ok(());
-    }
-    let asked = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` is this open socket's descriptor; the option value is a c_int of `len` bytes.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&asked as *const libc::c_int).cast(),
-            len,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "RADIUS socket {addr}: cannot set radius.receive_buffer: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let granted = granted_receive_buffer(fd).unwrap_or(bytes);
-    if granted < bytes {
-        tracing::warn!(
-            "RADIUS {addr}: the kernel granted a receive buffer of {granted} bytes, not the \
-             {bytes} of radius.receive_buffer; raise net.core.rmem_max (sysctl) to at least \
-             {bytes}, or bursts of logins may be dropped before otpd sees them"
-        );
-    }
-    Ok(())
-}
-
-/// The receive buffer the kernel grants the socket `fd`, in the bytes one asks for (it reports
-/// twice that: its own bookkeeping counts against the buffer).
-fn granted_receive_buffer(fd: std::os::fd::RawFd) -> Option<usize> {
-    let mut granted: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` is an open socket; the kernel writes at most `len` bytes into `granted`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&mut granted as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then(|| usize::try_from(granted).unwrap_or(0) / 2)
-}
-
 /// One worker of the listen address `n`: while it holds a receiving role, receive, check,
 /// validate, answer; parked otherwise; until the server stops.
 fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, n: usize) {
@@ -270,15 +216,25 @@ fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, n: usize) {
     crate::blocking::set_lender(Some(receivers.clone()));
     // One byte more than a RADIUS packet may have, so an oversized datagram is seen as such
     // instead of being cut to a plausible length.
-    let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
+    // More buffers only when datagrams were found waiting (`TOGETHER`).
+    let mut bufs = vec![vec![0u8; MAX_PACKET_LEN + 1]];
     while receivers.take(&shared.stopping, PARKED_POLL) {
-        receive(sock, shared, &receivers, &mut buf);
+        receive(sock, shared, &receivers, &mut bufs);
     }
 }
 
+/// One datagram received: its length, sender, arrival and the CPU sample begun for it.
+type Received = (usize, SocketAddr, Instant, Option<phase::Mark>);
+
 /// Receives and handles datagrams until this thread is one receiver too many or the server
 /// stops.
-fn receive(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, receivers: &Receivers, buf: &mut [u8]) {
+fn receive(
+    sock: &Arc<UdpSocket>,
+    shared: &Arc<Shared>,
+    receivers: &Receivers,
+    bufs: &mut Vec<Vec<u8>>,
+) {
+    let mut got: Vec<Received> = Vec::with_capacity(TOGETHER);
     while !shared.stopping.load(Ordering::Relaxed) {
         if receivers.retire_if_over() {
             return;
@@ -286,8 +242,13 @@ fn receive(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, receivers: &Receivers, b
         // One datagram in `phase::SAMPLE_EVERY` is timed from before `recvfrom`: the thread's
         // CPU clock does not count the sleep in it, only the system call and the wake-up.
         let cpu = phase::maybe_start(Phase::Receive);
-        match sock.recv_from(buf) {
-            Ok((n, src)) => shared.on_datagram(sock, &buf[..n], src, cpu),
+        match sock.recv_from(&mut bufs[0]) {
+            Ok((n, src)) => {
+                got.clear();
+                got.push((n, src, Instant::now(), cpu));
+                take_waiting(sock, bufs, &mut got);
+                shared.on_received(sock, bufs, &mut got);
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -302,6 +263,25 @@ fn receive(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, receivers: &Receivers, b
                 // Never spin on a socket error that repeats.
                 std::thread::sleep(Duration::from_millis(10));
             }
+        }
+    }
+}
+
+/// Adds the datagrams already waiting on the socket to `got`, up to [`TOGETHER`] in all,
+/// without sleeping.
+fn take_waiting(sock: &UdpSocket, bufs: &mut Vec<Vec<u8>>, got: &mut Vec<Received>) {
+    while got.len() < TOGETHER {
+        if bufs.len() == got.len() {
+            bufs.push(vec![0u8; MAX_PACKET_LEN + 1]);
+        }
+        match waiting::try_recv_from(sock, &mut bufs[got.len()]) {
+            // Sampled from after the system call, which found the datagram there: only a
+            // datagram counts towards the sampling, or the empty look that ends each group
+            // would take every sample at window 1.
+            Some((n, src)) => {
+                got.push((n, src, Instant::now(), phase::maybe_start(Phase::Receive)))
+            }
+            None => return,
         }
     }
 }
@@ -351,14 +331,32 @@ impl Shared {
         }
     }
 
+    /// Handles what one receive brought. Several datagrams are decided after one pass of the
+    /// account cache's barrier: they had all arrived before it.
+    fn on_received(
+        self: &Arc<Self>,
+        sock: &Arc<UdpSocket>,
+        bufs: &[Vec<u8>],
+        got: &mut Vec<Received>,
+    ) {
+        if let [(n, src, received, cpu)] = got[..] {
+            return self.on_datagram(sock, &bufs[0][..n], src, received, cpu);
+        }
+        self.handle.current().for_received(&mut || {
+            for (buf, (n, src, received, cpu)) in bufs.iter().zip(got.drain(..)) {
+                self.on_datagram(sock, &buf[..n], src, received, cpu);
+            }
+        });
+    }
+
     fn on_datagram(
         self: &Arc<Self>,
         sock: &Arc<UdpSocket>,
         data: &[u8],
         src: SocketAddr,
+        received: Instant,
         cpu: Option<phase::Mark>,
     ) {
-        let received = Instant::now();
         inc(&self.stats.received);
         let Some(client) = self.clients().find(src.ip()).cloned() else {
             inc(&self.stats.unknown_source);

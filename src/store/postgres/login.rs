@@ -62,6 +62,13 @@ impl LoginStore for PgStore {
         )
     }
 
+    fn for_received(&self, run: &mut dyn FnMut()) {
+        match &self.cached {
+            Some((cache, feed)) => cache.for_received(|| feed.barrier(), run),
+            None => run(),
+        }
+    }
+
     fn record_failure(
         &self,
         account_id: i64,

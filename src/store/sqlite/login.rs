@@ -35,6 +35,16 @@ impl LoginStore for SqliteStore {
         }
     }
 
+    fn for_received(&self, run: &mut dyn FnMut()) {
+        match &self.feed {
+            Some(f) => f.cache.for_received(
+                || f.barrier(|| self.committer.as_ref().and_then(|c| c.idle_conn())),
+                run,
+            ),
+            None => run(),
+        }
+    }
+
     fn record_failure(
         &self,
         account_id: i64,
