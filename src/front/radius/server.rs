@@ -13,7 +13,7 @@ use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
 use super::per_source::{PerSource, SourceSlot};
 use super::receivers::Receivers;
 use super::stats::{inc, DropLogs, LogPerInterval, Stats};
-use super::waiting;
+use super::waiting::{self, Taken};
 use super::wire::MAX_PACKET_LEN;
 use super::{answer, handle_datagram_bytes, Client, Clients, Pending, RequestInfo, Step};
 use crate::config::Config;
@@ -216,15 +216,15 @@ fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, n: usize) {
     crate::blocking::set_lender(Some(receivers.clone()));
     // One byte more than a RADIUS packet may have, so an oversized datagram is seen as such
     // instead of being cut to a plausible length.
-    // More buffers only when datagrams were found waiting (`TOGETHER`).
-    let mut bufs = vec![vec![0u8; MAX_PACKET_LEN + 1]];
+    let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
+    let mut taken = Taken::default();
     while receivers.take(&shared.stopping, PARKED_POLL) {
-        receive(sock, shared, &receivers, &mut bufs);
+        receive(sock, shared, &receivers, &mut buf, &mut taken);
     }
 }
 
-/// One datagram received: its length, sender, arrival and the CPU sample begun for it.
-type Received = (usize, SocketAddr, Instant, Option<phase::Mark>);
+/// One datagram received: its bytes, sender, arrival and the CPU sample begun for it.
+type Datagram<'a> = (&'a [u8], SocketAddr, Instant, Option<phase::Mark>);
 
 /// Receives and handles datagrams until this thread is one receiver too many or the server
 /// stops.
@@ -232,9 +232,9 @@ fn receive(
     sock: &Arc<UdpSocket>,
     shared: &Arc<Shared>,
     receivers: &Receivers,
-    bufs: &mut Vec<Vec<u8>>,
+    buf: &mut [u8],
+    taken: &mut Taken,
 ) {
-    let mut got: Vec<Received> = Vec::with_capacity(TOGETHER);
     while !shared.stopping.load(Ordering::Relaxed) {
         if receivers.retire_if_over() {
             return;
@@ -242,12 +242,11 @@ fn receive(
         // One datagram in `phase::SAMPLE_EVERY` is timed from before `recvfrom`: the thread's
         // CPU clock does not count the sleep in it, only the system call and the wake-up.
         let cpu = phase::maybe_start(Phase::Receive);
-        match sock.recv_from(&mut bufs[0]) {
+        match sock.recv_from(buf) {
             Ok((n, src)) => {
-                got.clear();
-                got.push((n, src, Instant::now(), cpu));
-                take_waiting(sock, bufs, &mut got);
-                shared.on_received(sock, bufs, &mut got);
+                let first = (&buf[..n], src, Instant::now(), cpu);
+                taken.take(sock, TOGETHER - 1);
+                shared.on_received(sock, first, taken);
             }
             Err(e)
                 if matches!(
@@ -263,25 +262,6 @@ fn receive(
                 // Never spin on a socket error that repeats.
                 std::thread::sleep(Duration::from_millis(10));
             }
-        }
-    }
-}
-
-/// Adds the datagrams already waiting on the socket to `got`, up to [`TOGETHER`] in all,
-/// without sleeping.
-fn take_waiting(sock: &UdpSocket, bufs: &mut Vec<Vec<u8>>, got: &mut Vec<Received>) {
-    while got.len() < TOGETHER {
-        if bufs.len() == got.len() {
-            bufs.push(vec![0u8; MAX_PACKET_LEN + 1]);
-        }
-        match waiting::try_recv_from(sock, &mut bufs[got.len()]) {
-            // Sampled from after the system call, which found the datagram there: only a
-            // datagram counts towards the sampling, or the empty look that ends each group
-            // would take every sample at window 1.
-            Some((n, src)) => {
-                got.push((n, src, Instant::now(), phase::maybe_start(Phase::Receive)))
-            }
-            None => return,
         }
     }
 }
@@ -331,20 +311,18 @@ impl Shared {
         }
     }
 
-    /// Handles what one receive brought. Several datagrams are decided after one pass of the
-    /// account cache's barrier: they had all arrived before it.
-    fn on_received(
-        self: &Arc<Self>,
-        sock: &Arc<UdpSocket>,
-        bufs: &[Vec<u8>],
-        got: &mut Vec<Received>,
-    ) {
-        if let [(n, src, received, cpu)] = got[..] {
-            return self.on_datagram(sock, &bufs[0][..n], src, received, cpu);
+    /// Handles what one receive brought: the datagram it waited for and those it found
+    /// waiting after it. Several are decided after one pass of the account cache's barrier:
+    /// they had all arrived before it.
+    fn on_received(self: &Arc<Self>, sock: &Arc<UdpSocket>, first: Datagram<'_>, taken: &Taken) {
+        let (data, src, received, cpu) = first;
+        if taken.is_empty() {
+            return self.on_datagram(sock, data, src, received, cpu);
         }
         self.handle.current().for_received(&mut || {
-            for (buf, (n, src, received, cpu)) in bufs.iter().zip(got.drain(..)) {
-                self.on_datagram(sock, &buf[..n], src, received, cpu);
+            self.on_datagram(sock, data, src, received, cpu);
+            for (data, src, received, cpu) in taken.each() {
+                self.on_datagram(sock, data, src, received, cpu);
             }
         });
     }

@@ -7,8 +7,66 @@
 //! The standard library's `UdpSocket` has no receive that never sleeps on a socket the other
 //! threads use blocking; `recvfrom` with `MSG_DONTWAIT` is that, for this one call.
 
+use super::wire::MAX_PACKET_LEN;
+use crate::metrics::phase::{self, Phase};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+/// Datagrams taken from what was waiting, their bytes one after another in one buffer: a
+/// thread keeps room for one more datagram than it took, not a 4 KiB buffer per datagram.
+#[derive(Default)]
+pub struct Taken {
+    bytes: Vec<u8>,
+    items: Vec<Item>,
+}
+
+/// One datagram taken: where its bytes are, who sent it, when, and the CPU sample begun for it.
+struct Item {
+    at: Range<usize>,
+    src: SocketAddr,
+    received: Instant,
+    cpu: Option<phase::Mark>,
+}
+
+impl Taken {
+    /// Takes up to `max` datagrams of those waiting on `sock` now, without sleeping.
+    pub fn take(&mut self, sock: &UdpSocket, max: usize) {
+        self.bytes.clear();
+        self.items.clear();
+        while self.items.len() < max {
+            let start = self.bytes.len();
+            // One byte more than a RADIUS packet may have, as for the first datagram.
+            self.bytes.resize(start + MAX_PACKET_LEN + 1, 0);
+            let Some((n, src)) = try_recv_from(sock, &mut self.bytes[start..]) else {
+                self.bytes.truncate(start);
+                return;
+            };
+            self.bytes.truncate(start + n);
+            self.items.push(Item {
+                at: start..start + n,
+                src,
+                received: Instant::now(),
+                // Sampled from after the system call, which found the datagram there: only a
+                // datagram counts towards the sampling, or the empty look that ends each
+                // group would take every sample at window 1.
+                cpu: phase::maybe_start(Phase::Receive),
+            });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Each datagram taken: its bytes, sender, arrival and CPU sample.
+    pub fn each(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Instant, Option<phase::Mark>)> {
+        self.items
+            .iter()
+            .filter_map(|i| Some((self.bytes.get(i.at.clone())?, i.src, i.received, i.cpu)))
+    }
+}
 
 /// One datagram into `buf` if one is waiting now. `None` when none is, and on an error: the
 /// thread's next blocking receive meets the error again and reports it.
@@ -160,5 +218,29 @@ mod tests {
             );
             assert_eq!(try_recv_from(&rx, &mut buf), None, "{local}: all taken");
         }
+    }
+
+    #[test]
+    fn taken_datagrams_keep_their_bytes_and_senders_up_to_the_limit() {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+        let to = rx.local_addr().expect("addr");
+        let sent: [&[u8]; 3] = [b"a", &[7u8; MAX_PACKET_LEN], b"ccc"];
+        for d in sent {
+            tx.send_to(d, to).expect("send");
+        }
+        let mut t = Taken::default();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let mut got: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
+        while got.len() < 3 && Instant::now() < deadline {
+            t.take(&rx, 2);
+            assert!(t.each().count() <= 2, "never more than asked for");
+            got.extend(t.each().map(|(b, src, _, _)| (b.to_vec(), src)));
+        }
+        let from = tx.local_addr().expect("addr");
+        let want: Vec<(Vec<u8>, SocketAddr)> = sent.iter().map(|d| (d.to_vec(), from)).collect();
+        assert_eq!(got, want);
+        t.take(&rx, 2);
+        assert!(t.is_empty(), "nothing left");
     }
 }
