@@ -16,7 +16,9 @@ pub const SAMPLE_EVERY: u32 = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// `recvfrom` to a parsed, authenticated request (the duplicate check included).
+    /// `recvfrom` to a parsed, authenticated request (the duplicate check included). Of
+    /// datagrams decided together (RADIUS), the first carries the others' `recvfrom` and the
+    /// account cache's barrier for all of them, which is a login's read otherwise (Decide).
     Receive,
     /// The engine's decision: the account's read, the gate, the code, the write queued (a
     /// write the login commits on its own thread is not counted here but as a commit).

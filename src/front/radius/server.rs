@@ -321,8 +321,17 @@ impl Shared {
         }
         self.handle.current().for_received(&mut || {
             self.on_datagram(sock, data, src, received, cpu);
-            for (data, src, received, cpu) in taken.each() {
-                self.on_datagram(sock, data, src, received, cpu);
+            for (data, src, received) in taken.each() {
+                // Sampled from here: its system call, and the group's barrier, are in the
+                // sample of the first datagram, and what the thread did for the datagrams
+                // before it is theirs.
+                self.on_datagram(
+                    sock,
+                    data,
+                    src,
+                    received,
+                    phase::maybe_start(Phase::Receive),
+                );
             }
         });
     }

@@ -8,7 +8,6 @@
 //! threads use blocking; `recvfrom` with `MSG_DONTWAIT` is that, for this one call.
 
 use super::wire::MAX_PACKET_LEN;
-use crate::metrics::phase::{self, Phase};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
@@ -22,12 +21,11 @@ pub struct Taken {
     items: Vec<Item>,
 }
 
-/// One datagram taken: where its bytes are, who sent it, when, and the CPU sample begun for it.
+/// One datagram taken: where its bytes are, who sent it, when.
 struct Item {
     at: Range<usize>,
     src: SocketAddr,
     received: Instant,
-    cpu: Option<phase::Mark>,
 }
 
 impl Taken {
@@ -48,10 +46,6 @@ impl Taken {
                 at: start..start + n,
                 src,
                 received: Instant::now(),
-                // Sampled from after the system call, which found the datagram there: only a
-                // datagram counts towards the sampling, or the empty look that ends each
-                // group would take every sample at window 1.
-                cpu: phase::maybe_start(Phase::Receive),
             });
         }
     }
@@ -60,11 +54,11 @@ impl Taken {
         self.items.is_empty()
     }
 
-    /// Each datagram taken: its bytes, sender, arrival and CPU sample.
-    pub fn each(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Instant, Option<phase::Mark>)> {
+    /// Each datagram taken: its bytes, sender and arrival.
+    pub fn each(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Instant)> {
         self.items
             .iter()
-            .filter_map(|i| Some((self.bytes.get(i.at.clone())?, i.src, i.received, i.cpu)))
+            .filter_map(|i| Some((self.bytes.get(i.at.clone())?, i.src, i.received)))
     }
 }
 
@@ -235,7 +229,7 @@ mod tests {
         while got.len() < 3 && Instant::now() < deadline {
             t.take(&rx, 2);
             assert!(t.each().count() <= 2, "never more than asked for");
-            got.extend(t.each().map(|(b, src, _, _)| (b.to_vec(), src)));
+            got.extend(t.each().map(|(b, src, _)| (b.to_vec(), src)));
         }
         let from = tx.local_addr().expect("addr");
         let want: Vec<(Vec<u8>, SocketAddr)> = sent.iter().map(|d| (d.to_vec(), from)).collect();
