@@ -26,6 +26,15 @@ thread_local! {
     static LENDER: RefCell<Option<Arc<dyn Lender>>> = const { RefCell::new(None) };
     /// Set while a login runs on a worker thread of a multi-threaded tokio runtime.
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+    /// Runs once, before the next sleep that lends this thread's role: a RADIUS thread
+    /// deciding a group of datagrams hands the ones it has not decided to another thread.
+    static BEFORE_LENDING: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+}
+
+/// Sets what runs once before this thread next lends its role ([`section`]); `None` clears
+/// it.
+pub fn before_lending(f: Option<Box<dyn FnOnce()>>) {
+    BEFORE_LENDING.with(|x| *x.borrow_mut() = f);
 }
 
 /// Sets (or clears) the lender of the calling thread.
@@ -40,6 +49,9 @@ pub fn section<R>(f: impl FnOnce() -> R) -> R {
     }
     let lender = LENDER.with(|x| x.borrow().clone());
     if let Some(l) = &lender {
+        if let Some(hand_over) = BEFORE_LENDING.with(|x| x.borrow_mut().take()) {
+            hand_over();
+        }
         l.lend();
     }
     let _back = Sleeping(lender);
@@ -109,5 +121,27 @@ mod tests {
         set_lender(None);
         section(|| ());
         assert_eq!(c.0.load(Ordering::SeqCst), 1, "cleared");
+    }
+
+    #[test]
+    fn what_runs_before_lending_runs_once_before_the_lend() {
+        let c = Arc::new(Count(AtomicI32::new(0), AtomicI32::new(0)));
+        let seen = Arc::new(AtomicI32::new(-1));
+        set_lender(Some(c.clone()));
+        let (s, c2) = (seen.clone(), c.clone());
+        before_lending(Some(Box::new(move || {
+            s.store(c2.0.load(Ordering::SeqCst), Ordering::SeqCst);
+        })));
+        section(|| ());
+        assert_eq!(seen.load(Ordering::SeqCst), 0, "ran, before the lend");
+        seen.store(-1, Ordering::SeqCst);
+        section(|| ());
+        assert_eq!(seen.load(Ordering::SeqCst), -1, "once");
+        let s = seen.clone();
+        before_lending(Some(Box::new(move || s.store(7, Ordering::SeqCst))));
+        before_lending(None);
+        section(|| ());
+        assert_eq!(seen.load(Ordering::SeqCst), -1, "cleared");
+        set_lender(None);
     }
 }

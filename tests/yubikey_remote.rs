@@ -289,6 +289,69 @@ fn logins_waiting_for_a_hanging_server_do_not_hold_up_other_radius_logins() {
     assert!(d.stop().success(), "clean exit on SIGTERM");
 }
 
+/// The same with the logins in one burst: alice's login, which waits 5 s for a server that
+/// never answers, and right behind it in the socket's queue the logins of bob and 14 others,
+/// so that the receiving thread takes them together (src/front/radius/waiting.rs). Before it
+/// sleeps, alice's thread hands the ones it has not decided to another thread: they are
+/// answered at once, not after her timeout. Three bursts, alice's at the head of each.
+#[test]
+fn a_login_waiting_for_a_hanging_server_does_not_hold_up_the_logins_taken_with_it() {
+    use harden::bursts::burst;
+    use harden::*;
+    let server = Ykval::start("hang");
+    let (env, port) = radius_env(
+        &yubico_settings(&[server.url()], "5s"),
+        "",
+        "receive_threads = 1",
+    );
+    enrol_alice(&env);
+    let others: Vec<String> = (0..15).map(|i| format!("u{i:02}")).collect();
+    for u in &others {
+        env.enrol(u, "5678", "hotp", "everywhere");
+    }
+    let _d = env.start();
+    let mut id = 0u8;
+    for round in 0..3u8 {
+        let nas = Nas::bound("127.0.0.1:0", port);
+        let mut reqs = Vec::new();
+        id = id.wrapping_add(1);
+        reqs.push(access_request(
+            id,
+            b"alice",
+            format!("1234{}", otp(PUBLIC_ID, round)).as_bytes(),
+            &[],
+        ));
+        for u in &others {
+            id = id.wrapping_add(1);
+            let pw = format!("5678{}", common::hotp_code(u64::from(round)));
+            reqs.push(access_request(id, u.as_bytes(), pw.as_bytes(), &[]));
+        }
+        // Alice's answer comes after 5 s; the others' must not wait for it.
+        let others_only = &reqs[1..];
+        for r in &reqs[..1] {
+            nas.send(&r.bytes);
+        }
+        let started = Instant::now();
+        let codes = burst(&nas, others_only);
+        let took = started.elapsed();
+        assert!(
+            codes.iter().all(|c| *c == Some(ACCESS_ACCEPT)),
+            "round {round}: {codes:?}"
+        );
+        assert!(
+            took < Duration::from_millis(2000),
+            "round {round}: the others waited {took:?} behind alice's hanging login"
+        );
+        let a = nas
+            .answer_to(&reqs[0], Duration::from_secs(8))
+            .unwrap_or_else(|| panic!("round {round}: alice got no answer"));
+        assert_eq!(
+            a[0], ACCESS_REJECT,
+            "round {round}: the server never answered"
+        );
+    }
+}
+
 /// The socket decides a login on the tokio worker thread that read it. Eight logins of
 /// alice (more than the daemon has worker threads on any machine we run) each wait 5 s for a
 /// server that never answers; each moves its worker's other connections to another thread

@@ -13,11 +13,13 @@
 //! | `server` | sockets, worker threads, bounded in-flight work |
 //! | `per_source` | each source address's share of the validations in flight |
 //! | `stats` | counters of what happened to datagrams, rate-limited log lines |
+//! | `group` | datagrams taken together: one barrier, handed over undecided when one must sleep |
 //! | `waiting` | the socket's receive buffer; datagrams already waiting, taken without sleeping |
 
 pub mod attributes;
 pub mod clients;
 pub mod duplicates;
+mod group;
 pub mod message_authenticator;
 mod per_source;
 mod receivers;

@@ -10,6 +10,7 @@
 //! that waits for its commit holds no other request up: the other workers keep receiving.
 
 use super::duplicates::{DuplicateCache, InProgress, Key, Seen};
+use super::group::Handed;
 use super::per_source::{PerSource, SourceSlot};
 use super::receivers::Receivers;
 use super::stats::{inc, DropLogs, LogPerInterval, Stats};
@@ -53,8 +54,8 @@ const WORKER_STACK: usize = 512 * 1024;
 /// 10 to 40 µs each at high load) before its own.
 const TOGETHER: usize = 16;
 
-struct Shared {
-    handle: Arc<EngineHandle>,
+pub(super) struct Shared {
+    pub(super) handle: Arc<EngineHandle>,
     /// The client table of the configuration generation it was built from: rebuilt when a
     /// reload brought new clients or secrets.
     clients: std::sync::RwLock<(u64, Arc<Clients>)>,
@@ -66,6 +67,8 @@ struct Shared {
     /// One set per listen address, in `listen` order.
     receivers: Vec<Arc<Receivers>>,
     stopping: AtomicBool,
+    /// Datagrams taken together whose thread went to sleep before deciding them (group.rs).
+    pub(super) handed: Handed,
     stats: Stats,
     log: DropLogs,
 }
@@ -130,6 +133,7 @@ pub async fn start(
         }),
         receivers,
         stopping: AtomicBool::new(false),
+        handed: Handed::default(),
         stats: Stats::default(),
         log: DropLogs {
             unknown_source: LogPerInterval::new(),
@@ -224,7 +228,7 @@ fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, n: usize) {
 }
 
 /// One datagram received: its bytes, sender, arrival and the CPU sample begun for it.
-type Datagram<'a> = (&'a [u8], SocketAddr, Instant, Option<phase::Mark>);
+pub(super) type Datagram<'a> = (&'a [u8], SocketAddr, Instant, Option<phase::Mark>);
 
 /// Receives and handles datagrams until this thread is one receiver too many or the server
 /// stops.
@@ -238,6 +242,9 @@ fn receive(
     while !shared.stopping.load(Ordering::Relaxed) {
         if receivers.retire_if_over() {
             return;
+        }
+        if shared.decide_handed(sock) {
+            continue;
         }
         // One datagram in `phase::SAMPLE_EVERY` is timed from before `recvfrom`: the thread's
         // CPU clock does not count the sleep in it, only the system call and the wake-up.
@@ -311,32 +318,7 @@ impl Shared {
         }
     }
 
-    /// Handles what one receive brought: the datagram it waited for and those it found
-    /// waiting after it. Several are decided after one pass of the account cache's barrier:
-    /// they had all arrived before it.
-    fn on_received(self: &Arc<Self>, sock: &Arc<UdpSocket>, first: Datagram<'_>, taken: &Taken) {
-        let (data, src, received, cpu) = first;
-        if taken.is_empty() {
-            return self.on_datagram(sock, data, src, received, cpu);
-        }
-        self.handle.current().for_received(&mut || {
-            self.on_datagram(sock, data, src, received, cpu);
-            for (data, src, received) in taken.each() {
-                // Sampled from here: its system call, and the group's barrier, are in the
-                // sample of the first datagram, and what the thread did for the datagrams
-                // before it is theirs.
-                self.on_datagram(
-                    sock,
-                    data,
-                    src,
-                    received,
-                    phase::maybe_start(Phase::Receive),
-                );
-            }
-        });
-    }
-
-    fn on_datagram(
+    pub(super) fn on_datagram(
         self: &Arc<Self>,
         sock: &Arc<UdpSocket>,
         data: &[u8],

@@ -54,11 +54,14 @@ impl Taken {
         self.items.is_empty()
     }
 
-    /// Each datagram taken: its bytes, sender and arrival.
-    pub fn each(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Instant)> {
-        self.items
-            .iter()
-            .filter_map(|i| Some((self.bytes.get(i.at.clone())?, i.src, i.received)))
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The `i`th datagram taken: its bytes, sender and arrival.
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr, Instant)> {
+        let it = self.items.get(i)?;
+        Some((self.bytes.get(it.at.clone())?, it.src, it.received))
     }
 }
 
@@ -228,8 +231,12 @@ mod tests {
         let mut got: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
         while got.len() < 3 && Instant::now() < deadline {
             t.take(&rx, 2);
-            assert!(t.each().count() <= 2, "never more than asked for");
-            got.extend(t.each().map(|(b, src, _)| (b.to_vec(), src)));
+            assert!(t.len() <= 2, "never more than asked for");
+            got.extend(
+                (0..t.len())
+                    .filter_map(|i| t.get(i))
+                    .map(|(b, src, _)| (b.to_vec(), src)),
+            );
         }
         let from = tx.local_addr().expect("addr");
         let want: Vec<(Vec<u8>, SocketAddr)> = sent.iter().map(|d| (d.to_vec(), from)).collect();
