@@ -226,6 +226,19 @@ fn enrolment_needs_a_configured_server() {
     );
 }
 
+/// A daemon with one receiving RADIUS thread (`receive_threads = 1`) and alice's YubiKey
+/// checked by a validation server that never answers (5 s timeout).
+fn alice_behind_a_hanging_server() -> (Ykval, Env, u16) {
+    let server = Ykval::start("hang");
+    let (env, port) = harden::radius_env(
+        &yubico_settings(&[server.url()], "5s"),
+        "",
+        "receive_threads = 1",
+    );
+    enrol_alice(&env);
+    (server, env, port)
+}
+
 /// One thread receives RADIUS (`receive_threads = 1`), and three logins of alice each wait
 /// 5 s for a server that never answers. Each lends its receiving to a parked thread
 /// (src/blocking.rs), so bob's HOTP login, sent after them, is answered at once; without
@@ -233,13 +246,7 @@ fn enrolment_needs_a_configured_server() {
 #[test]
 fn logins_waiting_for_a_hanging_server_do_not_hold_up_other_radius_logins() {
     use harden::*;
-    let server = Ykval::start("hang");
-    let (env, port) = radius_env(
-        &yubico_settings(&[server.url()], "5s"),
-        "",
-        "receive_threads = 1",
-    );
-    enrol_alice(&env);
+    let (_server, env, port) = alice_behind_a_hanging_server();
     env.enrol("bob", "5678", "hotp", "everywhere");
     let d = env.start();
     let started = Instant::now();
@@ -290,7 +297,7 @@ fn logins_waiting_for_a_hanging_server_do_not_hold_up_other_radius_logins() {
 }
 
 /// The same with the logins in one burst: alice's login, which waits 5 s for a server that
-/// never answers, and right behind it in the socket's queue the logins of bob and 14 others,
+/// never answers, and right behind it in the socket's queue the logins of 15 others,
 /// so that the receiving thread takes them together (src/front/radius/waiting.rs). Before it
 /// sleeps, alice's thread hands the ones it has not decided to another thread: they are
 /// answered at once, not after her timeout. Three bursts, alice's at the head of each.
@@ -298,13 +305,7 @@ fn logins_waiting_for_a_hanging_server_do_not_hold_up_other_radius_logins() {
 fn a_login_waiting_for_a_hanging_server_does_not_hold_up_the_logins_taken_with_it() {
     use harden::bursts::burst;
     use harden::*;
-    let server = Ykval::start("hang");
-    let (env, port) = radius_env(
-        &yubico_settings(&[server.url()], "5s"),
-        "",
-        "receive_threads = 1",
-    );
-    enrol_alice(&env);
+    let (_server, env, port) = alice_behind_a_hanging_server();
     let others: Vec<String> = (0..15).map(|i| format!("u{i:02}")).collect();
     for u in &others {
         env.enrol(u, "5678", "hotp", "everywhere");

@@ -70,31 +70,20 @@ pub fn disabled_token_in_bursts(port: u16, admin: &Env) -> usize {
     // A burst of everyone, ann's code at `at`: the verdicts, ann's first.
     let mut send =
         |ann_code: &str, load_counter: u64, at: usize| -> (Option<u8>, Vec<Option<u8>>) {
-            let mut reqs = Vec::new();
-            for (i, u) in others.iter().enumerate() {
-                if i == at {
-                    reqs.push(access_request(
-                        next_id(),
-                        b"ann",
-                        format!("1234{ann_code}").as_bytes(),
-                        &[],
-                    ));
-                }
-                let pw = format!("1234{}", hotp_code(load_counter));
-                reqs.push(access_request(next_id(), u.as_bytes(), pw.as_bytes(), &[]));
-            }
-            if at >= others.len() {
-                reqs.push(access_request(
-                    next_id(),
-                    b"ann",
-                    format!("1234{ann_code}").as_bytes(),
-                    &[],
-                ));
-            }
+            let pw = format!("1234{}", hotp_code(load_counter));
+            let mut reqs: Vec<Request> = others
+                .iter()
+                .map(|u| access_request(next_id(), u.as_bytes(), pw.as_bytes(), &[]))
+                .collect();
+            let at = at.min(reqs.len());
+            let ann_pw = format!("1234{ann_code}");
+            reqs.insert(
+                at,
+                access_request(next_id(), b"ann", ann_pw.as_bytes(), &[]),
+            );
             let mut codes = burst(&nas, &reqs);
             bursts += 1;
-            let ann_at = at.min(others.len());
-            let ann_verdict = codes.remove(ann_at);
+            let ann_verdict = codes.remove(at);
             (ann_verdict, codes)
         };
     // Twice before the attack, so that `login` holds every account (a first read may be

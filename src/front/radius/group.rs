@@ -54,18 +54,12 @@ impl Shared {
         first: Datagram<'_>,
         taken: &mut Taken,
     ) {
-        let (data, src, received, cpu) = first;
         if taken.is_empty() {
+            let (data, src, received, cpu) = first;
             return self.on_datagram(sock, data, src, received, cpu);
         }
         let group: Group = Rc::new(RefCell::new(Some((std::mem::take(taken), 0))));
-        self.handle.current().for_received(&mut || {
-            // After the barrier: a barrier that sleeps must not hand the group on.
-            self.hand_over_before_lending(&group);
-            self.on_datagram(sock, data, src, received, cpu);
-            self.decide_rest(sock, &group);
-        });
-        crate::blocking::before_lending(None);
+        self.decide_together(sock, Some(first), &group);
         let back = group.borrow_mut().take();
         if let Some((t, _)) = back {
             *taken = t;
@@ -77,13 +71,27 @@ impl Shared {
         let Some(handed) = self.handed.take() else {
             return false;
         };
-        let group: Group = Rc::new(RefCell::new(Some(handed)));
+        self.decide_together(sock, None, &Rc::new(RefCell::new(Some(handed))));
+        true
+    }
+
+    /// `first`, then the group's undecided datagrams, after one barrier; what is left when
+    /// a login of them must sleep goes to `handed`.
+    fn decide_together(
+        self: &Arc<Self>,
+        sock: &Arc<UdpSocket>,
+        first: Option<Datagram<'_>>,
+        group: &Group,
+    ) {
         self.handle.current().for_received(&mut || {
-            self.hand_over_before_lending(&group);
-            self.decide_rest(sock, &group);
+            // After the barrier: a barrier that sleeps must not hand the group on.
+            self.hand_over_before_lending(group);
+            if let Some((data, src, received, cpu)) = first {
+                self.on_datagram(sock, data, src, received, cpu);
+            }
+            self.decide_rest(sock, group);
         });
         crate::blocking::before_lending(None);
-        true
     }
 
     /// If this thread lends its role while the group is being decided, what is left of it

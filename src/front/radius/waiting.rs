@@ -67,7 +67,7 @@ impl Taken {
 
 /// One datagram into `buf` if one is waiting now. `None` when none is, and on an error: the
 /// thread's next blocking receive meets the error again and reports it.
-pub fn try_recv_from(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+fn try_recv_from(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
     // SAFETY: an all-zero sockaddr_storage is a valid value (plain integers and arrays).
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;

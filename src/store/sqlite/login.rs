@@ -2,6 +2,7 @@
 //! group committer (`commit/`).
 
 use super::commit::{self, Answer, Op};
+use super::feed::Feed;
 use super::{
     account_from_row, token_from_row_at, SqliteStore, ACCOUNT_COLS, ACCOUNT_NCOLS,
     ACCOUNT_WITH_TOKENS_SQL,
@@ -28,7 +29,7 @@ impl LoginStore for SqliteStore {
         match &self.feed {
             Some(f) => f.cache.get_or_read(
                 name,
-                || f.barrier(|| self.committer.as_ref().and_then(|c| c.idle_conn())),
+                || self.feed_barrier(f),
                 || self.read_account_with_tokens(name),
             ),
             None => self.read_account_with_tokens(name),
@@ -37,10 +38,7 @@ impl LoginStore for SqliteStore {
 
     fn for_received(&self, run: &mut dyn FnMut()) {
         match &self.feed {
-            Some(f) => f.cache.for_received(
-                || f.barrier(|| self.committer.as_ref().and_then(|c| c.idle_conn())),
-                run,
-            ),
+            Some(f) => f.cache.for_received(|| self.feed_barrier(f), run),
             None => run(),
         }
     }
@@ -288,6 +286,11 @@ impl LoginStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The account cache's barrier, read on the writer's connection when that is idle.
+    fn feed_barrier(&self, f: &Feed) -> bool {
+        f.barrier(|| self.committer.as_ref().and_then(|c| c.idle_conn()))
+    }
+
     /// One statement, so one read transaction: its file locks and the page reads after the
     /// last commit are paid once per login instead of twice (docs/performance.md). The name
     /// is compared with `(SELECT ?1)`: with `a.name = ?1` in a join SQLite re-prepares the
