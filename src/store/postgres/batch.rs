@@ -42,27 +42,32 @@ pub(super) const SQL_ADVANCE: &str = "UPDATE tokens t SET last_counter = v.count
 /// in notifications of at most 300 accounts (a payload holds under 8000 bytes); the tokens'
 /// trigger stays quiet about counters in the writer's session.
 ///
-/// Sent in a small transaction of its own right after the batch's, in the same flight, and
-/// the batch's logins are answered after both. Not inside the batch: PostgreSQL serializes
-/// every transaction that notifies with one lock held until its commit is done, the wait for
-/// the synchronous standby included, so two nodes' batches could never commit at the same
-/// time. This one commits without waiting for the disk or the standby (nothing in it needs
-/// to survive a crash: the listeners' sessions do not) and holds that lock only briefly.
+/// Sent right after the batch's transaction, in the same flight, as a statement of its own
+/// outside any `BEGIN`: its own transaction, which `set_config(..., true)` lets commit without
+/// waiting for the disk or the standby (nothing in it needs to survive a crash: the
+/// listeners' sessions do not). The batch's logins are answered after both. Not inside the
+/// batch: PostgreSQL serializes every transaction that notifies with one lock held until its
+/// commit is done, the wait for the synchronous standby included, so two nodes' batches
+/// could never commit at the same time. One statement, not `BEGIN`, `SET LOCAL`, the
+/// notifications and `COMMIT`: each statement costs the server a round of its protocol
+/// (a batch at window 8 was eleven statements, most of them this small).
 /// A stale counter in another node's cache meanwhile cannot accept anything: the advance
 /// itself only counts when `last_counter < new` in the database.
 ///
 /// This form finds the accounts of the advanced tokens in the database, for tokens this node
-/// does not hold in its cache; the accounts it knows are announced with [`SQL_NOTIFY`] and a
-/// payload made here (the lookup was the third most expensive statement of a batch: 72 µs
+/// does not hold in its cache; the accounts it knows are announced with [`SQL_NOTIFY`] and
+/// payloads made here (the lookup was the third most expensive statement of a batch: 72 µs
 /// at the mean, `bench/run.sh --store postgres --pg-stats`, 2026-12-06).
-pub(super) const SQL_ANNOUNCE: &str = "SELECT pg_notify('otpd_cache',
-         'c ' || $2::text || ' ' || string_agg(a::text, ','))
+pub(super) const SQL_ANNOUNCE: &str = "SELECT set_config('synchronous_commit', 'off', true),
+         pg_notify('otpd_cache', 'c ' || $2::text || ' ' || string_agg(a::text, ','))
      FROM (SELECT a, (row_number() OVER ()) / 300 AS chunk
            FROM (SELECT DISTINCT account_id AS a FROM tokens
                  WHERE id = ANY($1::bigint[])) d) e
      GROUP BY chunk";
-/// One announcement whose payload is made by the writer (`c ORIGIN ID,ID,...`).
-pub(super) const SQL_NOTIFY: &str = "SELECT pg_notify('otpd_cache', $1::text)";
+/// The announcements whose payloads the writer made (`c ORIGIN ID,ID,...` each), in one
+/// transaction of their own as [`SQL_ANNOUNCE`].
+pub(super) const SQL_NOTIFY: &str = "SELECT set_config('synchronous_commit', 'off', true),
+         pg_notify('otpd_cache', x) FROM unnest($1::text[]) AS x";
 /// Accounts per announcement: a payload holds under 8000 bytes (SQL_ANNOUNCE's 300 too).
 const ANNOUNCE_CHUNK: usize = 300;
 pub(super) const SQL_TOKEN_USED: &str = "UPDATE tokens SET last_used_at = $2::bigint,
@@ -124,8 +129,6 @@ pub(super) struct Statements<S = Statement> {
     advance: S,
     announce: S,
     notify: S,
-    /// `SET LOCAL synchronous_commit = off`, for the announcement's own transaction.
-    quick_commit: S,
     token_used: S,
     failure: S,
     unlock: S,
@@ -150,7 +153,6 @@ impl Statements<Statement> {
             advance: c.prepare(SQL_ADVANCE).await?,
             announce: c.prepare(SQL_ANNOUNCE).await?,
             notify: c.prepare(SQL_NOTIFY).await?,
-            quick_commit: c.prepare("SET LOCAL synchronous_commit = off").await?,
             token_used: c.prepare(SQL_TOKEN_USED).await?,
             failure: c.prepare(SQL_FAILURE).await?,
             unlock: c.prepare(SQL_UNLOCK).await?,
@@ -179,7 +181,6 @@ pub(super) fn named() -> Statements<&'static str> {
         advance: "advance",
         announce: "announce",
         notify: "notify",
-        quick_commit: "quick_commit",
         token_used: "token_used",
         failure: "failure",
         unlock: "unlock",
@@ -341,8 +342,6 @@ pub(super) fn plan<'s, S>(
     }
     out.push(simple(&st.commit, vec![]));
     if !advanced.is_empty() {
-        out.push(simple(&st.begin, vec![]));
-        out.push(simple(&st.quick_commit, vec![]));
         let (mut known, mut unknown) = (Vec::new(), Vec::new());
         for token in advanced {
             match account_of(token) {
@@ -352,10 +351,15 @@ pub(super) fn plan<'s, S>(
         }
         known.sort_unstable();
         known.dedup();
-        for chunk in known.chunks(ANNOUNCE_CHUNK) {
-            let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
-            let payload = format!("c {origin} {}", ids.join(","));
-            out.push(simple(&st.notify, vec![p(payload)]));
+        if !known.is_empty() {
+            let payloads: Vec<String> = known
+                .chunks(ANNOUNCE_CHUNK)
+                .map(|chunk| {
+                    let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+                    format!("c {origin} {}", ids.join(","))
+                })
+                .collect();
+            out.push(simple(&st.notify, vec![p(payloads)]));
         }
         if !unknown.is_empty() {
             out.push(simple(
@@ -363,7 +367,6 @@ pub(super) fn plan<'s, S>(
                 vec![p(unknown), p(origin.to_string())],
             ));
         }
-        out.push(simple(&st.commit, vec![]));
     }
     out
 }

@@ -111,7 +111,13 @@ async fn connect(settings: &PgSettings) -> StoreResult<Session> {
     .map_err(|_| StoreError::Commit("connecting to PostgreSQL timed out".into()))??;
     // Counter advances of this session are announced by the batch itself (batch.rs), with
     // the origin that lets this node skip its own; the trigger stays quiet about them.
-    client.batch_execute("SET otpd.writer = 'on'").await?;
+    // Generic plans: the batch's statements take arrays, whose length only a custom plan
+    // sees, so PostgreSQL kept planning them anew for every batch (a fifth of this
+    // session's CPU at window 8, docs/performance.md); the generic plans are the same index
+    // scans.
+    client
+        .batch_execute("SET otpd.writer = 'on'; SET plan_cache_mode = force_generic_plan")
+        .await?;
     let statements = Statements::prepare(&client).await?;
     Ok(Session {
         client,
