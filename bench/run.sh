@@ -6,11 +6,15 @@
 #   bench/run.sh                      10,000 accounts, windows 1 8 32 128, 5 s each, 3 rounds
 #   bench/run.sh --accounts 20000 --duration 10 --rounds 5 --windows 8,32
 #   bench/run.sh --no-freeradius      otpd only
+#   bench/run.sh --fronts radius      RADIUS only (default radius,socket,http: the same daemon
+#                                     also over its Unix socket and HTTP, rounds of their own)
 #   bench/run.sh --big 0              skip the peak-RSS run with 100,000 accounts
 #   bench/run.sh --store postgres     otpd on SQLite, on PostgreSQL with one node and with two
 #                                     nodes, side by side (no FreeRADIUS, no big run)
 #   bench/run.sh --store postgres --pg-standby none    PostgreSQL without its standby
 #   bench/run.sh --store postgres --pg-stats   also what each statement cost PostgreSQL
+#   bench/run.sh --store postgres --pg-set commit_delay=100   a setting of the primary
+#                                     (repeatable; passed to postgres as -c NAME=VALUE)
 #
 # Rounds alternate otpd and FreeRADIUS (or the stores) so all see the same machine; the
 # summary quotes medians. With --store postgres, a PostgreSQL primary and a synchronous standby
@@ -33,6 +37,8 @@ keep=0
 store=sqlite
 pg_standby=sync
 pg_stats=0
+pg_set=()
+fronts=radius,socket,http
 while [ $# -gt 0 ]; do
   case "$1" in
     --accounts) accounts=$2; shift 2 ;;
@@ -42,11 +48,18 @@ while [ $# -gt 0 ]; do
     --windows) windows=$2; shift 2 ;;
     --big) big=$2; shift 2 ;;
     --no-freeradius) freeradius=0; shift ;;
+    --fronts) fronts=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --store) store=$2; shift 2 ;;
     --pg-standby) pg_standby=$2; shift 2 ;;
     --pg-stats) pg_stats=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --pg-set)
+      case "$2" in
+        [a-z]*=*) pg_set+=("-c $2") ;;
+        *) echo "bench/run.sh: --pg-set takes NAME=VALUE, not $2" >&2; exit 2 ;;
+      esac
+      shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +69,16 @@ case "$store" in
   postgres) freeradius=0; big=0 ;;
   *) echo "bench/run.sh: --store is sqlite or postgres, not $store" >&2; exit 2 ;;
 esac
+socket_rounds=0 http_rounds=0
+IFS=, read -ra front_list <<< "$fronts"
+for fe in "${front_list[@]}"; do
+  case "$fe" in
+    radius) ;;
+    socket) socket_rounds=1 ;;
+    http) http_rounds=1 ;;
+    *) echo "bench/run.sh: --fronts lists radius, socket and http, not $fe" >&2; exit 2 ;;
+  esac
+done
 case "$pg_standby" in
   sync|none) ;;
   *) echo "bench/run.sh: --pg-standby is sync or none, not $pg_standby" >&2; exit 2 ;;
@@ -119,6 +142,8 @@ start_otpd() {
   mkdir -p "$dir"
   otpd_port=$(free_udp_port)
   otpd_metrics=127.0.0.1:$(free_tcp_port)
+  otpd_http=127.0.0.1:$(free_tcp_port)
+  otpd_socket=$dir/otpd.sock
   cat > "$dir/otpd.toml" <<EOF
 data_dir = "$dir/data"
 [log]
@@ -126,7 +151,19 @@ data_dir = "$dir/data"
 # would measure the file. The front-ends' own lines ("otpd ready") stay.
 level = "warn,otpd::front=info,otpd::daemon=info"
 [socket]
-path = ""
+# The PAM module's way in, for the socket's rounds (the generator runs as this user).
+path = "$otpd_socket"
+allow_uids = [$(id -u)]
+max_connections = 1024
+[http]
+# privacyIDEA's /validate/check, for the HTTP rounds; all load from one address, as above.
+listen_plain = ["$otpd_http"]
+max_in_flight = 1024
+max_in_flight_per_source = 1024
+[[http.clients]]
+name = "bench"
+address = "127.0.0.1"
+service = "vpn"
 [metrics]
 # Commits, batch sizes and sampled CPU per phase: the summary's "where otpd's time goes".
 listen = "$otpd_metrics"
@@ -316,7 +353,7 @@ start_postgres() {
   [ "$pg_stats" = 1 ] && stats="-c shared_preload_libraries=pg_stat_statements"
   # otpd's nodes take connections + 1 sessions each.
   as_postgres "$pg_bin/pg_ctl" -D "$dir/primary" -l "$dir/primary.log" -w \
-    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 $stats" \
+    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 $stats ${pg_set[*]}" \
     start > /dev/null
   pg_sql "CREATE DATABASE otpd"
   [ "$pg_stats" = 1 ] && pg_sql_db otpd "CREATE EXTENSION pg_stat_statements"
@@ -345,7 +382,7 @@ start_postgres() {
     fi
   fi
   echo "== PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on this machine:" \
-    "primary on port $pg_port, standby: $pg_standby"
+    "primary on port $pg_port, standby: $pg_standby${pg_set[*]:+, primary with ${pg_set[*]}}"
 }
 
 # prepare_pg N: the accounts of both nodes (prefixes a and b, N each) made in SQLite and moved
@@ -476,6 +513,19 @@ for r in $(seq "$rounds"); do
   [ "$r" = "$rounds" ] && replay=()
   "$gen" run "${common[@]}" "${replay[@]}" --radius "127.0.0.1:$otpd_port" --pid "$otpd_pid" \
     --metrics "$otpd_metrics" --label otpd --state "$work/otpd/counters" > "$work/otpd-$r.json" || true
+  # The same daemon, store and accounts over its other front-ends, each account's counter
+  # going on from the state file.
+  if [ "$store" = sqlite ] && [ $socket_rounds = 1 ]; then
+    echo "== round $r of $rounds: otpd over its Unix socket"
+    "$gen" run "${common[@]}" "${replay[@]}" --socket "$otpd_socket" --pid "$otpd_pid" \
+      --label socket --state "$work/otpd/counters" > "$work/socket-$r.json" || true
+  fi
+  if [ "$store" = sqlite ] && [ $http_rounds = 1 ]; then
+    echo "== round $r of $rounds: otpd over HTTP"
+    # One thread per 32 connections at most: the generator shares the machine's cores.
+    "$gen" run "${common[@]}" "${replay[@]}" --sockets 4 --http "$otpd_http" --pid "$otpd_pid" \
+      --label http --state "$work/otpd/counters" > "$work/http-$r.json" || true
+  fi
   if [ "$store" = postgres ]; then
     echo "== round $r of $rounds: otpd on PostgreSQL, one node"
     stats_now=0
@@ -621,4 +671,5 @@ EOF
 exit 0
 fi
 bench/summary.py --work "$work" --rounds "$rounds" --freeradius "$freeradius" \
+  --socket "$socket_rounds" --http "$http_rounds" \
   --otpd-rss "$otpd_rss" --fr-rss "$fr_rss" --big "$big" --big-otpd "$big_otpd" --big-fr "$big_fr"

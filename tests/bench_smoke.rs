@@ -112,7 +112,7 @@ fn load_generator_drives_radius_and_the_socket() {
         "{v}"
     );
     assert!(v["runs"][0]["daemon_cpu_s"].is_number(), "{v}");
-    summary_prints_the_bound_and_the_time_split(&env, &v);
+    let radius = v;
     // The Unix socket, continuing each account's counter from the state file.
     let sock = env.socket_path();
     let mut args = common_args.to_vec();
@@ -121,13 +121,14 @@ fn load_generator_drives_radius_and_the_socket() {
         sock.to_str().expect("path"),
         "--no-replay-check",
     ]);
-    check(bench(&args), 400);
+    let socket = check(bench(&args), 400);
     // HTTP (/validate/check, kept alive), continuing the counters again.
     let http = format!("127.0.0.1:{http}");
     let mut args = common_args.to_vec();
     args.extend(["--http", &http]);
     let v = check(bench(&args), 400);
     assert_eq!(v["replay"]["double_accepted"], 0, "{v}");
+    summary_prints_the_bound_and_the_time_split(&env, &radius, &socket, &v);
     // A wrong shared secret: no answer passes the checks, and the run says so.
     let out = bench(&[
         "run",
@@ -159,8 +160,14 @@ fn load_generator_drives_radius_and_the_socket() {
 /// bench/summary.py (the printed summary of bench/run.sh) on this run: the durable bound at
 /// window 1 and, per window, where otpd's time went, all filled from the daemon's metrics.
 /// FreeRADIUS is not part of the test suite, so the RADIUS run itself stands in as the
-/// reference server whose mean round trip the bound adds to the flush.
-fn summary_prints_the_bound_and_the_time_split(env: &Env, run: &serde_json::Value) {
+/// reference server whose mean round trip the bound adds to the flush. The socket's and
+/// HTTP's runs fill the table of the other front-ends, each set against the RADIUS run.
+fn summary_prints_the_bound_and_the_time_split(
+    env: &Env,
+    run: &serde_json::Value,
+    socket: &serde_json::Value,
+    http: &serde_json::Value,
+) {
     common::require("python3", "python3");
     for r in run["runs"].as_array().expect("runs") {
         let m = &r["daemon_metrics"];
@@ -183,6 +190,10 @@ fn summary_prints_the_bound_and_the_time_split(env: &Env, run: &serde_json::Valu
     let text = serde_json::to_string(run).expect("json");
     std::fs::write(work.join("otpd-1.json"), &text).expect("write");
     std::fs::write(work.join("fr-1.json"), &text).expect("write");
+    for (name, v) in [("socket-1.json", socket), ("http-1.json", http)] {
+        let text = serde_json::to_string(v).expect("json");
+        std::fs::write(work.join(name), text).expect("write");
+    }
     // The flush probe's figure, measured here like bench/run.sh does (fewer times).
     let probe = work.join("probe");
     let f = std::fs::File::create(&probe).expect("probe");
@@ -214,6 +225,10 @@ fn summary_prints_the_bound_and_the_time_split(env: &Env, run: &serde_json::Valu
             "--work",
             work.to_str().expect("path"),
             "--rounds",
+            "1",
+            "--socket",
+            "1",
+            "--http",
             "1",
         ])
         .output()
@@ -252,6 +267,42 @@ fn summary_prints_the_bound_and_the_time_split(env: &Env, run: &serde_json::Valu
             assert!(c.parse::<f64>().is_ok(), "every cell filled: {row}");
         }
     }
+    // The other front-ends, one row per window: accepts/s, p50, p99, CPU and the ratio to
+    // RADIUS's accepts/s, for the socket and for HTTP.
+    let fronts = text
+        .lines()
+        .skip_while(|l| !l.starts_with("the same otpd over its Unix socket and over HTTP"))
+        .collect::<Vec<_>>();
+    assert!(
+        fronts.len() > 3,
+        "no table of the other front-ends:\n{text}"
+    );
+    let radius_rate = |i: usize| run["runs"][i]["accepts_per_s"].as_f64().expect("rate");
+    for (i, (row, window)) in fronts[2..4].iter().zip(["1", "8"]).enumerate() {
+        let cells: Vec<&str> = row.split_whitespace().filter(|c| *c != "|").collect();
+        assert_eq!(cells[0], window, "{text}");
+        assert_eq!(cells.len(), 11, "{row}");
+        for (at, v) in [(1, socket), (6, http)] {
+            let rate = v["runs"][i]["accepts_per_s"].as_f64().expect("rate");
+            assert_eq!(cells[at], format!("{rate:.0}"), "{row}");
+            assert_eq!(
+                cells[at + 4],
+                format!("{:.2}", rate / radius_rate(i)),
+                "{row}"
+            );
+        }
+    }
+    for needle in [
+        "otpd over the socket: 400 accepted, 0 rejected, 0 lost",
+        "otpd over HTTP: 400 accepted, 0 rejected, 0 lost",
+        "socket within 10 % of RADIUS at every window (least ",
+        "HTTP p99 <= 5 ms at window 8 (",
+        "window 8 p99 <= 1 ms (",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    assert!(text.contains("targets met: "), "{text}");
+    assert!(text.contains("targets not met: "), "{text}");
     assert!(text.contains("verdict: OK"), "{text}");
 }
 
