@@ -509,8 +509,8 @@ if [ "$store" = postgres ]; then
 fi
 for r in $(seq "$rounds"); do
   echo "== round $r of $rounds: otpd"
+  # The replay checks come after the last round (below), not inside it.
   replay=(--no-replay-check)
-  [ "$r" = "$rounds" ] && replay=()
   "$gen" run "${common[@]}" "${replay[@]}" --radius "127.0.0.1:$otpd_port" --pid "$otpd_pid" \
     --metrics "$otpd_metrics" --label otpd --state "$work/otpd/counters" > "$work/otpd-$r.json" || true
   # The same daemon, store and accounts over its other front-ends, each account's counter
@@ -557,6 +557,29 @@ for r in $(seq "$rounds"); do
       > "$work/fr-$r.json" || true
   fi
 done
+# Every account's last accepted code sent again once all measured rounds are over, through
+# each front-end and node: refused, it counts as a failure, and the account's next Accept
+# must clear that (a write of its own, and on PostgreSQL an announcement to every node's
+# cache), which inside the rounds fell on whatever configuration ran next on those accounts.
+echo "== every account's last accepted code again (each must be refused)"
+replay_check() {
+  local name=$1
+  shift
+  "$gen" run --accounts "$accounts" --seed "$seed" --secret "$secret" --windows 1 \
+    --requests 1 --json "$@" > "$work/$name-replay.json" || true
+}
+replay_check otpd --radius "127.0.0.1:$otpd_port" --state "$work/otpd/counters"
+if [ "$store" = sqlite ] && [ $socket_rounds = 1 ]; then
+  replay_check socket --socket "$otpd_socket" --state "$work/otpd/counters"
+fi
+if [ "$store" = sqlite ] && [ $http_rounds = 1 ]; then
+  replay_check http --sockets 4 --http "$otpd_http" --state "$work/otpd/counters"
+fi
+if [ "$store" = postgres ]; then
+  # Node a's accounts served the one-node rounds and half of the two-node rounds.
+  replay_check pg1 --prefix a --radius "127.0.0.1:$pga_port" --state "$work/pg-a/counters"
+  replay_check pg2b --prefix b --radius "127.0.0.1:$pgb_port" --state "$work/pg-b/counters"
+fi
 otpd_rss=$(peak_rss_kib "$otpd_pid")
 stop_pid "$otpd_pid"
 if [ "$store" = postgres ]; then
@@ -610,10 +633,22 @@ def load(name):
         ok &= s["ok"]
         if s.get("replay"):
             replays.append(s["replay"])
+    # The replay check after all rounds (node a's, pg1, stands for the one-node rounds and
+    # for node a of the two-node rounds).
+    try:
+        s = json.load(open(f"{work}/{name}-replay.json"))
+        ok &= s["ok"]
+        if s.get("replay"):
+            replays.append(s["replay"])
+    except FileNotFoundError:
+        pass
+    except Exception as e:
+        print(f"{name} replay check: no result ({e})")
+        ok = False
     return runs, ok, replays
 sq, sq_ok, sq_rep = load("otpd")
 p1, p1_ok, p1_rep = load("pg1")
-pa, pa_ok, pa_rep = load("pg2a")
+pa, pa_ok, _ = load("pg2a")
 pb, pb_ok, pb_rep = load("pg2b")
 # Two nodes: per round and window, the accepts of both generators add up; p50 is their mean
 # and p99 the larger of the two.
@@ -635,12 +670,17 @@ windows = sorted({w for runs in (sq, p1, p2) for r in runs for w in runs[r]})
 print(f"medians of {rounds} rounds; PIN + HOTP over RADIUS, accept/s and latency in ms; "
       f"PostgreSQL standby: {standby}")
 print(f"{'window':>6} | {'SQLite':>9} {'p50':>6} {'p99':>6} | {'PG 1 node':>9} {'p50':>6} "
-      f"{'p99':>6} | {'PG 2 nodes':>10} {'p50':>6} {'p99':>6}")
+      f"{'p99':>6} | {'PG 2 nodes':>10} {'p50':>6} {'p99':>6} | {'2 / 1':>5}")
+two_over_one = {}
 for w in windows:
     cells = []
     for runs, width in ((sq, 9), (p1, 9), (p2, 10)):
         cells.append(f"{f(med(runs, w, 'accepts_per_s'), f'{width}.0f')} "
                      f"{f(med(runs, w, 'p50_ms'), '6.2f')} {f(med(runs, w, 'p99_ms'), '6.2f')}")
+    one, two = med(p1, w, "accepts_per_s"), med(p2, w, "accepts_per_s")
+    if one and two:
+        two_over_one[w] = two / one
+    cells.append(f"{two / one:5.2f}" if one and two else f"{'-':>5}")
     print(f"{w:>6} | " + " | ".join(cells))
 def totals(name, *sets):
     runs = [run for s in sets for r in s for run in s[r].values()]
@@ -662,10 +702,22 @@ print_splits("otpd on SQLite", [x for r in sq for x in sq[r].values()], windows)
 print_splits("otpd on PostgreSQL, one node", [x for r in p1 for x in p1[r].values()], windows)
 print(totals("SQLite", sq) + replay(sq_rep))
 print(totals("PostgreSQL, one node", p1) + replay(p1_rep))
-print(totals("PostgreSQL, two nodes", pa, pb) + replay(pa_rep + pb_rep))
+print(totals("PostgreSQL, two nodes", pa, pb) + replay(p1_rep + pb_rep))
 mib = lambda k: f"{int(k) / 1024:.1f} MiB" if k else "-"
 print(f"peak RSS: otpd on SQLite {mib(sqlite_rss)}, PostgreSQL nodes {mib(rss_a)} and {mib(rss_b)}")
 ok = sq_ok and p1_ok and pa_ok and pb_ok
+# Issue 17's targets, from this run's medians.
+targets = []
+one128, one8_p99 = med(p1, 128, "accepts_per_s"), med(p1, 8, "p99_ms")
+if one128 is not None:
+    targets.append((f"one node >= 20,000 accepts/s at window 128 ({one128:,.0f})", one128 >= 20000))
+if one8_p99 is not None:
+    targets.append((f"one node p99 <= 5 ms at window 8 ({one8_p99:.2f} ms)", one8_p99 <= 5.0))
+for w, r in sorted(two_over_one.items()):
+    targets.append((f"two nodes >= one at window {w} ({r:.2f})", r >= 1.0))
+if targets:
+    print("targets met: " + ("; ".join(t for t, good in targets if good) or "none"))
+    print("targets not met: " + ("; ".join(t for t, good in targets if not good) or "none"))
 print("verdict:", "OK" if ok else "NOT OK (lost, rejected, bad or double-accepted answers above)")
 EOF
 exit 0

@@ -33,13 +33,16 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(accounts: Accounts, service: String, start: &[u64]) -> Shared {
+    /// `start`: per account, the next counter and the last accepted one (from `--state`).
+    pub fn new(accounts: Accounts, service: String, start: &[(u64, i64)]) -> Shared {
         let n = accounts.len();
         Shared {
             counters: (0..n)
-                .map(|i| AtomicU64::new(start.get(i).copied().unwrap_or(0)))
+                .map(|i| AtomicU64::new(start.get(i).map_or(0, |s| s.0)))
                 .collect(),
-            last_accepted: (0..n).map(|_| AtomicI64::new(-1)).collect(),
+            last_accepted: (0..n)
+                .map(|i| AtomicI64::new(start.get(i).map_or(-1, |s| s.1)))
+                .collect(),
             accounts,
             service,
         }

@@ -132,8 +132,9 @@ struct RunArgs {
     /// Skip the final replay of every account's last accepted code.
     #[arg(long)]
     no_replay_check: bool,
-    /// File with each account's next HOTP counter, read at start and written at the end, so
-    /// runs against the same store can follow each other.
+    /// File with each account's next HOTP counter and last accepted one, read at start and
+    /// written at the end, so runs against the same store can follow each other (and the
+    /// last one's replay check covers the codes of the runs before it).
     #[arg(long)]
     state: Option<PathBuf>,
     /// Print JSON instead of a table.
@@ -419,23 +420,35 @@ fn drive(
     Ok((total, took, workers, cpu, stats::self_cpu() - gen0, daemon))
 }
 
-fn read_state(p: &std::path::Path) -> Result<Vec<u64>, String> {
+/// One line per account: the next counter and the counter of the last accepted code (-1:
+/// none), so that a later run can also check the replay of codes an earlier run sent. A line
+/// of the next counter alone (the older form) has no last accepted code.
+fn read_state(p: &std::path::Path) -> Result<Vec<(u64, i64)>, String> {
     let s = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
     s.lines()
         .enumerate()
         .map(|(i, l)| {
-            l.trim()
+            let bad = |e: &dyn std::fmt::Display| format!("{} line {}: {e}", p.display(), i + 1);
+            let mut cells = l.split_whitespace();
+            let next = cells
+                .next()
+                .ok_or_else(|| bad(&"empty"))?
                 .parse::<u64>()
-                .map_err(|e| format!("{} line {}: {e}", p.display(), i + 1))
+                .map_err(|e| bad(&e))?;
+            let last = match cells.next() {
+                Some(c) => c.parse::<i64>().map_err(|e| bad(&e))?,
+                None => -1,
+            };
+            Ok((next, last))
         })
         .collect()
 }
 
 fn write_state(p: &std::path::Path, sh: &Shared) -> Result<(), String> {
-    let mut out = String::with_capacity(sh.counters.len() * 4);
-    for c in &sh.counters {
-        out.push_str(&c.load(std::sync::atomic::Ordering::Relaxed).to_string());
-        out.push('\n');
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::with_capacity(sh.counters.len() * 8);
+    for (c, last) in sh.counters.iter().zip(&sh.last_accepted) {
+        out.push_str(&format!("{} {}\n", c.load(Relaxed), last.load(Relaxed)));
     }
     std::fs::write(p, out).map_err(|e| format!("{}: {e}", p.display()))
 }
