@@ -714,7 +714,7 @@ if one128 is not None:
 if one8_p99 is not None:
     targets.append((f"one node p99 <= 5 ms at window 8 ({one8_p99:.2f} ms)", one8_p99 <= 5.0))
 for w, r in sorted(two_over_one.items()):
-    targets.append((f"two nodes >= one at window {w} ({r:.2f})", r >= 1.0))
+    targets.append((f"two nodes >= one at window {w} ({r:.3f})", r >= 1.0))
 if targets:
     print("targets met: " + ("; ".join(t for t, good in targets if good) or "none"))
     print("targets not met: " + ("; ".join(t for t, good in targets if not good) or "none"))
