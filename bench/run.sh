@@ -55,6 +55,7 @@ while [ $# -gt 0 ]; do
     --pg-stats) pg_stats=1; shift ;;
     --pg-set)
       case "$2" in
+        *[[:space:]]*) echo "bench/run.sh: --pg-set takes NAME=VALUE without spaces, not '$2'" >&2; exit 2 ;;
         [a-z]*=*) pg_set+=("-c $2") ;;
         *) echo "bench/run.sh: --pg-set takes NAME=VALUE, not $2" >&2; exit 2 ;;
       esac
@@ -489,8 +490,9 @@ if [ "$store" = postgres ]; then
   otpd_pid=$sqlite_pid otpd_port=$sqlite_port otpd_metrics=$sqlite_metrics
 fi
 
+# The replay checks come after all rounds (below), not inside them.
 common=(--accounts "$accounts" --seed "$seed" --secret "$secret" --windows "$windows"
-        --duration "$duration" --warmup "$warmup" --json)
+        --duration "$duration" --warmup "$warmup" --no-replay-check --json)
 # Every account once before the measured rounds, so that each daemon's account cache holds
 # what a server that has been running holds, in every configuration alike: the second
 # PostgreSQL node otherwise met half its accounts for the first time in round 1's window 8,
@@ -509,21 +511,19 @@ if [ "$store" = postgres ]; then
 fi
 for r in $(seq "$rounds"); do
   echo "== round $r of $rounds: otpd"
-  # The replay checks come after the last round (below), not inside it.
-  replay=(--no-replay-check)
-  "$gen" run "${common[@]}" "${replay[@]}" --radius "127.0.0.1:$otpd_port" --pid "$otpd_pid" \
+  "$gen" run "${common[@]}" --radius "127.0.0.1:$otpd_port" --pid "$otpd_pid" \
     --metrics "$otpd_metrics" --label otpd --state "$work/otpd/counters" > "$work/otpd-$r.json" || true
   # The same daemon, store and accounts over its other front-ends, each account's counter
   # going on from the state file.
   if [ "$store" = sqlite ] && [ $socket_rounds = 1 ]; then
     echo "== round $r of $rounds: otpd over its Unix socket"
-    "$gen" run "${common[@]}" "${replay[@]}" --socket "$otpd_socket" --pid "$otpd_pid" \
+    "$gen" run "${common[@]}" --socket "$otpd_socket" --pid "$otpd_pid" \
       --label socket --state "$work/otpd/counters" > "$work/socket-$r.json" || true
   fi
   if [ "$store" = sqlite ] && [ $http_rounds = 1 ]; then
     echo "== round $r of $rounds: otpd over HTTP"
     # One thread per 32 connections at most: the generator shares the machine's cores.
-    "$gen" run "${common[@]}" "${replay[@]}" --sockets 4 --http "$otpd_http" --pid "$otpd_pid" \
+    "$gen" run "${common[@]}" --sockets 4 --http "$otpd_http" --pid "$otpd_pid" \
       --label http --state "$work/otpd/counters" > "$work/http-$r.json" || true
   fi
   if [ "$store" = postgres ]; then
@@ -531,7 +531,7 @@ for r in $(seq "$rounds"); do
     stats_now=0
     [ "$pg_stats" = 1 ] && [ "$r" = "$rounds" ] && stats_now=1
     [ $stats_now = 1 ] && pg_sql_db otpd "SELECT pg_stat_statements_reset()" > /dev/null
-    "$gen" run "${common[@]}" "${replay[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
+    "$gen" run "${common[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
       --pid "$pga_pid" --metrics "$pga_metrics" --label pg1 --state "$work/pg-a/counters" \
       > "$work/pg1-$r.json" || true
     if [ $stats_now = 1 ]; then
@@ -540,10 +540,10 @@ for r in $(seq "$rounds"); do
     fi
     echo "== round $r of $rounds: otpd on PostgreSQL, two nodes at once"
     # Each node its own accounts and load generator; the windows run side by side.
-    "$gen" run "${common[@]}" "${replay[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
+    "$gen" run "${common[@]}" --prefix a --radius "127.0.0.1:$pga_port" \
       --pid "$pga_pid" --label pg2a --state "$work/pg-a/counters" > "$work/pg2a-$r.json" &
     gen_a=$!
-    "$gen" run "${common[@]}" "${replay[@]}" --prefix b --radius "127.0.0.1:$pgb_port" \
+    "$gen" run "${common[@]}" --prefix b --radius "127.0.0.1:$pgb_port" \
       --pid "$pgb_pid" --label pg2b --state "$work/pg-b/counters" > "$work/pg2b-$r.json" &
     gen_b=$!
     wait "$gen_a" || true
