@@ -66,8 +66,11 @@ fn login(
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        let Ok(n) = sock.recv(&mut buf) else {
-            return None;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            // A receive with a timeout is never restarted after a signal (signal(7)).
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
         };
         if n >= 20 && buf[1] == id {
             return radius::verify_reply(&buf[..n], &auth, SECRET.as_bytes(), true).ok();

@@ -503,3 +503,69 @@ fn thousands_of_idle_slow_and_oversize_socket_clients_do_not_starve_a_real_login
     );
     assert!(d.stop().success());
 }
+
+/// A NAS that keeps exactly its share of validations in flight (`max_in_flight_per_source`)
+/// and sends its next request the moment an answer arrives, as a RADIUS proxy with a fixed
+/// window does: none of its requests may be dropped for load. A slot given back only after
+/// the answer had left let the next request find the share still full.
+#[test]
+fn a_nas_that_keeps_exactly_its_share_in_flight_loses_nothing() {
+    const SHARE: usize = 4;
+    const LOGINS: u64 = 1000;
+    let _one = exclusive();
+    let (env, port) = radius_env("", "", &format!("max_in_flight_per_source = {SHARE}\n"));
+    let users: Vec<String> = (0..SHARE).map(|i| format!("share{i}")).collect();
+    for u in &users {
+        env.enrol(u, "1234", "hotp", "everywhere");
+    }
+    let d = env.start();
+    let nas = Nas::new(port);
+    // One login in flight per account (its codes go in order), SHARE accounts at once.
+    let mut next = vec![0u64; SHARE];
+    let mut in_flight: Vec<Option<Request>> = (0..SHARE).map(|_| None).collect();
+    let mut id = 0u8;
+    let mut send = |slot: usize, next: &mut Vec<u64>, in_flight: &mut Vec<Option<Request>>| {
+        id = id.wrapping_add(1);
+        let pw = format!("1234{}", hotp_code(next[slot]));
+        let req = access_request(id, users[slot].as_bytes(), pw.as_bytes(), &[]);
+        nas.send(&req.bytes);
+        next[slot] += 1;
+        in_flight[slot] = Some(req);
+    };
+    for slot in 0..SHARE {
+        send(slot, &mut next, &mut in_flight);
+    }
+    let (mut accepted, mut lost) = (0u64, 0u64);
+    while in_flight.iter().any(Option::is_some) {
+        let Some(a) = nas.recv(Duration::from_secs(3)) else {
+            // Whatever is still in flight after 3 s of silence was dropped.
+            lost += in_flight.iter().filter(|r| r.is_some()).count() as u64;
+            break;
+        };
+        let Some(slot) = in_flight.iter().position(|r| {
+            r.as_ref()
+                .is_some_and(|r| a.len() >= 20 && a[1] == r.bytes[1] && response_ok(&a, r))
+        }) else {
+            continue;
+        };
+        assert_eq!(
+            a[0],
+            ACCESS_ACCEPT,
+            "{}'s login {}",
+            users[slot],
+            next[slot] - 1
+        );
+        accepted += 1;
+        in_flight[slot] = None;
+        if next[slot] < LOGINS / SHARE as u64 {
+            send(slot, &mut next, &mut in_flight);
+        }
+    }
+    let summary = stop_summary(d);
+    eprintln!("{accepted} accepted, {lost} without an answer; {summary}");
+    assert!(
+        summary.contains("of them over one source's share 0,"),
+        "requests within the share were dropped: {summary}"
+    );
+    assert_eq!((accepted, lost), (LOGINS, 0));
+}

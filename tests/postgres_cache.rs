@@ -62,8 +62,12 @@ fn a_token_disabled_elsewhere_is_refused_in_a_burst_of_radius_requests() {
         Some(&a.path().join("data/otpd.key")),
         NO_LOCKOUT,
     );
-    let (_da, _db) = (a.start(), b.start());
-    let bursts = harden::bursts::disabled_token_in_bursts(port, &b);
+    let (da, _db) = (a.start(), b.start());
+    let bursts = std::panic::catch_unwind(|| harden::bursts::disabled_token_in_bursts(port, &b))
+        .unwrap_or_else(|e| {
+            eprintln!("node A's log:\n{}", da.log_text());
+            std::panic::resume_unwind(e)
+        });
     println!("{bursts} bursts of {} requests", harden::bursts::BURST);
 }
 

@@ -99,7 +99,11 @@ impl Nas {
         self.sock.send_to(bytes, self.server).expect("send");
     }
 
-    /// The next datagram from the server within `wait`.
+    /// The next datagram from the server within `wait`; `None` only once `wait` has passed.
+    /// A receive that ends early without a datagram waits on for the rest: one with a
+    /// timeout is not restarted after a signal, nor after the process was stopped and
+    /// continued (signal(7)), and a burst that took that EINTR for silence counted answers
+    /// still on their way as never sent. Any other error fails the test with its cause.
     pub fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
         let deadline = Instant::now() + wait;
         let mut buf = [0u8; 4096];
@@ -112,7 +116,14 @@ impl Nas {
             match self.sock.recv_from(&mut buf) {
                 Ok((n, from)) if from == self.server => return Some(buf[..n].to_vec()),
                 Ok(_) => continue,
-                Err(_) => return None,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => panic!("NAS socket: receive failed: {e}"),
             }
         }
     }

@@ -447,8 +447,12 @@ impl Shared {
                 let cpu = phase::lap(cpu, Phase::Decide);
                 match checked {
                     Checked::Done(d) => {
+                        // The slots go back before the answer leaves: a client that sends its
+                        // next request on this answer must find them free (tests/flood.rs).
+                        drop((slot, source_slot));
                         self.reply(sock, &info, &d, &client, src, guard, received);
                         phase::lap(cpu, Phase::Send);
+                        drop(working);
                     }
                     // The commit of its counter advance is still to come: the store's writer
                     // sends the answer once it is durable, and this thread receives the next
@@ -469,10 +473,8 @@ impl Shared {
                                 held: (slot, source_slot, working),
                             },
                         );
-                        return;
                     }
                 }
-                drop((slot, source_slot, working));
             }
         }
     }
@@ -547,8 +549,12 @@ impl Responder for Reply {
         // Timed on the writer's own sample of answers: this runs there, once per login of a
         // commit.
         let cpu = phase::maybe_start(Phase::Send);
+        let (slot, source_slot, working) = held;
+        // The slots first, as for an answer decided at once: the client may send its next
+        // request the moment this answer arrives. The stop still waits for the send.
+        drop((slot, source_slot));
         shared.reply(&sock, &info, d, &client, src, guard, received);
         phase::lap(cpu, Phase::Send);
-        drop(held);
+        drop(working);
     }
 }
