@@ -522,7 +522,7 @@ impl Shared {
 
 /// A deferred login's way back to its client: run by the store's writer once the counter
 /// advance is durable. What bounds the work in flight (the slots, the stop's wait, the
-/// duplicate entry) is held until the answer has left.
+/// duplicate entry) is held until the answer is made; the stop's wait until it has left.
 struct Reply {
     shared: Arc<Shared>,
     sock: Arc<UdpSocket>,
