@@ -115,6 +115,16 @@ free_tcp_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# N free TCP ports, all different: each is held while the next is chosen. Two calls of
+# free_tcp_port in a row may give the same port, since nothing listens on the first yet (a run
+# once stopped with otpd's HTTP and metrics endpoints on one port).
+free_tcp_ports() {
+  python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
 free_udp_port() {
   python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -142,8 +152,10 @@ start_otpd() {
   local dir=$1 n=$2
   mkdir -p "$dir"
   otpd_port=$(free_udp_port)
-  otpd_metrics=127.0.0.1:$(free_tcp_port)
-  otpd_http=127.0.0.1:$(free_tcp_port)
+  local tcp
+  read -r -a tcp <<< "$(free_tcp_ports 2)"
+  otpd_metrics=127.0.0.1:${tcp[0]}
+  otpd_http=127.0.0.1:${tcp[1]}
   otpd_socket=$dir/otpd.sock
   cat > "$dir/otpd.toml" <<EOF
 data_dir = "$dir/data"
@@ -310,10 +322,6 @@ pg_bin=""
 # PostgreSQL refuses to run as root: its programs run as the postgres user then.
 as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-free_tcp_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 pg_sql() {
