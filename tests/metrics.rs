@@ -7,13 +7,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 fn http(port: u16, request: &[u8]) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
     s.set_read_timeout(Some(Duration::from_secs(5)))
@@ -26,7 +19,7 @@ fn http(port: u16, request: &[u8]) -> String {
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
-    let port = free_tcp_port();
+    let port = common::free_tcp_port();
     let env = common::Env::new(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
     let d = env.start();
     let page = http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");

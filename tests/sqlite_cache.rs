@@ -20,14 +20,6 @@ fn sql(env: &Env, statement: &str) {
     db.execute_batch(statement).expect(statement);
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("port")
-        .port()
-}
-
 /// `otpd_account_cache_hits_total` from the daemon's metrics endpoint.
 fn hits(port: u16) -> u64 {
     use std::io::{Read, Write};
@@ -148,7 +140,7 @@ fn counters_moved_and_locks_set_by_another_process_hold_at_once() {
 /// The cache serves (hits), and the rows the feed has read are deleted, not kept for ever.
 #[test]
 fn the_cache_serves_and_the_change_rows_are_cleared() {
-    let port = free_tcp_port();
+    let port = common::free_tcp_port();
     let env = Env::new(&format!(
         "{NO_LOCKOUT}[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
     ));

@@ -212,10 +212,31 @@ impl Drop for Daemon {
 
 /// A free UDP port on 127.0.0.1 (bound then released).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port()
+    not_handed_out(false, || {
+        UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free port")
+            .port()
+    })
+}
+
+/// A port that `pick` chose and that this test process has not handed out before. The
+/// socket that found it is closed again, so two picks in a row can give the same port while
+/// nothing listens on the first yet (one in about 20,000 pairs here; bench/run.sh once
+/// started otpd with its HTTP and metrics endpoints on one port that way).
+fn not_handed_out(tcp: bool, pick: impl Fn() -> u16) -> u16 {
+    static HANDED: Mutex<std::collections::BTreeSet<(bool, u16)>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = pick();
+        if HANDED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((tcp, port))
+        {
+            return port;
+        }
+    }
 }
 
 /// Requires a command from a Debian package; fails (never skips) with the package name.
@@ -335,10 +356,12 @@ pub fn audit_of(env: &Env, user: &str) -> Vec<serde_json::Value> {
 
 /// A free TCP port on 127.0.0.1 (bound then released): nothing listens there afterwards.
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port()
+    not_handed_out(true, || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free port")
+            .port()
+    })
 }
 
 /// One request over the daemon's Unix socket (wire protocol v1): sends `request` as one line
