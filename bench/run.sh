@@ -625,6 +625,8 @@ echo
 if [ "$store" = postgres ]; then
 python3 - "$work" "$rounds" "$pg_standby" "$otpd_rss" $pg_rss <<'EOF'
 import json, statistics, sys
+sys.path.insert(0, "bench")
+from replay import after_rounds
 work, rounds, standby, sqlite_rss, rss_a, rss_b = sys.argv[1:7]
 rounds = int(rounds)
 def load(name):
@@ -643,17 +645,10 @@ def load(name):
             replays.append(s["replay"])
     # The replay check after all rounds (node a's, pg1, stands for the one-node rounds and
     # for node a of the two-node rounds).
-    try:
-        s = json.load(open(f"{work}/{name}-replay.json"))
-        ok &= s["ok"]
-        if s.get("replay"):
-            replays.append(s["replay"])
-    except FileNotFoundError:
-        pass
-    except Exception as e:
-        print(f"{name} replay check: no result ({e})")
-        ok = False
-    return runs, ok, replays
+    checked, after = after_rounds(work, name)
+    if after:
+        replays.append(after)
+    return runs, ok and checked, replays
 sq, sq_ok, sq_rep = load("otpd")
 p1, p1_ok, p1_rep = load("pg1")
 pa, pa_ok, _ = load("pg2a")
@@ -704,7 +699,6 @@ def replay(reps):
     k = sum(x.get("coincident", 0) for x in reps)
     return (f"; replay of {n} last accepted codes: {d} accepted again"
             + (f" ({k} more accepted as the same code of a counter just ahead)" if k else ""))
-sys.path.insert(0, "bench")
 from split import print_splits
 print_splits("otpd on SQLite", [x for r in sq for x in sq[r].values()], windows)
 print_splits("otpd on PostgreSQL, one node", [x for r in p1 for x in p1[r].values()], windows)

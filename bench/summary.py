@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 
+from replay import after_rounds
 from split import print_splits
 
 ap = argparse.ArgumentParser()
@@ -46,20 +47,8 @@ def load(prefix):
         runs += s["runs"]
         ok &= s["ok"]
         replay = s.get("replay") or replay
-    # bench/run.sh sends every account's last accepted code again after all rounds, through
-    # each front-end (PREFIX-replay.json): a refused replay counts as a failure, whose
-    # clearing by the next Accept would otherwise fall into the next front-end's rounds.
-    try:
-        with open(f"{work}/{prefix}-replay.json") as fh:
-            s = json.load(fh)
-        ok &= s["ok"]
-        replay = s.get("replay") or replay
-    except FileNotFoundError:
-        pass
-    except Exception as e:
-        print(f"{prefix} replay check: no result ({e})")
-        ok = False
-    return runs, ok, replay
+    checked, after = after_rounds(work, prefix)
+    return runs, ok and checked, after or replay
 
 
 def median(v):
