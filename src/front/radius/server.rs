@@ -447,10 +447,8 @@ impl Shared {
                 let cpu = phase::lap(cpu, Phase::Decide);
                 match checked {
                     Checked::Done(d) => {
-                        // The slots go back before the answer leaves: a client that sends its
-                        // next request on this answer must find them free (tests/flood.rs).
-                        drop((slot, source_slot));
-                        self.reply(sock, &info, &d, &client, src, guard, received);
+                        let slots = (slot, source_slot);
+                        self.reply(sock, &info, &d, &client, src, guard, received, slots);
                         phase::lap(cpu, Phase::Send);
                         drop(working);
                     }
@@ -480,6 +478,8 @@ impl Shared {
     }
 
     /// Encodes and sends the answer to a decided login, and keeps it for retransmissions.
+    /// The login's slots go back before the answer leaves: a client that sends its next
+    /// request on this answer must find them free (tests/flood.rs).
     #[allow(clippy::too_many_arguments)]
     fn reply(
         &self,
@@ -490,11 +490,13 @@ impl Shared {
         src: SocketAddr,
         guard: InProgress,
         received: Instant,
+        slots: (Slot, SourceSlot),
     ) {
         match answer(info, d, client) {
             Ok(bytes) => {
                 let bytes: Arc<[u8]> = bytes.into();
                 guard.finish(bytes.clone());
+                drop(slots);
                 self.send(sock, &bytes, src);
                 metrics::get().request(Frontend::Radius, d.verdict, received.elapsed());
             }
@@ -550,11 +552,10 @@ impl Responder for Reply {
         // commit.
         let cpu = phase::maybe_start(Phase::Send);
         let (slot, source_slot, working) = held;
-        // The slots first, as for an answer decided at once: the client may send its next
-        // request the moment this answer arrives. The stop still waits for the send.
-        drop((slot, source_slot));
-        shared.reply(&sock, &info, d, &client, src, guard, received);
+        let slots = (slot, source_slot);
+        shared.reply(&sock, &info, d, &client, src, guard, received, slots);
         phase::lap(cpu, Phase::Send);
+        // The stop waits for the send.
         drop(working);
     }
 }
