@@ -574,6 +574,64 @@ fn slow_clients_and_floods_get_errors_while_a_valid_login_gets_through() {
     assert_eq!(v["hung"], 0, "{v}");
 }
 
+/// A portal that keeps exactly its share of requests in flight (`max_in_flight_per_source`)
+/// on kept-alive connections and sends the next the moment an answer arrives, as a
+/// connection pool of that size does: none of its requests may be refused for load. The
+/// share's turn goes back when the handler returns, before hyper writes the answer; a turn
+/// still held when the answer arrives would refuse the next request with 429.
+#[test]
+fn a_portal_that_keeps_exactly_its_share_in_flight_is_never_refused() {
+    const SHARE: usize = 4;
+    const PER_ACCOUNT: u64 = 250;
+    let (env, port) = http_env(
+        &format!("max_in_flight_per_source = {SHARE}\nmax_connections_per_source = {SHARE}"),
+        &client("portal", ""),
+        "",
+    );
+    for i in 0..SHARE {
+        env.enrol(&format!("share{i}"), PIN, "hotp", "everywhere");
+    }
+    let _d = env.start();
+    let codes: Vec<String> = (0..PER_ACCOUNT).map(pin_code).collect();
+    let out = common::python(
+        KEEP_SHARE,
+        &[&port.to_string(), &SHARE.to_string(), &codes.join(",")],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    eprintln!("{v}");
+    let all = SHARE as u64 * PER_ACCOUNT;
+    assert_eq!(v["statuses"], serde_json::json!({ "200": all }), "{v}");
+    assert_eq!(v["accepted"], all, "{v}");
+}
+
+/// SHARE threads, each with one kept-alive connection and one account, each sending the
+/// account's codes one after another.
+const KEEP_SHARE: &str = r#"
+import http.client, json, sys, threading, urllib.parse
+port, share, codes = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
+lock = threading.Lock()
+res = {"statuses": {}, "accepted": 0, "refused": []}
+def run(i):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for n, code in enumerate(codes):
+        body = urllib.parse.urlencode({"user": "share%d" % i, "pass": code})
+        c.request("POST", "/validate/check", body,
+                  {"Content-Type": "application/x-www-form-urlencoded"})
+        r = c.getresponse()
+        data = r.read()
+        with lock:
+            k = str(r.status)
+            res["statuses"][k] = res["statuses"].get(k, 0) + 1
+            if r.status == 200 and json.loads(data)["result"]["authentication"] == "ACCEPT":
+                res["accepted"] += 1
+            elif len(res["refused"]) < 5:
+                res["refused"].append([i, n, r.status, data.decode(errors="replace")[:200]])
+threads = [threading.Thread(target=run, args=(i,)) for i in range(share)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(res))
+"#;
+
 const ATTACK: &str = r#"
 import json, socket, sys, threading, time, http.client
 port = int(sys.argv[1]); good = sys.argv[2]
