@@ -17,3 +17,23 @@ def after_rounds(work, name):
         print(f"{name} replay check: no result ({e})")
         return False, None
     return s["ok"], s.get("replay")
+
+
+def describe(reps):
+    """The summary's words for the replay checks of one front-end or configuration (several
+    for two nodes), to follow its totals; empty without any. Accounts whose last code is
+    also one of their next codes are not sent (an Accept there would be a fresh code), and
+    are counted so that a short total says why."""
+    reps = [r for r in reps if r]
+    if not reps:
+        return ""
+    n = sum(r["replayed"] for r in reps)
+    d = sum(r["double_accepted"] for r in reps)
+    k = sum(r.get("coincident", 0) for r in reps)
+    s = sum(r.get("skipped_repeating", 0) for r in reps)
+    out = f"; replay of {n} last accepted codes: {d} accepted again"
+    if k:
+        out += f" ({k} more accepted as the same code of a counter just ahead)"
+    if s:
+        out += f" ({s} not sent: that code is also one of the account's next 10, a fresh code to otpd)"
+    return out

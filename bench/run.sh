@@ -641,7 +641,7 @@ if [ "$store" = postgres ]; then
 python3 - "$work" "$rounds" "$pg_standby" "$otpd_rss" $pg_rss <<'EOF'
 import json, statistics, sys
 sys.path.insert(0, "bench")
-from replay import after_rounds
+from replay import after_rounds, describe as replay
 work, rounds, standby, sqlite_rss, rss_a, rss_b = sys.argv[1:7]
 rounds = int(rounds)
 def load(name):
@@ -707,13 +707,6 @@ def totals(name, *sets):
     lost = sum(r["lost"] for r in runs)
     bad = sum(r["bad_replies"] for r in runs)
     return f"{name}: {acc} accepted, {rej} rejected, {lost} lost, {bad} bad answers"
-def replay(reps):
-    if not reps:
-        return ""
-    n = sum(x["replayed"] for x in reps); d = sum(x["double_accepted"] for x in reps)
-    k = sum(x.get("coincident", 0) for x in reps)
-    return (f"; replay of {n} last accepted codes: {d} accepted again"
-            + (f" ({k} more accepted as the same code of a counter just ahead)" if k else ""))
 from split import print_splits
 print_splits("otpd on SQLite", [x for r in sq for x in sq[r].values()], windows)
 print_splits("otpd on PostgreSQL, one node", [x for r in p1 for x in p1[r].values()], windows)

@@ -13,7 +13,7 @@ import argparse
 import json
 import statistics
 
-from replay import after_rounds
+from replay import after_rounds, describe
 from split import print_splits
 
 ap = argparse.ArgumentParser()
@@ -123,19 +123,14 @@ lost = sum(r["lost"] for r in otpd)
 rej = sum(r["rejected"] + r["other"] for r in otpd)
 bad = sum(r["bad_replies"] for r in otpd)
 print(f"otpd: {sum(r['accepted'] for r in otpd)} accepted, {rej} rejected, {lost} lost, "
-      f"{bad} bad answers" + (f"; replay of {replay['replayed']} last accepted codes: "
-      f"{replay['double_accepted']} accepted again"
-      + (f" ({replay['skipped_repeating']} not sent: that code is also one of the account's next "
-         f"10, a fresh code to otpd)" if replay.get('skipped_repeating') else "")
-      if replay else ""))
+      f"{bad} bad answers" + describe([replay]))
 for name, runs, rep in (("otpd over the socket", sock, sock_replay),
                         ("otpd over HTTP", http, http_replay)):
     if runs:
         print(f"{name}: {sum(r['accepted'] for r in runs)} accepted, "
               f"{sum(r['rejected'] + r['other'] for r in runs)} rejected, "
               f"{sum(r['lost'] for r in runs)} lost, {sum(r['bad_replies'] for r in runs)} bad answers"
-              + (f"; replay of {rep['replayed']} last accepted codes: {rep['double_accepted']} "
-                 f"accepted again" if rep else ""))
+              + describe([rep]))
 if fr:
     print(f"FreeRADIUS: {sum(r['accepted'] for r in fr)} accepted, "
           f"{sum(r['rejected'] + r['other'] for r in fr)} rejected, {sum(r['lost'] for r in fr)} lost")
