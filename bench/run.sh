@@ -111,10 +111,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_tcp_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # N free TCP ports, all different: each is held while the next is chosen. Two calls of
 # free_tcp_port in a row may give the same port, since nothing listens on the first yet (a run
 # once stopped with otpd's HTTP and metrics endpoints on one port).
@@ -123,6 +119,9 @@ free_tcp_ports() {
 socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+free_tcp_port() {
+  free_tcp_ports 1
 }
 
 free_udp_port() {
@@ -641,7 +640,7 @@ if [ "$store" = postgres ]; then
 python3 - "$work" "$rounds" "$pg_standby" "$otpd_rss" $pg_rss <<'EOF'
 import json, statistics, sys
 sys.path.insert(0, "bench")
-from replay import after_rounds, describe as replay
+from replay import after_rounds, describe
 work, rounds, standby, sqlite_rss, rss_a, rss_b = sys.argv[1:7]
 rounds = int(rounds)
 def load(name):
@@ -710,9 +709,9 @@ def totals(name, *sets):
 from split import print_splits
 print_splits("otpd on SQLite", [x for r in sq for x in sq[r].values()], windows)
 print_splits("otpd on PostgreSQL, one node", [x for r in p1 for x in p1[r].values()], windows)
-print(totals("SQLite", sq) + replay(sq_rep))
-print(totals("PostgreSQL, one node", p1) + replay(p1_rep))
-print(totals("PostgreSQL, two nodes", pa, pb) + replay(p1_rep + pb_rep))
+print(totals("SQLite", sq) + describe(sq_rep))
+print(totals("PostgreSQL, one node", p1) + describe(p1_rep))
+print(totals("PostgreSQL, two nodes", pa, pb) + describe(p1_rep + pb_rep))
 mib = lambda k: f"{int(k) / 1024:.1f} MiB" if k else "-"
 print(f"peak RSS: otpd on SQLite {mib(sqlite_rss)}, PostgreSQL nodes {mib(rss_a)} and {mib(rss_b)}")
 ok = sq_ok and p1_ok and pa_ok and pb_ok
